@@ -1,0 +1,34 @@
+# One command per task. The environment is created on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: study test lint format ui clean
+
+study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
+	dvc repro
+	python -m pipeline next-steps
+
+test: $(VENV)/.installed  ## the whole test suite
+	python -m pytest -q
+
+lint: $(VENV)/.installed
+	ruff check pipeline tests
+	ruff format --check pipeline tests
+
+format: $(VENV)/.installed
+	ruff format pipeline tests
+	ruff check --fix pipeline tests
+
+ui: $(VENV)/.installed  ## the MLflow UI on 127.0.0.1 against the project's store
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+clean:  ## remove pipeline outputs and the tracking store (keeps the environment)
+	rm -rf data/prepared models metrics mlflow.db mlruns dvc_plots

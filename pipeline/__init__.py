@@ -1,0 +1,1 @@
+"""A reproducible, MLflow-tracked, DVC-driven study of overfitting and regularization."""

@@ -1,0 +1,201 @@
+"""The `prepare` stage: split a dataset once, the same way for every variant and seed.
+
+Steps, each with its own random stream derived from `data.split_seed`:
+1. stratified train / val / test split of the pooled dataset;
+2. optional stratified subsample of the training split (`data.train_size`);
+3. optional label noise in the training split only (`data.label_noise`): that fraction of
+   training labels is replaced by a different class drawn uniformly; val and test stay clean;
+4. normalisation with statistics of the (final) training split only.
+
+Output format (`data/prepared/`), readable with numpy alone (`np.load(..., allow_pickle=False)`):
+- `train.npz`, `val.npz`, `test.npz`: `x` float32 (N, D) flattened features, `y` int64 (N,);
+- `normalization.npz`: `mean`, `std` applied as (x - mean) / std, scalars or (D,);
+- `meta.json`: dataset, sizes, class counts, input shape, how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import replace_dir
+from .config import DataConfig
+from .sources import DataError, load_source
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray  # (N, D) float32
+    y: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True)
+class Prepared:
+    train: Split
+    val: Split
+    test: Split
+    meta: dict[str, Any]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.meta["n_features"])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.meta["n_classes"])
+
+
+def quotas(counts: np.ndarray, total: int) -> np.ndarray:
+    """Split `total` over classes in proportion to `counts` (largest remainder; sums exactly)."""
+    exact = counts * (total / counts.sum())
+    base = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - base), kind="stable")
+    base[order[: total - base.sum()]] += 1
+    return base
+
+
+def stratified_split(
+    y: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of train / val / test, each with the pool's class proportions (within one)."""
+    classes, counts = np.unique(y, return_counts=True)
+    n = len(y)
+    n_val = quotas(counts, round(n * val_fraction))
+    n_test = quotas(counts, round(n * test_fraction))
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for c, nv, nt in zip(classes, n_val, n_test, strict=True):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        parts["val"].append(idx[:nv])
+        parts["test"].append(idx[nv : nv + nt])
+        parts["train"].append(idx[nv + nt :])
+    out = tuple(rng.permutation(np.concatenate(parts[s])) for s in SPLITS)
+    for name, idx in zip(SPLITS, out, strict=True):
+        if len(idx) == 0:
+            raise DataError(
+                f"the {name} split is empty ({n} examples with val_fraction={val_fraction}, "
+                f"test_fraction={test_fraction})"
+            )
+    return out  # type: ignore[return-value]
+
+
+def stratified_subsample(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `size` examples of `y`, keeping its class proportions."""
+    classes, counts = np.unique(y, return_counts=True)
+    take = quotas(counts, size)
+    picked = [
+        rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take, strict=True)
+    ]
+    return rng.permutation(np.concatenate(picked))
+
+
+def add_label_noise(
+    y: np.ndarray, fraction: float, n_classes: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace `round(fraction·N)` labels by a different class, uniformly; return (y, mask)."""
+    noisy = np.zeros(len(y), dtype=bool)
+    noisy[rng.choice(len(y), size=round(fraction * len(y)), replace=False)] = True
+    shift = rng.integers(1, n_classes, size=len(y))  # never 0: the new label always differs
+    return np.where(noisy, (y + shift) % n_classes, y), noisy
+
+
+def normalization(x_train: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) from the training split only, so nothing of val/test leaks into training."""
+    if how == "none":
+        return np.zeros((), np.float32), np.ones((), np.float32)
+    if how == "global":
+        mean, std = x_train.mean(dtype=np.float64), x_train.std(dtype=np.float64)
+    else:  # per_feature
+        mean, std = x_train.mean(axis=0, dtype=np.float64), x_train.std(axis=0, dtype=np.float64)
+    std = np.where(std < 1e-8, 1.0, std)  # constant features stay constant instead of dividing by 0
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
+def prepare(cfg: DataConfig) -> tuple[Prepared, dict[str, np.ndarray]]:
+    """Load, split, subsample, add noise and normalise; return splits and the normalisation."""
+    x, y = load_source(cfg)
+    input_shape = list(x.shape[1:])
+    x = x.reshape(len(x), -1).astype(np.float32)
+    n_classes = int(y.max()) + 1
+    split_rng, subsample_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.split_seed).spawn(3)
+    )
+    idx = dict(zip(SPLITS, stratified_split(y, cfg.val_fraction, cfg.test_fraction, split_rng),
+                   strict=True))
+    if cfg.train_size is not None:
+        available = len(idx["train"])
+        if cfg.train_size > available:
+            raise DataError(
+                f"data.train_size={cfg.train_size} exceeds the {available} training examples"
+            )
+        idx["train"] = idx["train"][stratified_subsample(y[idx["train"]], cfg.train_size,
+                                                         subsample_rng)]
+    y_train, noisy = add_label_noise(y[idx["train"]], cfg.label_noise, n_classes, noise_rng)
+    mean, std = normalization(x[idx["train"]], cfg.normalize)
+    labels = {"train": y_train, "val": y[idx["val"]], "test": y[idx["test"]]}
+    splits = {s: Split(((x[idx[s]] - mean) / std).astype(np.float32), labels[s]) for s in SPLITS}
+    meta = {
+        "dataset": cfg.dataset,
+        "input_shape": input_shape,
+        "n_features": int(x.shape[1]),
+        "n_classes": n_classes,
+        "sizes": {s: len(splits[s].y) for s in SPLITS},
+        "class_counts": {s: np.bincount(splits[s].y, minlength=n_classes).tolist() for s in SPLITS},
+        "split_seed": cfg.split_seed,
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
+        "train_size": cfg.train_size,
+        "label_noise": cfg.label_noise,
+        "noisy_labels": int(noisy.sum()),
+        "normalize": cfg.normalize,
+    }
+    prepared = Prepared(splits["train"], splits["val"], splits["test"], meta)
+    return prepared, {"mean": mean, "std": std}
+
+
+def write_prepared(prepared: Prepared, norm: dict[str, np.ndarray], out_dir: Path) -> None:
+    """Write into a temporary folder beside `out_dir`, then swap it in whole."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        for name in SPLITS:
+            split = getattr(prepared, name)
+            np.savez(tmp / f"{name}.npz", x=split.x, y=split.y)
+        np.savez(tmp / "normalization.npz", **norm)
+        (tmp / "meta.json").write_text(json.dumps(prepared.meta, indent=2) + "\n")
+        replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_prepared(in_dir: Path) -> Prepared:
+    """Read what `prepare` wrote, refusing anything that is missing, pickled or inconsistent."""
+    hint = "run `python -m pipeline prepare` (or `dvc repro prepare`) first"
+    if not (in_dir / "meta.json").is_file():
+        raise DataError(f"{in_dir}: no prepared data (meta.json missing); {hint}")
+    try:
+        meta = json.loads((in_dir / "meta.json").read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{in_dir / 'meta.json'}: corrupted ({e.msg}); {hint}") from None
+    splits = {}
+    for name in SPLITS:
+        path = in_dir / f"{name}.npz"
+        if not path.is_file():
+            raise DataError(f"{path}: missing; {hint}")
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                split = Split(arrays["x"], arrays["y"])
+        except (ValueError, OSError, KeyError, EOFError) as e:
+            raise DataError(f"{path}: corrupted ({type(e).__name__}: {e}); {hint}") from None
+        if (split.x.ndim != 2 or split.x.shape != (len(split.y), meta.get("n_features"))
+                or split.x.dtype != np.float32 or split.y.dtype != np.int64):
+            raise DataError(f"{path}: arrays do not match meta.json; {hint}")
+        splits[name] = split
+    return Prepared(splits["train"], splits["val"], splits["test"], meta)

@@ -1,0 +1,91 @@
+"""Penalties, weight decay and max-norm: which parameters each touches, and how.
+
+The penalty added to the data loss (mean cross-entropy over the mini-batch) is
+
+    penalty = λ1·Σ|w| + λ2·Σw²
+
+summed over the *penalised parameters*: the weight matrices of the linear layers, plus their
+biases only when the variant sets `penalize_bias`. λ1 = `l1`, λ2 = `l2`; elastic net is both.
+Note Σw², not ½Σw²: an L2 penalty λ2 adds 2·λ2·w to the gradient.
+
+Optimizer weight decay is kept apart from the penalty. It acts on the same parameter set:
+- sgd / adam: *coupled*, the optimizer adds `weight_decay`·w to the gradient (for SGD the same
+  as an L2 penalty with λ2 = weight_decay/2; for Adam it is then rescaled by the adaptive step);
+- adamw: *decoupled*, w ← w − lr·weight_decay·w, outside the adaptive step (Loshchilov & Hutter).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .model import linear_layers
+
+
+def penalised_parameters(model: nn.Module, include_bias: bool) -> list[torch.Tensor]:
+    """Linear weights, and biases when asked; never anything else."""
+    params: list[torch.Tensor] = []
+    for layer in linear_layers(model):
+        params.append(layer.weight)
+        if include_bias and layer.bias is not None:
+            params.append(layer.bias)
+    return params
+
+
+def penalty(params: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor:
+    """λ1·Σ|w| + λ2·Σw² over `params`, as a 0-d tensor on their device."""
+    total = params[0].new_zeros(())
+    if l1 > 0:
+        total = total + l1 * sum(p.abs().sum() for p in params)
+    if l2 > 0:
+        total = total + l2 * sum(p.square().sum() for p in params)
+    return total
+
+
+def make_optimizer(
+    model: nn.Module,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    decay_bias: bool,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    """The optimizer, with weight decay on the penalised parameters only."""
+    decayed = penalised_parameters(model, include_bias=decay_bias)
+    decayed_ids = {id(p) for p in decayed}
+    rest = [p for p in model.parameters() if id(p) not in decayed_ids]
+    groups = [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def weight_decay_kind(optimizer: str, weight_decay: float) -> str:
+    """How a variant's weight decay acts, for tables and tags."""
+    if weight_decay == 0:
+        return "none"
+    return "decoupled" if optimizer == "adamw" else "coupled"
+
+
+@torch.no_grad()
+def apply_max_norm(model: nn.Module, max_norm: float) -> None:
+    """Cap the L2 norm of each unit's incoming weights (each row of a Linear weight)."""
+    for layer in linear_layers(model):
+        layer.weight.renorm_(p=2, dim=0, maxnorm=max_norm)
+
+
+@torch.no_grad()
+def weight_statistics(model: nn.Module, zero_tol: float = 1e-3) -> dict[str, float]:
+    """Fraction of linear weights with |w| < zero_tol, and the L2 norm of all linear weights."""
+    weights = torch.cat([layer.weight.flatten() for layer in linear_layers(model)])
+    return {
+        "near_zero_fraction": float((weights.abs() < zero_tol).float().mean()),
+        "weight_norm": float(weights.norm()),
+    }

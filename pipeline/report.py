@@ -1,0 +1,291 @@
+"""The `report` stage: how much each variant closes the generalization gap, with evidence.
+
+Reads what the train stages wrote (`metrics/<variant>/`, `models/<variant>/`), never MLflow,
+and writes `reports/gap_report.md`, `reports/summary.json` (DVC metrics) and the figures in
+`reports/figures/`.
+
+Definitions (see the README): loss gap = val data loss − train data loss, both over the whole
+split in eval mode; "end of training" is the last epoch trained (the stopping epoch under
+early stopping); test accuracy is that of the best epoch's weights. A change against the
+baseline is the mean of per-seed differences with a 95 % t-interval, and is called a change
+only where that interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Params
+from .atomic import replace_dir, write_atomic
+from .paths import Layout
+from .sources import DataError
+from .stats import PairedDifference, paired_difference
+
+# What each comparison reads from a run's summary, and which direction is good.
+COMPARED = {
+    "loss_gap_last": "lower",
+    "best_val_loss": "lower",
+    "test_accuracy": "higher",
+}
+
+
+@dataclass(frozen=True)
+class VariantRuns:
+    name: str
+    runs: list[dict[str, Any]]  # runs.json of the variant
+    history: pd.DataFrame  # history.csv of the variant
+
+    def per_seed(self, key: str) -> dict[int, float]:
+        return {int(r["seed"]): float(r["summary"][key]) for r in self.runs}
+
+    def mean_sd(self, key: str) -> tuple[float, float]:
+        values = np.array(list(self.per_seed(key).values()))
+        sd = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        return float(values.mean()), sd
+
+
+def load_variant(layout: Layout, name: str) -> VariantRuns:
+    folder = layout.metrics(name)
+    runs_path, history_path = folder / "runs.json", folder / "history.csv"
+    for path in (runs_path, history_path):
+        if not path.is_file():
+            raise DataError(
+                f"{path}: missing; train the variant first (`python -m pipeline train "
+                f"--variant {name}` or `dvc repro`)"
+            )
+    return VariantRuns(name, json.loads(runs_path.read_text()), pd.read_csv(history_path))
+
+
+def regularization_label(hp: dict[str, Any]) -> str:
+    """A short description of what a variant switches on, from its resolved hyperparameters."""
+    parts = []
+    if any(p > 0 for p in hp["dropout"]) or hp["input_dropout"] > 0:
+        rates = "/".join(f"{p:g}" for p in hp["dropout"])
+        parts.append(f"dropout {rates}" + (f", input {hp['input_dropout']:g}"
+                                           if hp["input_dropout"] else ""))
+    if hp["l1"] > 0:
+        parts.append(f"L1 λ1={hp['l1']:g}")
+    if hp["l2"] > 0:
+        parts.append(f"L2 λ2={hp['l2']:g}")
+    if hp["weight_decay"] > 0:
+        parts.append(f"{hp['weight_decay_kind']} weight decay {hp['weight_decay']:g} "
+                     f"({hp['optimizer']})")
+    if hp["max_norm"] > 0:
+        parts.append(f"max-norm {hp['max_norm']:g}")
+    if hp["patience"] > 0:
+        parts.append(f"early stopping, patience {hp['patience']}")
+    if hp["penalize_bias"] and (hp["l1"] > 0 or hp["l2"] > 0 or hp["weight_decay"] > 0):
+        parts.append("biases penalised")
+    return "; ".join(parts) or "none"
+
+
+def compare(variants: list[VariantRuns], baseline: str) -> dict[str, dict[str, PairedDifference]]:
+    base = next(v for v in variants if v.name == baseline)
+    return {
+        v.name: {k: paired_difference(v.per_seed(k), base.per_seed(k)) for k in COMPARED}
+        for v in variants
+        if v.name != baseline
+    }
+
+
+def verdict(key: str, diff: PairedDifference) -> str:
+    """Plain words for one comparison; 'no clear difference' whenever the interval holds 0."""
+    if diff.n < 2:
+        return "too few seeds to tell"
+    if not diff.clear:
+        return "no clear difference"
+    if key == "loss_gap_last":
+        return "closes the gap" if diff.mean < 0 else "widens the gap"
+    better = (diff.mean < 0) == (COMPARED[key] == "lower")
+    return "better" if better else "worse"
+
+
+def _pm(mean: float, sd: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _diff(d: PairedDifference, digits: int = 3, scale: float = 1.0) -> str:
+    if d.n < 2:
+        return f"{d.mean * scale:+.{digits}f} (n={d.n})"
+    return (f"{d.mean * scale:+.{digits}f} [{d.low * scale:+.{digits}f}, "
+            f"{d.high * scale:+.{digits}f}]")
+
+
+def conditions(params: Params, layout: Layout, variants: list[VariantRuns]) -> dict[str, Any]:
+    """What the numbers rest on: data, seeds, device, versions, commit."""
+    import torch
+
+    from .tracking import git_commit
+
+    meta = json.loads((layout.prepared / "meta.json").read_text())
+    first = variants[0].runs[0]
+    return {
+        "dataset": meta["dataset"],
+        "sizes": meta["sizes"],
+        "label_noise": meta["label_noise"],
+        "seeds": sorted({int(r["seed"]) for v in variants for r in v.runs}),
+        "hidden_sizes": first["hyperparameters"]["hidden_sizes"],
+        "epochs": first["hyperparameters"]["epochs"],
+        "batch_size": first["hyperparameters"]["batch_size"],
+        "lr": first["hyperparameters"]["lr"],
+        "device": sorted({r["device"] for v in variants for r in v.runs}),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+        "baseline": params.report.baseline,
+    }
+
+
+def summarise(variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]],
+              cond: dict[str, Any]) -> dict[str, Any]:
+    """The JSON that DVC reads as the study's metrics."""
+    out: dict[str, Any] = {"conditions": cond, "variants": {}}
+    for v in variants:
+        entry: dict[str, Any] = {"n_seeds": len(v.runs)}
+        for key in ("train_loss_last", "val_loss_last", "loss_gap_last", "accuracy_gap_last",
+                    "loss_gap_best", "best_val_loss", "test_accuracy", "near_zero_fraction"):
+            mean, sd = v.mean_sd(key)
+            entry[key] = {"mean": mean, "sd": sd}
+        if v.name in diffs:
+            entry["vs_baseline"] = {
+                k: {**d.to_json(), "verdict": verdict(k, d)} for k, d in diffs[v.name].items()
+            }
+        out["variants"][v.name] = entry
+    return out
+
+
+def markdown(variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]],
+             cond: dict[str, Any]) -> str:
+    baseline = cond["baseline"]
+    n_seeds = len(cond["seeds"])
+    lines = [
+        "# Generalization gap report",
+        "",
+        f"Dataset **{cond['dataset']}** (train {cond['sizes']['train']}, val "
+        f"{cond['sizes']['val']}, test {cond['sizes']['test']}; label noise "
+        f"{cond['label_noise']:g}), MLP {cond['hidden_sizes']}, {cond['epochs']} epochs, batch "
+        f"{cond['batch_size']}, lr {cond['lr']:g}, seeds {cond['seeds']} ({n_seeds} per variant), "
+        f"device {', '.join(cond['device'])}, torch {cond['torch']}, Python {cond['python']}.",
+        "",
+        "Losses are the data loss (cross-entropy, eval mode, no penalty) over the whole split. "
+        "*Loss gap* = val loss − train loss; *accuracy gap* = train − val accuracy; both at the "
+        "end of training (the last epoch trained). Test accuracy uses the weights of the epoch "
+        "of lowest val loss. Values are mean ± sd over seeds.",
+        "",
+        "## Gap at the end of training",
+        "",
+        "| variant | regularization | train loss | val loss | loss gap | accuracy gap | "
+        "best val loss | test accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        hp = v.runs[0]["hyperparameters"]
+        cells = [_pm(*v.mean_sd(k)) for k in ("train_loss_last", "val_loss_last",
+                                              "loss_gap_last", "accuracy_gap_last",
+                                              "best_val_loss", "test_accuracy")]
+        lines.append(f"| {v.name} | {regularization_label(hp)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"## Change against `{baseline}` (paired by seed, 95 % interval)",
+        "",
+        "Each cell: mean of (variant − baseline) over seeds [95 % t-interval], n = "
+        f"{n_seeds}. A change is claimed only where the interval excludes zero.",
+        "",
+        "| variant | Δ loss gap | verdict | Δ best val loss | verdict | Δ test accuracy (pp) | "
+        "verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, d in diffs.items():
+        lines.append(
+            f"| {name} | {_diff(d['loss_gap_last'])} | {verdict('loss_gap_last', d['loss_gap_last'])} "
+            f"| {_diff(d['best_val_loss'])} | {verdict('best_val_loss', d['best_val_loss'])} "
+            f"| {_diff(d['test_accuracy'], 2, 100)} | {verdict('test_accuracy', d['test_accuracy'])} |"
+        )
+    lines += ["", "## In words", ""]
+    base_gap = next(v for v in variants if v.name == baseline).mean_sd("loss_gap_last")[0]
+    for name, d in diffs.items():
+        gap = d["loss_gap_last"]
+        words = verdict("loss_gap_last", gap)
+        if words in ("closes the gap", "widens the gap"):
+            share = f" ({abs(gap.mean) / base_gap:.0%} of the baseline's gap)" if base_gap > 0 else ""
+            sentence = (f"- **{name}** {words} by {abs(gap.mean):.3f}{share}, 95 % interval "
+                        f"[{gap.low:+.3f}, {gap.high:+.3f}]")
+        else:
+            sentence = f"- **{name}**: {words} in the loss gap ({_diff(gap)})"
+        acc = d["test_accuracy"]
+        sentence += f"; test accuracy {verdict('test_accuracy', acc)} ({_diff(acc, 2, 100)} pp)."
+        lines.append(sentence)
+    lines += [
+        "",
+        "## Gap at the best epoch",
+        "",
+        "| variant | best epoch | loss gap | accuracy gap | near-zero weights |",
+        "|---|---|---|---|---|",
+    ]
+    for v in variants:
+        lines.append(
+            f"| {v.name} | {_pm(*v.mean_sd('best_epoch'), digits=1)} | "
+            f"{_pm(*v.mean_sd('loss_gap_best'))} | {_pm(*v.mean_sd('accuracy_gap_best'))} | "
+            f"{_pm(*v.mean_sd('near_zero_fraction'))} |"
+        )
+    lines += [
+        "",
+        "Near-zero weights: fraction of linear-layer weights with |w| < 1e-3 in the kept model.",
+        "",
+        "## Figures",
+        "",
+        "![Learning curves](figures/learning_curves.png)",
+        "",
+        "![Loss gap per epoch](figures/loss_gap.png)",
+        "",
+        "![Final gap per variant](figures/final_gap.png)",
+        "",
+        "![Weight magnitudes](figures/weight_magnitudes.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def report_stage(params: Params, layout: Layout) -> dict[str, Any]:
+    """Read every variant's outputs and write the report, figures and summary."""
+    from .figures import draw_all
+
+    variants = [load_variant(layout, name) for name in params.variants]
+    diffs = compare(variants, params.report.baseline)
+    cond = conditions(params, layout, variants)
+    summary = summarise(variants, diffs, cond)
+    layout.reports.mkdir(parents=True, exist_ok=True)
+    staging = layout.reports / ".figures-new"
+    staging.mkdir(exist_ok=True)
+    draw_all(variants, layout, staging)
+    replace_dir(staging, layout.figures)
+    write_atomic(layout.reports / "gap_report.md", markdown(variants, diffs, cond))
+    write_atomic(layout.reports / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def log_report(params: Params, layout: Layout, summary: dict[str, Any]) -> str:
+    """Log the report as an MLflow run of its own; return its run id."""
+    import mlflow
+
+    from . import tracking
+
+    tags = {"kind": "report", "dataset": summary["conditions"]["dataset"],
+            **tracking.context_tags()}
+    with tracking.tracked_run(params.mlflow.experiment, "report", tags) as run:
+        metrics = {}
+        for name, entry in summary["variants"].items():
+            metrics[f"loss_gap_last.{name}"] = entry["loss_gap_last"]["mean"]
+            metrics[f"test_accuracy.{name}"] = entry["test_accuracy"]["mean"]
+        mlflow.log_metrics(metrics)
+        for path in ("gap_report.md", "summary.json"):
+            mlflow.log_artifact(str(layout.reports / path))
+        mlflow.log_artifacts(str(layout.figures), artifact_path="figures")
+        return run.info.run_id

@@ -1,0 +1,51 @@
+"""Paired comparisons over seeds.
+
+A variant and the baseline trained with the same seed share the split, the initial weights'
+random stream and the batch order, so their difference is taken seed by seed and summarised
+with a Student-t interval over those differences.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """mean(variant − baseline) over paired seeds, with its 95 % t-interval."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def clear(self) -> bool:
+        """True only where the interval excludes zero."""
+        return self.n >= 2 and (self.low > 0 or self.high < 0)
+
+    def to_json(self) -> dict[str, float | int | bool]:
+        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n,
+                "clear": self.clear}
+
+
+def paired_difference(
+    variant: dict[int, float], baseline: dict[int, float], confidence: float = CONFIDENCE
+) -> PairedDifference:
+    """Differences on the seeds both have; with one seed the interval is undefined (NaN)."""
+    seeds = sorted(set(variant) & set(baseline))
+    diffs = np.array([variant[s] - baseline[s] for s in seeds], dtype=np.float64)
+    n = len(diffs)
+    if n == 0:
+        return PairedDifference(math.nan, math.nan, math.nan, 0)
+    mean = float(diffs.mean())
+    if n < 2:
+        return PairedDifference(mean, math.nan, math.nan, n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * diffs.std(ddof=1) / math.sqrt(n))
+    return PairedDifference(mean, mean - half, mean + half, n)

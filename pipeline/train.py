@@ -1,0 +1,250 @@
+"""The `train` stage: every seed of one variant, each seed one MLflow run.
+
+Outputs, written to temporary folders and swapped in only when every seed has finished, so
+DVC never takes a half-written folder for a result:
+- `models/<variant>/seed<k>/model.safetensors` and `architecture.json` (best-epoch weights);
+- `metrics/<variant>/history.csv`: one row per (seed, epoch);
+- `metrics/<variant>/runs.json`: per seed, the summary, hyperparameters and MLflow run id;
+- `metrics/<variant>/summary.json`: means over seeds (the stage's DVC metrics).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+from .config import Params
+from .paths import Layout
+from .atomic import replace_dir
+from .prepare import Prepared, load_prepared
+from .spec import RunSpec, run_specs
+from .trainer import DeviceData, RunResult, resolve_device, train
+
+# Summary metrics averaged over seeds into the stage's DVC metrics file.
+SUMMARY_KEYS = (
+    "best_val_loss",
+    "best_epoch",
+    "loss_gap_best",
+    "accuracy_gap_best",
+    "loss_gap_last",
+    "accuracy_gap_last",
+    "test_loss",
+    "test_accuracy",
+    "near_zero_fraction",
+    "weight_norm",
+)
+
+CURVE_KEYS = ("train_loss", "val_loss", "loss_gap", "train_accuracy", "val_accuracy")
+
+
+def data_hyperparameters(prepared: Prepared) -> dict[str, Any]:
+    """The data settings every run records next to its own hyperparameters."""
+    meta = prepared.meta
+    return {
+        "dataset": meta["dataset"],
+        "n_train": meta["sizes"]["train"],
+        "n_val": meta["sizes"]["val"],
+        "label_noise": meta["label_noise"],
+        "split_seed": meta["split_seed"],
+    }
+
+
+def save_weights(result: RunResult, spec: RunSpec, folder: Path) -> None:
+    """State dict as safetensors plus the architecture as JSON: loadable without unpickling."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    save_file(state, folder / "model.safetensors")
+    arch = {"architecture": result.architecture.to_json(), "hyperparameters": spec.hyperparameters()}
+    (folder / "architecture.json").write_text(json.dumps(arch, indent=2) + "\n")
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def history_rows(spec: RunSpec, result: RunResult) -> list[dict[str, Any]]:
+    return [
+        {"variant": spec.variant_name, "seed": spec.seed, "epoch": epoch, **row}
+        for epoch, row in enumerate(result.history, start=1)
+    ]
+
+
+def mean_curves(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per epoch, the mean over the seeds that reached it (early stopping ends seeds apart)."""
+    by_epoch: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_epoch.setdefault(row["epoch"], []).append(row)
+    return [
+        {
+            "epoch": epoch,
+            "n_seeds": len(group),
+            **{k: float(np.mean([r[k] for r in group])) for k in CURVE_KEYS},
+        }
+        for epoch, group in sorted(by_epoch.items())
+    ]
+
+
+def seed_mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The DVC metrics of a variant: each summary value's mean over seeds, and n."""
+    means = {k: float(np.mean([r["summary"][k] for r in runs])) for k in SUMMARY_KEYS}
+    return {"n_seeds": len(runs), **means}
+
+
+class EpochReporter:
+    """A progress bar over epochs on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, spec: RunSpec):
+        self.spec = spec
+        self.bar = None
+        if sys.stderr.isatty():
+            self.bar = click.progressbar(
+                length=spec.train.epochs, label=f"{spec.run_name:>20}", file=sys.stderr
+            )
+            self.bar.__enter__()
+
+    def __call__(self, epoch: int, row: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        click.echo(
+            f"{self.spec.run_name} epoch {epoch}/{self.spec.train.epochs}: "
+            f"train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+            f"gap {row['loss_gap']:+.4f} val_acc {row['val_accuracy']:.4f}",
+            err=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def tracked_training(
+    spec: RunSpec,
+    data: DeviceData,
+    params: Params,
+    data_params: dict[str, Any],
+    seed_dir: Path,
+    on_epoch: Callable[[int, dict[str, float]], None],
+) -> tuple[RunResult, str]:
+    """Train one spec inside an MLflow run; write its weights to `seed_dir`."""
+    import mlflow
+
+    from . import tracking
+
+    tags = {
+        "variant": spec.variant_name,
+        "seed": str(spec.seed),
+        "dataset": data_params["dataset"],
+        **tracking.context_tags(),
+    }
+    with tracking.tracked_run(params.mlflow.experiment, spec.run_name, tags) as run:
+        tracking.log_params_once({**spec.hyperparameters(), **data_params})
+
+        def log_epoch(epoch: int, row: dict[str, float]) -> None:
+            mlflow.log_metrics(row, step=epoch)
+            on_epoch(epoch, row)
+
+        result = train(spec, data, on_epoch=log_epoch)
+        mlflow.log_metrics(result.summary)
+        mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
+        save_weights(result, spec, seed_dir)
+        write_csv(history_rows(spec, result), seed_dir / "history.csv")
+        mlflow.log_artifacts(str(seed_dir), artifact_path="weights")
+        if params.mlflow.log_model:
+            log_model(result, data)
+        (seed_dir / "history.csv").unlink()  # the variant-wide history holds these rows
+    return result, run.info.run_id
+
+
+def log_model(result: RunResult, data: DeviceData) -> None:
+    """The MLflow model, with an input example and signature, and pinned requirements."""
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    model = result.model.cpu().eval()
+    example = data.val.x[:5].cpu().numpy()
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.log_model(
+        model,
+        name="model",
+        input_example=example,
+        signature=infer_signature(example, output),
+        # Given explicitly: inferring them costs seconds per run.
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+    )
+
+
+def train_stage(
+    params: Params,
+    layout: Layout,
+    variant: str,
+    seeds: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every seed of `variant`, log each to MLflow, then write the stage's outputs."""
+    specs = run_specs(params, variant, seeds)  # unknown variant: fails before anything else
+    prepared = load_prepared(layout.prepared)
+    device = resolve_device(params.train.device)
+    if params.train.threads:
+        torch.set_num_threads(params.train.threads)
+    data = DeviceData.of(prepared, device)
+    data_params = data_hyperparameters(prepared)
+
+    staging = Path(tempfile.mkdtemp(prefix=f".train-{variant}-", dir=layout.root))
+    try:
+        models_tmp, metrics_tmp = staging / "models", staging / "metrics"
+        metrics_tmp.mkdir(parents=True)
+        runs, history = [], []
+        for spec in specs:
+            reporter = EpochReporter(spec)
+            try:
+                result, run_id = tracked_training(
+                    spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter
+                )
+            finally:
+                reporter.close()
+            click.echo(
+                f"{spec.run_name}: best epoch {result.summary['best_epoch']:.0f}, "
+                f"val loss {result.summary['best_val_loss']:.4f}, "
+                f"gap at last epoch {result.summary['loss_gap_last']:+.4f}, "
+                f"test accuracy {result.summary['test_accuracy']:.4f}",
+                err=True,
+            )
+            runs.append(
+                {
+                    "variant": variant,
+                    "seed": spec.seed,
+                    "run_id": run_id,
+                    "device": result.device,
+                    "stopped_early": result.stopped_early,
+                    "hyperparameters": spec.hyperparameters(),
+                    "summary": result.summary,
+                }
+            )
+            history += history_rows(spec, result)
+        write_csv(history, metrics_tmp / "history.csv")
+        write_csv(mean_curves(history), metrics_tmp / "curves.csv")
+        (metrics_tmp / "runs.json").write_text(json.dumps(runs, indent=2) + "\n")
+        (metrics_tmp / "summary.json").write_text(json.dumps(seed_mean(runs), indent=2) + "\n")
+        layout.models(variant).parent.mkdir(parents=True, exist_ok=True)
+        layout.metrics(variant).parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(models_tmp, layout.models(variant))
+        replace_dir(metrics_tmp, layout.metrics(variant))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return runs

@@ -1,0 +1,234 @@
+"""The training loop: `train(spec, data) -> RunResult`. No files, no MLflow.
+
+Speed: the splits live on the training device for the whole run; a mini-batch is an index
+slice of a shuffled permutation (no DataLoader, no per-sample Python). Metrics are summed on
+the device and read once per epoch, so the loop synchronises with the GPU once an epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import Architecture, build_mlp
+from .prepare import Prepared, Split
+from .regularization import (
+    apply_max_norm,
+    make_optimizer,
+    penalised_parameters,
+    penalty,
+    weight_statistics,
+)
+from .spec import RunSpec
+
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; carries the epoch for the record."""
+
+    def __init__(self, epoch: int, reason: str):
+        super().__init__(f"training diverged at epoch {epoch}: {reason}")
+        self.epoch = epoch
+        self.reason = reason
+
+
+def resolve_device(requested: str) -> torch.device:
+    """`auto` picks CUDA when there is one, else the CPU; an explicit choice must exist."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    x: torch.Tensor  # (N, D) float32 on the device
+    y: torch.Tensor  # (N,) int64 on the device
+
+    @classmethod
+    def of(cls, split: Split, device: torch.device) -> DeviceSplit:
+        return cls(torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    """The prepared splits, moved once onto the training device."""
+
+    train: DeviceSplit
+    val: DeviceSplit
+    test: DeviceSplit
+    n_features: int
+    n_classes: int
+
+    @classmethod
+    def of(cls, prepared: Prepared, device: torch.device) -> DeviceData:
+        return cls(
+            DeviceSplit.of(prepared.train, device),
+            DeviceSplit.of(prepared.val, device),
+            DeviceSplit.of(prepared.test, device),
+            prepared.n_features,
+            prepared.n_classes,
+        )
+
+
+@dataclass
+class RunResult:
+    """What one run produced: its history, its best weights and their test score."""
+
+    architecture: Architecture
+    model: nn.Module  # holds the best epoch's weights
+    history: list[dict[str, float]]  # one row per epoch, keys as in EPOCH_METRICS
+    summary: dict[str, float]
+    stopped_early: bool
+    device: str
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+EPOCH_METRICS = (
+    "train_loss",  # data loss over the whole training split, eval mode
+    "train_accuracy",
+    "train_loss_running",  # mean data loss of the epoch's mini-batches, train mode (dropout on)
+    "penalty",  # λ1·Σ|w| + λ2·Σw² at the end of the epoch
+    "val_loss",
+    "val_accuracy",
+    "loss_gap",  # val_loss - train_loss
+    "accuracy_gap",  # train_accuracy - val_accuracy
+    "epoch_seconds",
+)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: DeviceSplit) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy, accuracy) over a whole split, in eval mode, no penalty.
+
+    Returned as 0-d tensors on the device, so callers can batch their reads.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum = split.x.new_zeros(())
+    correct = split.x.new_zeros(())
+    for start in range(0, len(split), EVAL_CHUNK):
+        logits = model(split.x[start : start + EVAL_CHUNK])  # (B, C)
+        target = split.y[start : start + EVAL_CHUNK]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(dim=1) == target).sum()
+    model.train(was_training)
+    return loss_sum / len(split), correct / len(split)
+
+
+def architecture_of(spec: RunSpec, data: DeviceData) -> Architecture:
+    return Architecture(
+        n_inputs=data.n_features,
+        hidden_sizes=tuple(spec.model.hidden_sizes),
+        n_classes=data.n_classes,
+        activation=spec.model.activation,
+        dropout=spec.dropout_rates,
+        input_dropout=spec.variant.input_dropout,
+    )
+
+
+def train(
+    spec: RunSpec,
+    data: DeviceData,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Train one (variant, seed) and evaluate its best epoch once on the test split.
+
+    The seed drives initialisation, shuffling and dropout masks; the split is fixed beforehand.
+    "Best epoch" is the epoch of lowest val data loss; its weights are restored at the end
+    whether or not early stopping is on, and only they see the test split.
+    """
+    device = data.train.x.device
+    torch.manual_seed(spec.seed)  # initialisation and dropout masks
+    shuffle = torch.Generator(device=device).manual_seed(spec.seed)
+    arch = architecture_of(spec, data)
+    model = build_mlp(arch).to(device)
+    v = spec.variant
+    penalised = penalised_parameters(model, include_bias=v.penalize_bias)
+    optimizer = make_optimizer(
+        model, spec.optimizer, spec.train.lr, v.weight_decay, v.penalize_bias, spec.train.momentum
+    )
+    regularised = v.l1 > 0 or v.l2 > 0
+    n, batch = len(data.train), spec.train.batch_size
+
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, best_state = math.inf, 0, None
+    stopped_early = False
+    for epoch in range(1, spec.train.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        running = data.train.x.new_zeros(())
+        order = torch.randperm(n, generator=shuffle, device=device)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            logits = model(data.train.x[idx])  # (B, C)
+            data_loss = F.cross_entropy(logits, data.train.y[idx])
+            loss = data_loss + penalty(penalised, v.l1, v.l2) if regularised else data_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if v.max_norm is not None:
+                apply_max_norm(model, v.max_norm)
+            running += data_loss.detach() * len(idx)
+
+        train_loss, train_acc = evaluate(model, data.train)
+        val_loss, val_acc = evaluate(model, data.val)
+        with torch.no_grad():
+            pen = penalty(penalised, v.l1, v.l2)
+        # One read from the device per epoch.
+        values = torch.stack([train_loss, train_acc, running / n, pen, val_loss, val_acc]).tolist()
+        row = dict(zip(EPOCH_METRICS[:6], values, strict=False))
+        if not all(math.isfinite(x) for x in values):
+            bad = [k for k, x in row.items() if not math.isfinite(x)]
+            raise TrainingDiverged(epoch, f"{', '.join(bad)} not finite")
+        row["loss_gap"] = row["val_loss"] - row["train_loss"]
+        row["accuracy_gap"] = row["train_accuracy"] - row["val_accuracy"]
+        row["epoch_seconds"] = time.perf_counter() - started
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+
+        if row["val_loss"] < best_loss:
+            best_loss, best_epoch = row["val_loss"], epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif v.patience is not None and epoch - best_epoch >= v.patience:
+            stopped_early = True
+            break
+
+    assert best_state is not None  # at least one epoch ran and its val loss was finite
+    model.load_state_dict(best_state)
+    test_loss, test_acc = (float(t) for t in evaluate(model, data.test))
+    best, last = history[best_epoch - 1], history[-1]
+    summary = {
+        "best_epoch": float(best_epoch),
+        "epochs_run": float(len(history)),
+        "best_val_loss": best["val_loss"],
+        "best_val_accuracy": best["val_accuracy"],
+        "train_loss_best": best["train_loss"],
+        "train_accuracy_best": best["train_accuracy"],
+        "loss_gap_best": best["loss_gap"],
+        "accuracy_gap_best": best["accuracy_gap"],
+        "train_loss_last": last["train_loss"],
+        "val_loss_last": last["val_loss"],
+        "loss_gap_last": last["loss_gap"],
+        "accuracy_gap_last": last["accuracy_gap"],
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        **weight_statistics(model),
+        "train_seconds": float(np.sum([r["epoch_seconds"] for r in history])),
+    }
+    return RunResult(arch, model, history, summary, stopped_early, str(device))
