@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from .config import ConfigError, Params, load_params
+from .config import Params, load_params
+from .errors import ConfigError, DataError, TrainingDiverged
 from .paths import Layout, project_root
 
 BAD_INPUT = 2  # exit code for anything the user can fix in params.yaml, flags or data files
@@ -18,8 +19,6 @@ BAD_INPUT = 2  # exit code for anything the user can fix in params.yaml, flags o
 
 def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the project's own errors into one line on stderr and a non-zero exit."""
-    from .sources import DataError
-    from .trainer import TrainingDiverged
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,8 +40,12 @@ def _load(params_path: str) -> tuple[Params, Layout]:
 
 
 params_option = click.option(
-    "--params", "params_path", default="params.yaml", show_default=True,
-    type=click.Path(dir_okay=False), help="The study's configuration.",
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The study's configuration.",
 )
 
 
@@ -79,8 +82,13 @@ def prepare(params_path: str) -> None:
 
 @main.command()
 @click.option("--variant", required=True, help="A key of `variants` in params.yaml.")
-@click.option("--seed", "seeds", type=int, multiple=True,
-              help="Train only this seed (repeatable); default: every seed in train.seeds.")
+@click.option(
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    help="Train only this seed (repeatable); default: every seed in train.seeds.",
+)
 @params_option
 @fail_cleanly
 def train(variant: str, seeds: tuple[int, ...], params_path: str) -> None:

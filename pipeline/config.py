@@ -15,17 +15,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ConfigError
+
 DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "npz")
 Dataset = Literal["mnist-5k", "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "npz"]
 Optimizer = Literal["sgd", "adam", "adamw"]
 
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]  # a dropout or noise probability
 Strength = Annotated[float, Field(ge=0.0)]  # a penalty or decay coefficient
-VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, stated in one line that names the key or file."""
+VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# Labels pydantic adds to an error's location for the members of a union: not keys.
+_UNION_MEMBER = re.compile(r"(constrained-)?(float|int|str|bool)|list\[.*\]|function-.*")
 
 
 class _Frozen(BaseModel):
@@ -136,7 +136,7 @@ class Params(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> Params:
         for name, variant in self.variants.items():
-            if not VARIANT_NAME.match(name):
+            if not VARIANT_NAME.fullmatch(name):
                 raise ValueError(
                     f"variant name {name!r} must start with a letter and hold only letters, "
                     "digits, '_' and '-'"
@@ -149,9 +149,7 @@ class Params(_Frozen):
                     f"{len(self.model.hidden_sizes)} hidden layers"
                 )
         if self.report.baseline not in self.variants:
-            raise ValueError(
-                f"report.baseline {self.report.baseline!r} is not one of the variants"
-            )
+            raise ValueError(f"report.baseline {self.report.baseline!r} is not one of the variants")
         return self
 
     def variant(self, name: str) -> Variant:
@@ -199,7 +197,8 @@ def read_yaml(path: Path) -> Any:
 def describe_validation_error(error: ValidationError, source: str) -> str:
     """One line naming the first offending key, what is wrong and the value given."""
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    parts = [str(p) for p in first["loc"] if not _UNION_MEMBER.fullmatch(str(p))]
+    key = ".".join(parts) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key {key!r}"

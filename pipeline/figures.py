@@ -47,8 +47,17 @@ def learning_curves(history: pd.DataFrame, order: list[str], path: Path) -> None
     )
     long["split"] = long["split"].map({"train_loss": "train", "val_loss": "val"})
     grid = sns.relplot(
-        data=long, x="epoch", y="loss", hue="split", col="variant", col_order=order,
-        col_wrap=min(4, len(order)), kind="line", errorbar="sd", height=2.6, aspect=1.2,
+        data=long,
+        x="epoch",
+        y="loss",
+        hue="split",
+        col="variant",
+        col_order=order,
+        col_wrap=min(4, len(order)),
+        kind="line",
+        errorbar="sd",
+        height=2.6,
+        aspect=1.2,
         palette={"train": "tab:blue", "val": "tab:red"},
     )
     grid.set_titles("{col_name}")
@@ -62,8 +71,9 @@ def gap_per_epoch(history: pd.DataFrame, order: list[str], path: Path) -> None:
     """Loss gap (val − train) per epoch, one line per variant."""
     plt, sns = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.lineplot(data=history, x="epoch", y="loss_gap", hue="variant", hue_order=order,
-                 errorbar="sd", ax=ax)
+    sns.lineplot(
+        data=history, x="epoch", y="loss_gap", hue="variant", hue_order=order, errorbar="sd", ax=ax
+    )
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel("loss gap = val loss − train loss")
     ax.set_title("Generalization gap per epoch (mean ± sd over seeds)")
@@ -82,8 +92,16 @@ def final_gap(variants: list[VariantRuns], path: Path) -> None:
     ]
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.barplot(data=frame, x="variant", y="loss gap", errorbar="sd", color="tab:gray",
-                alpha=0.6, ax=ax, capsize=0.2)
+    sns.barplot(
+        data=frame,
+        x="variant",
+        y="loss gap",
+        errorbar="sd",
+        color="tab:gray",
+        alpha=0.6,
+        ax=ax,
+        capsize=0.2,
+    )
     sns.stripplot(data=frame, x="variant", y="loss gap", color="black", size=4, ax=ax)
     ax.set_title("Loss gap at the end of training (bar: mean ± sd; dots: seeds)")
     ax.set_ylabel("val loss − train loss")
@@ -104,18 +122,31 @@ def weight_magnitudes(variants: list[VariantRuns], layout: Layout, path: Path) -
             weights = np.concatenate(
                 [w.ravel() for k, w in state.items() if k.endswith("weight") and w.ndim == 2]
             )
-            frames.append(pd.DataFrame({
-                "variant": v.name,
-                "log10 |w|": np.log10(np.maximum(np.abs(weights), 1e-7)),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "variant": v.name,
+                        "log10 |w|": np.log10(np.maximum(np.abs(weights), 1e-7)),
+                    }
+                )
+            )
     data = pd.concat(frames, ignore_index=True)
     grid = sns.displot(
-        data=data, x="log10 |w|", col="variant", col_order=[v.name for v in variants],
-        col_wrap=min(4, len(variants)), bins=60, stat="probability", element="step",
-        height=2.4, aspect=1.3, common_norm=False,
+        data=data,
+        x="log10 |w|",
+        col="variant",
+        col_order=[v.name for v in variants],
+        col_wrap=min(4, len(variants)),
+        bins=60,
+        stat="probability",
+        element="step",
+        height=2.4,
+        aspect=1.3,
+        common_norm=False,
     )
     grid.set_titles("{col_name}")
-    grid.figure.suptitle("Weight magnitudes of the kept models (all seeds; |w| < 1e-7 at -7)",
-                         y=1.02)
+    grid.figure.suptitle(
+        "Weight magnitudes of the kept models (all seeds; |w| < 1e-7 at -7)", y=1.02
+    )
     grid.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(grid.figure)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ import numpy as np
 
 from .atomic import replace_dir
 from .config import DataConfig
-from .sources import DataError, load_source
+from .errors import DataError
+from .sources import load_source
 
 SPLITS = ("train", "val", "test")
 
@@ -65,7 +67,11 @@ def quotas(counts: np.ndarray, total: int) -> np.ndarray:
 def stratified_split(
     y: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of train / val / test, each with the pool's class proportions (within one)."""
+    """Indices of train / val / test with the pool's class proportions.
+
+    Val and test get exact largest-remainder quotas (within one example per class); train takes
+    the rest, so its per-class counts are within two of proportional.
+    """
     classes, counts = np.unique(y, return_counts=True)
     n = len(y)
     n_val = quotas(counts, round(n * val_fraction))
@@ -127,16 +133,20 @@ def prepare(cfg: DataConfig) -> tuple[Prepared, dict[str, np.ndarray]]:
     split_rng, subsample_rng, noise_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(cfg.split_seed).spawn(3)
     )
-    idx = dict(zip(SPLITS, stratified_split(y, cfg.val_fraction, cfg.test_fraction, split_rng),
-                   strict=True))
+    idx = dict(
+        zip(
+            SPLITS, stratified_split(y, cfg.val_fraction, cfg.test_fraction, split_rng), strict=True
+        )
+    )
     if cfg.train_size is not None:
         available = len(idx["train"])
         if cfg.train_size > available:
             raise DataError(
                 f"data.train_size={cfg.train_size} exceeds the {available} training examples"
             )
-        idx["train"] = idx["train"][stratified_subsample(y[idx["train"]], cfg.train_size,
-                                                         subsample_rng)]
+        idx["train"] = idx["train"][
+            stratified_subsample(y[idx["train"]], cfg.train_size, subsample_rng)
+        ]
     y_train, noisy = add_label_noise(y[idx["train"]], cfg.label_noise, n_classes, noise_rng)
     mean, std = normalization(x[idx["train"]], cfg.normalize)
     labels = {"train": y_train, "val": y[idx["val"]], "test": y[idx["test"]]}
@@ -192,10 +202,14 @@ def load_prepared(in_dir: Path) -> Prepared:
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 split = Split(arrays["x"], arrays["y"])
-        except (ValueError, OSError, KeyError, EOFError) as e:
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise DataError(f"{path}: corrupted ({type(e).__name__}: {e}); {hint}") from None
-        if (split.x.ndim != 2 or split.x.shape != (len(split.y), meta.get("n_features"))
-                or split.x.dtype != np.float32 or split.y.dtype != np.int64):
+        if (
+            split.x.ndim != 2
+            or split.x.shape != (len(split.y), meta.get("n_features"))
+            or split.x.dtype != np.float32
+            or split.y.dtype != np.int64
+        ):
             raise DataError(f"{path}: arrays do not match meta.json; {hint}")
         splits[name] = split
     return Prepared(splits["train"], splits["val"], splits["test"], meta)

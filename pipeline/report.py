@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import Params
 from .atomic import replace_dir, write_atomic
+from .config import Params
+from .errors import DataError
 from .paths import Layout
-from .sources import DataError
 from .stats import PairedDifference, paired_difference
 
 # What each comparison reads from a run's summary, and which direction is good.
@@ -34,6 +34,9 @@ COMPARED = {
     "best_val_loss": "lower",
     "test_accuracy": "higher",
 }
+
+# Columns of the comparison table: key, digits, scale (accuracy in percentage points).
+TABLE_DIFFS = (("loss_gap_last", 3, 1.0), ("best_val_loss", 3, 1.0), ("test_accuracy", 2, 100.0))
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,17 @@ def regularization_label(hp: dict[str, Any]) -> str:
     parts = []
     if any(p > 0 for p in hp["dropout"]) or hp["input_dropout"] > 0:
         rates = "/".join(f"{p:g}" for p in hp["dropout"])
-        parts.append(f"dropout {rates}" + (f", input {hp['input_dropout']:g}"
-                                           if hp["input_dropout"] else ""))
+        parts.append(
+            f"dropout {rates}" + (f", input {hp['input_dropout']:g}" if hp["input_dropout"] else "")
+        )
     if hp["l1"] > 0:
         parts.append(f"L1 λ1={hp['l1']:g}")
     if hp["l2"] > 0:
         parts.append(f"L2 λ2={hp['l2']:g}")
     if hp["weight_decay"] > 0:
-        parts.append(f"{hp['weight_decay_kind']} weight decay {hp['weight_decay']:g} "
-                     f"({hp['optimizer']})")
+        parts.append(
+            f"{hp['weight_decay_kind']} weight decay {hp['weight_decay']:g} ({hp['optimizer']})"
+        )
     if hp["max_norm"] > 0:
         parts.append(f"max-norm {hp['max_norm']:g}")
     if hp["patience"] > 0:
@@ -99,6 +104,8 @@ def verdict(key: str, diff: PairedDifference) -> str:
     """Plain words for one comparison; 'no clear difference' whenever the interval holds 0."""
     if diff.n < 2:
         return "too few seeds to tell"
+    if diff.low == diff.high == 0:
+        return "identical on every seed"
     if not diff.clear:
         return "no clear difference"
     if key == "loss_gap_last":
@@ -114,8 +121,9 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
 def _diff(d: PairedDifference, digits: int = 3, scale: float = 1.0) -> str:
     if d.n < 2:
         return f"{d.mean * scale:+.{digits}f} (n={d.n})"
-    return (f"{d.mean * scale:+.{digits}f} [{d.low * scale:+.{digits}f}, "
-            f"{d.high * scale:+.{digits}f}]")
+    return (
+        f"{d.mean * scale:+.{digits}f} [{d.low * scale:+.{digits}f}, {d.high * scale:+.{digits}f}]"
+    )
 
 
 def conditions(params: Params, layout: Layout, variants: list[VariantRuns]) -> dict[str, Any]:
@@ -143,14 +151,23 @@ def conditions(params: Params, layout: Layout, variants: list[VariantRuns]) -> d
     }
 
 
-def summarise(variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]],
-              cond: dict[str, Any]) -> dict[str, Any]:
+def summarise(
+    variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]], cond: dict[str, Any]
+) -> dict[str, Any]:
     """The JSON that DVC reads as the study's metrics."""
     out: dict[str, Any] = {"conditions": cond, "variants": {}}
     for v in variants:
         entry: dict[str, Any] = {"n_seeds": len(v.runs)}
-        for key in ("train_loss_last", "val_loss_last", "loss_gap_last", "accuracy_gap_last",
-                    "loss_gap_best", "best_val_loss", "test_accuracy", "near_zero_fraction"):
+        for key in (
+            "train_loss_last",
+            "val_loss_last",
+            "loss_gap_last",
+            "accuracy_gap_last",
+            "loss_gap_best",
+            "best_val_loss",
+            "test_accuracy",
+            "near_zero_fraction",
+        ):
             mean, sd = v.mean_sd(key)
             entry[key] = {"mean": mean, "sd": sd}
         if v.name in diffs:
@@ -161,8 +178,9 @@ def summarise(variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDiff
     return out
 
 
-def markdown(variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]],
-             cond: dict[str, Any]) -> str:
+def markdown(
+    variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]], cond: dict[str, Any]
+) -> str:
     baseline = cond["baseline"]
     n_seeds = len(cond["seeds"])
     lines = [
@@ -187,9 +205,17 @@ def markdown(variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDiffe
     ]
     for v in variants:
         hp = v.runs[0]["hyperparameters"]
-        cells = [_pm(*v.mean_sd(k)) for k in ("train_loss_last", "val_loss_last",
-                                              "loss_gap_last", "accuracy_gap_last",
-                                              "best_val_loss", "test_accuracy")]
+        cells = [
+            _pm(*v.mean_sd(k))
+            for k in (
+                "train_loss_last",
+                "val_loss_last",
+                "loss_gap_last",
+                "accuracy_gap_last",
+                "best_val_loss",
+                "test_accuracy",
+            )
+        ]
         lines.append(f"| {v.name} | {regularization_label(hp)} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -203,20 +229,23 @@ def markdown(variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDiffe
         "|---|---|---|---|---|---|---|",
     ]
     for name, d in diffs.items():
-        lines.append(
-            f"| {name} | {_diff(d['loss_gap_last'])} | {verdict('loss_gap_last', d['loss_gap_last'])} "
-            f"| {_diff(d['best_val_loss'])} | {verdict('best_val_loss', d['best_val_loss'])} "
-            f"| {_diff(d['test_accuracy'], 2, 100)} | {verdict('test_accuracy', d['test_accuracy'])} |"
-        )
+        cells = []
+        for key, digits, scale in TABLE_DIFFS:
+            cells += [_diff(d[key], digits, scale), verdict(key, d[key])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## In words", ""]
     base_gap = next(v for v in variants if v.name == baseline).mean_sd("loss_gap_last")[0]
     for name, d in diffs.items():
         gap = d["loss_gap_last"]
         words = verdict("loss_gap_last", gap)
         if words in ("closes the gap", "widens the gap"):
-            share = f" ({abs(gap.mean) / base_gap:.0%} of the baseline's gap)" if base_gap > 0 else ""
-            sentence = (f"- **{name}** {words} by {abs(gap.mean):.3f}{share}, 95 % interval "
-                        f"[{gap.low:+.3f}, {gap.high:+.3f}]")
+            share = (
+                f" ({abs(gap.mean) / base_gap:.0%} of the baseline's gap)" if base_gap > 0 else ""
+            )
+            sentence = (
+                f"- **{name}** {words} by {abs(gap.mean):.3f}{share}, 95 % interval "
+                f"[{gap.low:+.3f}, {gap.high:+.3f}]"
+            )
         else:
             sentence = f"- **{name}**: {words} in the loss gap ({_diff(gap)})"
         acc = d["test_accuracy"]
@@ -277,8 +306,11 @@ def log_report(params: Params, layout: Layout, summary: dict[str, Any]) -> str:
 
     from . import tracking
 
-    tags = {"kind": "report", "dataset": summary["conditions"]["dataset"],
-            **tracking.context_tags()}
+    tags = {
+        "kind": "report",
+        "dataset": summary["conditions"]["dataset"],
+        **tracking.context_tags(),
+    }
     with tracking.tracked_run(params.mlflow.experiment, "report", tags) as run:
         metrics = {}
         for name, entry in summary["variants"].items():

@@ -8,16 +8,14 @@ train/test division is pooled first.
 from __future__ import annotations
 
 import gzip
+import zipfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .config import DataConfig
-
-
-class DataError(RuntimeError):
-    """A dataset that cannot be read, stated in one line that says what to do."""
+from .errors import DataError
 
 
 def load_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +31,7 @@ def load_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         x, y = load_npz(Path(cfg.path or ""))
     else:
         x, y = _torchvision(cfg)
-    return _checked(x, y, cfg.dataset)
+    return _checked(x, y, cfg.path if cfg.dataset == "npz" else cfg.dataset)
 
 
 def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +56,7 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if missing:
                 raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}")
             return arrays["x"], arrays["y"]
-    except (ValueError, OSError) as e:  # not a zip, truncated, or holds pickled objects
+    except (ValueError, OSError, zipfile.BadZipFile) as e:  # truncated, or pickled objects
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
 
 
@@ -90,25 +88,29 @@ def _torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
                 ds = cls(root=str(root), train=train, download=True)
             except Exception as e:  # no network, a proxy, a partial file ...
                 raise DataError(
-                    f"{cfg.dataset}: not under {root}/ and the download failed ({type(e).__name__}); "
-                    f"copy the dataset's files into {root}/ (torchvision layout) or use an "
-                    f"offline dataset such as mnist-5k"
+                    f"{cfg.dataset}: not under {root}/ and the download failed "
+                    f"({type(e).__name__}); copy the dataset's files into {root}/ "
+                    "(torchvision layout) or use an offline dataset such as mnist-5k"
                 ) from None
         parts.append((np.asarray(ds.data), np.asarray(ds.targets)))
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     if x.ndim == 4:  # CIFAR: (N, H, W, C) -> (N, C, H, W) so that channels stay together
         x = x.transpose(0, 3, 1, 2)
+    else:  # grey images: (N, H, W) -> (N, 1, H, W), as for mnist-5k
+        x = x[:, None]
     return x, y
 
 
 def _checked(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Reject arrays the study cannot use, naming what is wrong."""
-    if x.ndim < 2 or len(x) != len(y) or y.ndim != 1:
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
         raise DataError(
             f"{name}: x must be (N, ...) and y (N,) with the same N; got x{tuple(x.shape)} "
             f"and y{tuple(y.shape)}"
         )
+    if len(y) == 0:
+        raise DataError(f"{name}: holds no examples")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{name}: x must be numeric, got dtype {x.dtype}")
     if not np.isfinite(x.astype(np.float64, copy=False)).all():

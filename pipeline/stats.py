@@ -31,8 +31,13 @@ class PairedDifference:
         return self.n >= 2 and (self.low > 0 or self.high < 0)
 
     def to_json(self) -> dict[str, float | int | bool]:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n,
-                "clear": self.clear}
+        return {
+            "mean": self.mean,
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "clear": self.clear,
+        }
 
 
 def paired_difference(

@@ -10,7 +10,9 @@ point's parameters as strings; the code joins that run and never logs those keys
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +24,14 @@ from .paths import tracking_root
 MLFLOW_RUN_ID = "MLFLOW_RUN_ID"
 
 
+@functools.cache
+def user_tracking_uri() -> str | None:
+    """MLFLOW_TRACKING_URI as the user set it, read before MLflow itself writes that variable."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{tracking_root() / 'mlflow.db'}"
+    return user_tracking_uri() or f"sqlite:///{tracking_root() / 'mlflow.db'}"
 
 
 def ensure_experiment(name: str) -> str:
@@ -35,14 +43,15 @@ def ensure_experiment(name: str) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    location = None
+    if user_tracking_uri() is None:
+        folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        location = (tracking_root() / "mlruns" / folder).as_uri()
     mlflow.set_tracking_uri(tracking_uri())
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        location = (tracking_root() / "mlruns").as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # another process created it in between

@@ -23,9 +23,9 @@ import click
 import numpy as np
 import torch
 
+from .atomic import replace_dir
 from .config import Params
 from .paths import Layout
-from .atomic import replace_dir
 from .prepare import Prepared, load_prepared
 from .spec import RunSpec, run_specs
 from .trainer import DeviceData, RunResult, resolve_device, train
@@ -66,7 +66,10 @@ def save_weights(result: RunResult, spec: RunSpec, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     save_file(state, folder / "model.safetensors")
-    arch = {"architecture": result.architecture.to_json(), "hyperparameters": spec.hyperparameters()}
+    arch = {
+        "architecture": result.architecture.to_json(),
+        "hyperparameters": spec.hyperparameters(),
+    }
     (folder / "architecture.json").write_text(json.dumps(arch, indent=2) + "\n")
 
 

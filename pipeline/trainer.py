@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError, TrainingDiverged
 from .model import Architecture, build_mlp
 from .prepare import Prepared, Split
 from .regularization import (
@@ -32,22 +33,13 @@ from .spec import RunSpec
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; carries the epoch for the record."""
-
-    def __init__(self, epoch: int, reason: str):
-        super().__init__(f"training diverged at epoch {epoch}: {reason}")
-        self.epoch = epoch
-        self.reason = reason
-
-
 def resolve_device(requested: str) -> torch.device:
     """`auto` picks CUDA when there is one, else the CPU; an explicit choice must exist."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} asked for, but torch sees no CUDA device")
+        raise ConfigError(f"train.device is {requested!r} but torch sees no CUDA device")
     return device
 
 

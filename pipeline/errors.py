@@ -1,0 +1,20 @@
+"""The errors a user can act on. Each carries one line that names the key, file or epoch."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration problem: a key of params.yaml or a command-line value."""
+
+
+class DataError(RuntimeError):
+    """A dataset or prepared-data file that cannot be used, and what to do about it."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; carries the epoch for the record."""
+
+    def __init__(self, epoch: int, reason: str):
+        super().__init__(f"training diverged at epoch {epoch}: {reason}")
+        self.epoch = epoch
+        self.reason = reason

@@ -1,0 +1,126 @@
+"""The command line as a user meets it: bad input fails early and cleanly; `study` runs whole."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import REPO, TINY_PARAMS, Runner, make_runner
+
+PY = sys.executable
+
+
+def write_params(repo: Path, params: dict) -> None:
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def edited(path: str, value: object) -> dict:
+    """TINY_PARAMS with one dotted key set to `value`."""
+    params = json.loads(json.dumps(TINY_PARAMS))
+    *parents, last = path.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+def assert_clean_failure(result, *needles: str) -> None:
+    """Exit code 2, one line on stderr naming the problem, and no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def assert_nothing_written(repo: Path) -> None:
+    for name in ("mlflow.db", "mlruns", "models", "metrics", "reports"):
+        assert not (repo / name).exists(), f"{name} was created by a failed command"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("variants.dropout.dropout", 1.5, "variants.dropout.dropout"),
+        ("train.lr", "abc", "train.lr"),
+        ("train.lr", float("nan"), "train.lr"),
+        ("train.batch_size", 0, "train.batch_size"),
+        ("model.hidden_sizes", [], "model.hidden_sizes"),
+        ("variants.l2.l2", -1.0, "variants.l2.l2"),
+        ("variants.l2.l3", 0.1, "variants.l2.l3"),
+        ("data.dataset", "imagenet", "data.dataset"),
+        ("train.device", "tpu", "train.device"),
+    ],
+)
+def test_bad_params_fail_before_anything_runs(
+    tmp_path: Path, key: str, value: object, needle: str
+) -> None:
+    write_params(tmp_path, edited(key, value))
+    run = make_runner(tmp_path)
+    for args in (["prepare"], ["train", "--variant", "l2"], ["study"]):
+        result = run(PY, "-m", "pipeline", *args, check=False, PYTHONPATH=str(REPO))
+        assert_clean_failure(result, needle)
+    assert_nothing_written(tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
+def test_unknown_variant_and_missing_data(tiny_repo: Path, run_in: Runner) -> None:
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "nope", check=False)
+    assert_clean_failure(result, "unknown variant 'nope'", "baseline, dropout, l2")
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "l2", check=False)
+    assert_clean_failure(result, "data/prepared", "prepare")
+    assert_nothing_written(tiny_repo)
+
+
+def test_corrupted_prepared_data_is_refused(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    (tiny_repo / "data" / "prepared" / "val.npz").write_bytes(b"not a zip file")
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "baseline", check=False)
+    assert_clean_failure(result, "val.npz", "corrupted")
+    assert_nothing_written(tiny_repo)
+
+
+def test_npz_with_mismatched_lengths(tmp_path: Path) -> None:
+    np.savez(tmp_path / "mine.npz", x=np.zeros((10, 4)), y=np.zeros(9, dtype=np.int64))
+    params = edited("data.dataset", "npz")
+    params["data"]["path"] = "mine.npz"
+    write_params(tmp_path, params)
+    result = make_runner(tmp_path)(
+        PY, "-m", "pipeline", "prepare", check=False, PYTHONPATH=str(REPO)
+    )
+    assert_clean_failure(result, "x must be (N, ...) and y (N,)")
+    assert not (tmp_path / "data").exists()
+
+
+def test_offline_torchvision_dataset_says_what_to_do(tmp_path: Path) -> None:
+    params = edited("data.dataset", "fashion-mnist")
+    params["data"]["download"] = False
+    write_params(tmp_path, params)
+    result = make_runner(tmp_path)(
+        PY, "-m", "pipeline", "prepare", check=False, PYTHONPATH=str(REPO)
+    )
+    assert_clean_failure(result, "fashion-mnist", "data/raw")
+
+
+def test_study_without_dvc(tiny_repo: Path, run_in: Runner) -> None:
+    params = edited("mlflow.log_model", False)
+    params["train"]["seeds"] = [3]
+    write_params(tiny_repo, params)
+    result = run_in(PY, "-m", "pipeline", "study")
+    assert "gap_report.md" in result.stdout
+    assert "mlflow ui" in result.stdout
+    summary = json.loads((tiny_repo / "reports" / "summary.json").read_text())
+    assert summary["conditions"]["seeds"] == [3]
+    assert set(summary["variants"]) == {"baseline", "dropout", "l2"}
+    # With one seed there is no interval, and the report must not claim a difference.
+    assert summary["variants"]["l2"]["vs_baseline"]["loss_gap_last"]["clear"] is False
+    assert "too few seeds" in (tiny_repo / "reports" / "gap_report.md").read_text()
+    # Not a terminal: plain progress lines, one per epoch.
+    assert result.stderr.count("baseline-seed3 epoch") == TINY_PARAMS["train"]["epochs"]

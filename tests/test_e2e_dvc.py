@@ -1,0 +1,201 @@
+"""End to end: the real `dvc repro` / `dvc exp run` on tiny settings, checked in MLflow."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+
+from .conftest import TINY_PARAMS, make_runner, scratch_repo
+
+pytestmark = pytest.mark.e2e
+
+N_TRAIN_RUNS = len(TINY_PARAMS["variants"]) * len(TINY_PARAMS["train"]["seeds"])
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `dvc repro` of the tiny study, shared by the tests of this module."""
+    repo = scratch_repo(tmp_path_factory.mktemp("dvc") / "repo", TINY_PARAMS)
+    make_runner(repo)("dvc", "repro")
+    return repo
+
+
+def client_for(repo: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def local_path(uri: str) -> str:
+    return uri.removeprefix("file://")
+
+
+def training_runs(client: MlflowClient, experiment: str = "tiny-study") -> list:
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, "the experiment was not created"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("kind") != "report"]
+
+
+def test_repro_logs_every_variant_and_seed(reproduced: Path) -> None:
+    client = client_for(reproduced)
+    runs = training_runs(client)
+    assert len(runs) == N_TRAIN_RUNS
+    pairs = {(r.data.tags["variant"], r.data.tags["seed"]) for r in runs}
+    assert pairs == {
+        (v, str(s)) for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
+    }
+    param_keys = {frozenset(r.data.params) for r in runs}
+    assert len(param_keys) == 1, "every run must log the same parameter names"
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name == f"{run.data.tags['variant']}-seed{run.data.tags['seed']}"
+        assert run.data.tags["dataset"] == "digits"
+        assert run.data.tags["dvc_stage"] == f"train@{run.data.tags['variant']}"
+        assert len(run.data.tags["git_commit"]) == 40
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert sorted(m.step for m in history) == [1, 2, 3, 4]
+        for key in (
+            "train_loss",
+            "train_loss_running",
+            "penalty",
+            "loss_gap",
+            "accuracy_gap",
+            "epoch_seconds",
+            "best_val_loss",
+            "test_accuracy",
+            "loss_gap_best",
+            "loss_gap_last",
+            "near_zero_fraction",
+            "weight_norm",
+        ):
+            assert key in run.data.metrics, key
+        # Artifacts live under the repository's mlruns/, not anywhere else.
+        assert local_path(run.info.artifact_uri).startswith(str(reproduced / "mlruns"))
+    l2_runs = [r for r in runs if r.data.tags["variant"] == "l2"]
+    assert all(float(r.data.params["l2"]) == 0.001 for r in l2_runs)
+    assert all(r.data.metrics["penalty"] > 0 for r in l2_runs)
+
+
+def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
+    """The MLflow model and the safetensors state dict predict the same, from independent loads."""
+    import mlflow.pytorch
+    from safetensors.torch import load_file
+
+    from pipeline.model import Architecture, build_mlp
+
+    client = client_for(reproduced)
+    run = next(r for r in training_runs(client) if r.data.tags["variant"] == "dropout")
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+    )
+    assert len(models) == 1
+    mlflow.set_tracking_uri(f"sqlite:///{reproduced / 'mlflow.db'}")
+    mlflow_model = mlflow.pytorch.load_model(models[0].model_uri)
+
+    folder = reproduced / "models" / "dropout" / f"seed{run.data.tags['seed']}"
+    arch = Architecture.from_json(
+        json.loads((folder / "architecture.json").read_text())["architecture"]
+    )
+    plain = build_mlp(arch)
+    plain.load_state_dict(load_file(folder / "model.safetensors"))
+    plain.eval()
+
+    with np.load(reproduced / "data" / "prepared" / "test.npz", allow_pickle=False) as test:
+        x = torch.from_numpy(test["x"][:50])
+    with torch.no_grad():
+        np.testing.assert_allclose(mlflow_model(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+    # The saved weights reproduce the test accuracy the run logged.
+    with np.load(reproduced / "data" / "prepared" / "test.npz", allow_pickle=False) as test:
+        logits = plain(torch.from_numpy(test["x"]))
+        accuracy = float((logits.argmax(1).numpy() == test["y"]).mean())
+    assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_report_outputs_and_mlflow_run(reproduced: Path) -> None:
+    summary = json.loads((reproduced / "reports" / "summary.json").read_text())
+    assert set(summary["variants"]) == set(TINY_PARAMS["variants"])
+    assert "vs_baseline" in summary["variants"]["l2"]
+    assert "vs_baseline" not in summary["variants"]["baseline"]
+    report = (reproduced / "reports" / "gap_report.md").read_text()
+    for name in TINY_PARAMS["variants"]:
+        assert f"| {name} |" in report
+    for figure in ("learning_curves", "loss_gap", "final_gap", "weight_magnitudes"):
+        assert (reproduced / "reports" / "figures" / f"{figure}.png").stat().st_size > 10_000
+    # The report's numbers come from the train stages' files: recompute one independently.
+    runs = json.loads((reproduced / "metrics" / "l2" / "runs.json").read_text())
+    gaps = [r["summary"]["loss_gap_last"] for r in runs]
+    assert summary["variants"]["l2"]["loss_gap_last"]["mean"] == pytest.approx(np.mean(gaps))
+
+    client = client_for(reproduced)
+    exp = client.get_experiment_by_name("tiny-study")
+    reports = client.search_runs([exp.experiment_id], filter_string="tags.kind = 'report'")
+    assert len(reports) == 1
+    artifacts = {a.path for a in client.list_artifacts(reports[0].info.run_id)}
+    assert {"gap_report.md", "summary.json", "figures"} <= artifacts
+
+
+def test_dvc_metrics_plots_and_up_to_date(reproduced: Path) -> None:
+    run = make_runner(reproduced)
+    again = run("dvc", "repro")
+    assert "Data and pipelines are up to date." in again.stdout
+    metrics = run("dvc", "metrics", "show", "--json")
+    assert "reports/summary.json" in metrics.stdout
+    assert "metrics/l2/summary.json" in metrics.stdout
+    plots = run("dvc", "plots", "show", "--json")
+    assert "metrics/baseline/curves.csv" in plots.stdout
+    assert "learning_curves.png" in plots.stdout
+
+
+def test_editing_one_variant_retrains_only_it(reproduced: Path) -> None:
+    run = make_runner(reproduced)
+    params = yaml.safe_load((reproduced / "params.yaml").read_text())
+    params["variants"]["l2"]["l2"] = 0.002
+    (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run("dvc", "status", "--json").stdout)
+    assert set(status) == {"train@l2", "report"}
+
+
+def test_exp_run_with_set_param(tiny_repo: Path) -> None:
+    run = make_runner(tiny_repo)
+    run("dvc", "exp", "run", "-n", "strong-dropout", "-S", "variants.dropout.dropout=0.3")
+    runs = training_runs(client_for(tiny_repo))
+    dropout = [r for r in runs if r.data.tags["variant"] == "dropout"]
+    assert len(dropout) == 2
+    assert all(r.data.params["dropout"] == "[0.3]" for r in dropout)
+    assert all(r.data.tags["dvc_exp_name"] == "strong-dropout" for r in dropout)
+    shown = run("dvc", "exp", "show", "--json").stdout
+    assert "strong-dropout" in shown
+
+
+def test_queued_experiment_logs_into_the_root_store(tiny_repo: Path) -> None:
+    """A queued experiment runs in a copy under .dvc/tmp/exps; its runs land in the root."""
+    run = make_runner(tiny_repo)
+    run("dvc", "exp", "run", "--queue", "-n", "queued-l2", "-S", "variants.l2.l2=0.01")
+    run("dvc", "queue", "start")
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        status = run("dvc", "queue", "status").stdout
+        if "Success" in status or "Failed" in status:
+            break
+        time.sleep(3)
+    assert "Success" in status, (
+        status + run("dvc", "queue", "logs", "queued-l2", check=False).stdout
+    )
+    runs = training_runs(client_for(tiny_repo))
+    assert len(runs) == N_TRAIN_RUNS
+    assert {r.data.tags.get("dvc_exp_name") for r in runs} == {"queued-l2"}
+    root_mlruns = str(tiny_repo / "mlruns")
+    for r in runs:
+        assert local_path(r.info.artifact_uri).startswith(root_mlruns), r.info.artifact_uri
+        assert r.info.status == "FINISHED"
+    l2 = [r for r in runs if r.data.tags["variant"] == "l2"]
+    assert all(float(r.data.params["l2"]) == 0.01 for r in l2)
+    # The artifacts outlive the temporary copy.
+    assert any((tiny_repo / "mlruns").rglob("model.safetensors"))

@@ -1,0 +1,521 @@
+"""Splitting, subsampling, label noise, normalisation, the prepared-data files and the sources,
+all on synthetic data made here."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import DataConfig
+from pipeline.prepare import (
+    SPLITS,
+    Prepared,
+    Split,
+    add_label_noise,
+    load_prepared,
+    prepare,
+    quotas,
+    stratified_split,
+    stratified_subsample,
+    write_prepared,
+)
+from pipeline.sources import DataError, load_npz, load_source
+
+# --- quotas --------------------------------------------------------------------------------------
+
+
+def test_quotas_largest_remainder_by_hand() -> None:
+    # 7 over [5, 3, 2]: exact 3.5, 2.1, 1.4 -> floors 3, 2, 1 (sum 6); the one left goes to the
+    # largest remainder (0.5, class 0)
+    assert quotas(np.array([5, 3, 2]), 7).tolist() == [4, 2, 1]
+    assert quotas(np.array([10, 10]), 0).tolist() == [0, 0]
+    assert quotas(np.array([4, 6]), 10).tolist() == [4, 6]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_quotas_sum_exactly_and_are_proportional_within_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 100, size=rng.integers(2, 11))
+    total = int(rng.integers(0, counts.sum() + 1))
+    q = quotas(counts, total)
+    assert q.sum() == total
+    assert (q >= 0).all()
+    exact = counts * total / counts.sum()
+    assert np.all(np.abs(q - exact) < 1)
+
+
+# --- stratified split ----------------------------------------------------------------------------
+
+
+def labels(counts: list[int], seed: int = 0) -> np.ndarray:
+    """Labels with the given class counts, in shuffled order."""
+    y = np.repeat(np.arange(len(counts)), counts)
+    return np.random.default_rng(seed).permutation(y)
+
+
+@pytest.mark.parametrize(
+    ("counts", "val_fraction", "test_fraction"),
+    [
+        ([50, 30, 20], 0.2, 0.1),
+        ([47, 31, 22, 9], 0.25, 0.15),
+        ([27, 19, 15, 7], 0.25, 0.25),
+        ([100, 3, 61], 0.3, 0.2),
+    ],
+)
+def test_stratified_split_partitions_and_keeps_proportions(
+    counts: list[int], val_fraction: float, test_fraction: float
+) -> None:
+    y = labels(counts)
+    n = len(y)
+    train, val, test = stratified_split(y, val_fraction, test_fraction, np.random.default_rng(3))
+    # disjoint, and together everything
+    assert not set(train) & set(val)
+    assert not set(train) & set(test)
+    assert not set(val) & set(test)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(n))
+    assert len(val) == round(n * val_fraction)
+    assert len(test) == round(n * test_fraction)
+    pool = np.array(counts) / n
+    for idx in (val, test):
+        got = np.bincount(y[idx], minlength=len(counts))
+        assert np.all(np.abs(got - pool * len(idx)) < 1)
+    # The training split is what is left of each class after val and test took their quotas, so
+    # the two rounding errors can add up: it is within 2 (not 1) of the pool's proportions.
+    got = np.bincount(y[train], minlength=len(counts))
+    assert np.all(np.abs(got - pool * len(train)) < 2)
+
+
+def test_stratified_split_same_seed_same_split_other_seed_other_split() -> None:
+    y = labels([40, 35, 25])
+    a = stratified_split(y, 0.2, 0.2, np.random.default_rng(7))
+    b = stratified_split(y, 0.2, 0.2, np.random.default_rng(7))
+    c = stratified_split(y, 0.2, 0.2, np.random.default_rng(8))
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not all(np.array_equal(np.sort(p), np.sort(q)) for p, q in zip(a, c, strict=True))
+
+
+def test_stratified_split_refuses_an_empty_split() -> None:
+    y = labels([2, 2])  # round(4 · 0.1) = 0 validation examples
+    with pytest.raises(DataError, match="val split is empty"):
+        stratified_split(y, 0.1, 0.5, np.random.default_rng(0))
+
+
+def test_stratified_subsample_keeps_size_and_proportions() -> None:
+    y = labels([60, 30, 10])
+    idx = stratified_subsample(y, 50, np.random.default_rng(0))
+    assert len(idx) == 50
+    assert len(set(idx.tolist())) == 50
+    assert idx.min() >= 0 and idx.max() < len(y)
+    assert np.bincount(y[idx], minlength=3).tolist() == [30, 15, 5]
+
+
+# --- label noise ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "n_classes"), [(203, 0.3, 5), (100, 0.5, 2), (50, 0.0, 3), (40, 0.99, 4)]
+)
+def test_add_label_noise_changes_exactly_round_f_n_labels(
+    n: int, fraction: float, n_classes: int
+) -> None:
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, n_classes, size=n)
+    y_before = y.copy()
+    noisy_y, mask = add_label_noise(y, fraction, n_classes, np.random.default_rng(5))
+    assert np.array_equal(y, y_before)  # the input is not modified in place
+    assert mask.dtype == bool and mask.sum() == round(fraction * n)
+    assert np.array_equal(noisy_y != y, mask)  # every chosen label differs, no other changes
+    assert noisy_y.min() >= 0 and noisy_y.max() < n_classes
+
+
+def test_add_label_noise_reaches_every_other_class() -> None:
+    y = np.zeros(3000, dtype=np.int64)
+    noisy_y, mask = add_label_noise(y, 1.0, 4, np.random.default_rng(0))
+    assert mask.all()
+    counts = np.bincount(noisy_y, minlength=4)
+    assert counts[0] == 0
+    assert np.all(np.abs(counts[1:] - 1000) < 100)  # uniform over the three other classes
+
+
+# --- prepare() on an .npz ------------------------------------------------------------------------
+
+
+N_POOL = 150
+
+
+def pool(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """x column 0 is the example's index (to trace rows through prepare); 3 classes."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.repeat(np.arange(3), [60, 50, 40]))
+    x = rng.normal(5.0, 3.0, size=(N_POOL, 4))
+    x[:, 0] = np.arange(N_POOL)
+    x[:, 3] = 7.0  # a constant feature
+    return x.astype(np.float32), y
+
+
+def write_npz(tmp_path: Path, seed: int = 0) -> tuple[Path, np.ndarray, np.ndarray]:
+    x, y = pool(seed)
+    path = tmp_path / "pool.npz"
+    np.savez(path, x=x, y=y)
+    return path, x, y
+
+
+def ids(split: Split) -> np.ndarray:
+    return np.rint(split.x[:, 0]).astype(np.int64)
+
+
+def test_prepare_label_noise_only_in_train(tmp_path: Path) -> None:
+    path, x, y = write_npz(tmp_path)
+    prepared, norm = prepare(
+        DataConfig(dataset="npz", path=str(path), label_noise=0.3, normalize="none")
+    )
+    id_sets = {s: ids(getattr(prepared, s)) for s in SPLITS}
+    assert sorted(np.concatenate(list(id_sets.values())).tolist()) == list(range(N_POOL))
+    # val and test labels are the clean ones
+    assert np.array_equal(prepared.val.y, y[id_sets["val"]])
+    assert np.array_equal(prepared.test.y, y[id_sets["test"]])
+    # train: exactly round(0.3 · n_train) labels changed, all to another valid class
+    changed = prepared.train.y != y[id_sets["train"]]
+    n_train = len(prepared.train.y)
+    assert changed.sum() == round(0.3 * n_train) == prepared.meta["noisy_labels"]
+    assert prepared.train.y.min() >= 0 and prepared.train.y.max() <= 2
+    # metadata
+    meta = prepared.meta
+    assert meta["sizes"] == {"train": 90, "val": 30, "test": 30}
+    assert meta["n_classes"] == 3 and meta["n_features"] == 4 and meta["input_shape"] == [4]
+    for s in ("val", "test"):
+        assert meta["class_counts"][s] == np.bincount(y[id_sets[s]], minlength=3).tolist()
+    assert prepared.n_classes == 3 and prepared.n_features == 4
+    assert all(getattr(prepared, s).x.dtype == np.float32 for s in SPLITS)
+    assert all(getattr(prepared, s).y.dtype == np.int64 for s in SPLITS)
+    # normalize none: the features are untouched
+    assert np.array_equal(prepared.train.x, x[id_sets["train"]])
+    assert float(norm["mean"]) == 0.0 and float(norm["std"]) == 1.0
+
+
+def test_prepare_without_noise_changes_no_label(tmp_path: Path) -> None:
+    path, _, y = write_npz(tmp_path)
+    prepared, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    assert np.array_equal(prepared.train.y, y[ids(prepared.train)])
+    assert prepared.meta["noisy_labels"] == 0
+
+
+def test_prepare_is_reproducible_and_seeded(tmp_path: Path) -> None:
+    path, _, _ = write_npz(tmp_path)
+    cfg = DataConfig(dataset="npz", path=str(path), label_noise=0.2, normalize="none")
+    a, _ = prepare(cfg)
+    b, _ = prepare(cfg)
+    c, _ = prepare(cfg.model_copy(update={"split_seed": 1}))
+    for s in SPLITS:
+        assert np.array_equal(getattr(a, s).x, getattr(b, s).x)
+        assert np.array_equal(getattr(a, s).y, getattr(b, s).y)
+    assert not np.array_equal(np.sort(ids(a.val)), np.sort(ids(c.val)))
+
+
+def test_prepare_global_normalisation_uses_train_statistics_only(tmp_path: Path) -> None:
+    path, x, _ = write_npz(tmp_path)
+    raw, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    normed, norm = prepare(DataConfig(dataset="npz", path=str(path), normalize="global"))
+    # the split does not depend on the normalisation: recover the rows from the raw run
+    train_rows = x[ids(raw.train)].astype(np.float64)
+    mean, std = train_rows.mean(), train_rows.std()
+    assert float(norm["mean"]) == pytest.approx(mean, rel=1e-6)
+    assert float(norm["std"]) == pytest.approx(std, rel=1e-6)
+    assert normed.train.x.mean() == pytest.approx(0.0, abs=1e-5)
+    assert normed.train.x.std(dtype=np.float64) == pytest.approx(1.0, rel=1e-5)
+    for s in ("val", "test"):
+        rows = x[ids(getattr(raw, s))].astype(np.float64)
+        np.testing.assert_allclose(getattr(normed, s).x, (rows - mean) / std, rtol=0, atol=1e-5)
+        # statistics of the whole pool would give measurably different values (leakage check)
+        leaked = (rows - x.mean(dtype=np.float64)) / x.std(dtype=np.float64)
+        assert np.abs(getattr(normed, s).x - leaked).max() > 1e-3
+
+
+def test_prepare_per_feature_normalisation(tmp_path: Path) -> None:
+    path, x, _ = write_npz(tmp_path)
+    raw, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    normed, norm = prepare(DataConfig(dataset="npz", path=str(path), normalize="per_feature"))
+    train_rows = x[ids(raw.train)].astype(np.float64)
+    mean, std = train_rows.mean(axis=0), train_rows.std(axis=0)
+    assert norm["mean"].shape == norm["std"].shape == (4,)
+    np.testing.assert_allclose(normed.train.x[:, :3].mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normed.train.x[:, :3].std(axis=0, dtype=np.float64), 1.0, rtol=1e-5)
+    # the constant feature is not divided by zero: it becomes 0, not NaN
+    assert float(norm["std"][3]) == 1.0
+    assert np.all(normed.train.x[:, 3] == 0.0) and np.all(normed.test.x[:, 3] == 0.0)
+    rows = x[ids(raw.test)].astype(np.float64)
+    np.testing.assert_allclose(
+        normed.test.x[:, :3], (rows[:, :3] - mean[:3]) / std[:3], rtol=0, atol=1e-5
+    )
+
+
+def test_prepare_train_size_subsamples_the_training_split(tmp_path: Path) -> None:
+    path, x, y = write_npz(tmp_path)
+    full, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    small, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none", train_size=30))
+    assert small.meta["sizes"] == {"train": 30, "val": 30, "test": 30}
+    assert set(ids(small.train)) <= set(ids(full.train))  # drawn from the same training split
+    assert np.array_equal(ids(small.val), ids(full.val))
+    exact = np.bincount(y[ids(full.train)]) * 30 / len(full.train.y)
+    assert np.all(np.abs(np.bincount(small.train.y, minlength=3) - exact) < 1)
+    with pytest.raises(DataError, match="train_size=91 exceeds the 90"):
+        prepare(DataConfig(dataset="npz", path=str(path), train_size=91))
+
+
+# --- the prepared files --------------------------------------------------------------------------
+
+
+def tiny_prepared() -> tuple[Prepared, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> Split:
+        return Split(
+            rng.normal(size=(n, 5)).astype(np.float32), rng.integers(0, 3, size=n).astype(np.int64)
+        )
+
+    meta = {"dataset": "npz", "n_features": 5, "n_classes": 3, "sizes": {"train": 8}}
+    norm = {"mean": np.float32(0.5), "std": np.float32(2.0)}
+    return Prepared(split(8), split(4), split(3), meta), norm
+
+
+def test_write_then_load_round_trips_exactly(tmp_path: Path) -> None:
+    prepared, norm = tiny_prepared()
+    out = tmp_path / "prepared"
+    write_prepared(prepared, norm, out)
+    loaded = load_prepared(out)
+    for s in SPLITS:
+        a, b = getattr(prepared, s), getattr(loaded, s)
+        assert a.x.dtype == b.x.dtype and a.y.dtype == b.y.dtype
+        assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert loaded.meta == prepared.meta
+    with np.load(out / "normalization.npz", allow_pickle=False) as saved:
+        assert float(saved["mean"]) == 0.5 and float(saved["std"]) == 2.0
+    # writing again replaces the folder and leaves no staging folder behind
+    write_prepared(prepared, norm, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "meta.json",
+        "normalization.npz",
+        "test.npz",
+        "train.npz",
+        "val.npz",
+    ]
+
+
+def written(tmp_path: Path) -> Path:
+    prepared, norm = tiny_prepared()
+    out = tmp_path / "prepared"
+    write_prepared(prepared, norm, out)
+    return out
+
+
+def test_load_prepared_missing_dir(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="meta.json missing"):
+        load_prepared(tmp_path / "nowhere")
+
+
+def test_load_prepared_missing_split(tmp_path: Path) -> None:
+    out = written(tmp_path)
+    (out / "val.npz").unlink()
+    with pytest.raises(DataError, match=r"val\.npz: missing"):
+        load_prepared(out)
+
+
+def test_load_prepared_garbage_bytes(tmp_path: Path) -> None:
+    out = written(tmp_path)
+    (out / "train.npz").write_bytes(b"this is not an npz file at all" * 10)
+    with pytest.raises(DataError, match=r"train\.npz: corrupted"):
+        load_prepared(out)
+
+
+def test_load_prepared_truncated_file(tmp_path: Path) -> None:
+    out = written(tmp_path)
+    data = (out / "train.npz").read_bytes()
+    (out / "train.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"train\.npz"):
+        load_prepared(out)
+
+
+def test_load_prepared_refuses_pickled_arrays(tmp_path: Path) -> None:
+    out = written(tmp_path)
+    objects = np.empty(8, dtype=object)
+    objects[:] = [{"a": i} for i in range(8)]
+    np.savez(out / "train.npz", x=objects, y=np.zeros(8, np.int64))
+    with pytest.raises(DataError, match=r"train\.npz: corrupted"):
+        load_prepared(out)
+
+
+def test_load_prepared_refuses_arrays_that_do_not_match_meta(tmp_path: Path) -> None:
+    out = written(tmp_path)
+    np.savez(out / "test.npz", x=np.zeros((3, 5), np.float64), y=np.zeros(3, np.int64))
+    with pytest.raises(DataError, match=r"test\.npz: arrays do not match"):
+        load_prepared(out)
+    np.savez(out / "test.npz", x=np.zeros((3, 6), np.float32), y=np.zeros(3, np.int64))
+    with pytest.raises(DataError, match=r"test\.npz: arrays do not match"):
+        load_prepared(out)
+
+
+def test_load_prepared_corrupt_meta(tmp_path: Path) -> None:
+    out = written(tmp_path)
+    (out / "meta.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"meta\.json: corrupted"):
+        load_prepared(out)
+
+
+def test_written_files_are_plain_numpy_and_json(tmp_path: Path) -> None:
+    out = written(tmp_path)
+    json.loads((out / "meta.json").read_text())
+    for s in SPLITS:
+        with np.load(out / f"{s}.npz", allow_pickle=False) as arrays:
+            assert sorted(arrays.files) == ["x", "y"]
+
+
+# --- sources: npz --------------------------------------------------------------------------------
+
+
+def npz_cfg(path: Path) -> DataConfig:
+    return DataConfig(dataset="npz", path=str(path))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x": np.zeros((5, 3)), "y": np.array([0, 1, 0, 1])}, "same N"),
+        ({"x": np.zeros((4, 3)), "y": np.array([0.0, 1.0, 0.5, 1.0])}, "must be integers"),
+        ({"x": np.zeros((4, 3))}, "missing array(s) y"),
+        ({"y": np.array([0, 1])}, "missing array(s) x"),
+        ({"x": np.array([[0.0, np.nan], [1.0, 2.0]]), "y": np.array([0, 1])}, "NaN or infinite"),
+        ({"x": np.array([[0.0, np.inf], [1.0, 2.0]]), "y": np.array([0, 1])}, "NaN or infinite"),
+        ({"x": np.zeros(4), "y": np.array([0, 1, 0, 1])}, "x must be (N, ...)"),
+        ({"x": np.zeros((4, 2)), "y": np.zeros((4, 1), np.int64)}, "y (N,)"),
+        ({"x": np.array([["a"], ["b"]]), "y": np.array([0, 1])}, "must be numeric"),
+        ({"x": np.zeros((4, 2)), "y": np.array([True, False, True, False])}, "must be integers"),
+        ({"x": np.zeros((4, 2)), "y": np.array([0, 2, 0, 2])}, "0..C-1"),
+        ({"x": np.zeros((4, 2)), "y": np.array([-1, 0, -1, 0])}, "0..C-1"),
+        ({"x": np.zeros((4, 2)), "y": np.array([0, 0, 0, 0])}, "at least two classes"),
+    ],
+    ids=[
+        "length",
+        "float-label",
+        "no-y",
+        "no-x",
+        "nan",
+        "inf",
+        "x-1d",
+        "y-2d",
+        "strings",
+        "bool-labels",
+        "class-gap",
+        "negative",
+        "one-class",
+    ],
+)
+def test_load_source_npz_rejects(tmp_path: Path, arrays: dict, message: str) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError) as info:
+        load_source(npz_cfg(path))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_load_source_npz_accepts_integral_float_labels(tmp_path: Path) -> None:
+    path = tmp_path / "ok.npz"
+    np.savez(path, x=np.arange(8.0).reshape(4, 2), y=np.array([0.0, 1.0, 1.0, 0.0]))
+    x, y = load_source(npz_cfg(path))
+    assert y.dtype == np.int64 and y.tolist() == [0, 1, 1, 0]
+    assert np.array_equal(x, np.arange(8.0).reshape(4, 2))
+
+
+def test_load_npz_missing_file_and_garbage(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_npz(tmp_path / "absent.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"\x00garbage" * 20)
+    with pytest.raises(DataError, match=r"bad\.npz: not a readable \.npz"):
+        load_npz(bad)
+
+
+def test_load_npz_refuses_pickled_objects(tmp_path: Path) -> None:
+    path = tmp_path / "pickled.npz"
+    objects = np.empty(2, dtype=object)
+    objects[:] = [{"a": 1}, {"b": 2}]
+    np.savez(path, x=objects, y=np.array([0, 1]))
+    with pytest.raises(DataError, match=r"pickled\.npz: not a readable"):
+        load_npz(path)
+
+
+def test_load_npz_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "cut.npz"
+    np.savez(path, x=np.zeros((10, 3)), y=np.arange(10) % 2)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.npz"):
+        load_npz(path)
+
+
+def test_load_source_npz_empty_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "empty.npz"
+    np.savez(path, x=np.zeros((0, 3)), y=np.zeros(0, np.int64))
+    with pytest.raises(DataError):
+        load_source(npz_cfg(path))
+
+
+def test_load_source_npz_scalar_labels(tmp_path: Path) -> None:
+    path = tmp_path / "scalar.npz"
+    np.savez(path, x=np.zeros((4, 3)), y=np.array(1))
+    with pytest.raises(DataError):
+        load_source(npz_cfg(path))
+
+
+# --- sources: torchvision, read offline from the IDX files ---------------------------------------
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    magic = 0x00000800 | array.ndim  # 0x08: unsigned byte data
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_torchvision_mnist_read_from_idx_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    train_x = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
+    test_x = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
+    train_y = (np.arange(30) % 3).astype(np.uint8)
+    test_y = ((np.arange(20) + 1) % 3).astype(np.uint8)
+    write_idx(raw / "train-images-idx3-ubyte", train_x)
+    write_idx(raw / "train-labels-idx1-ubyte", train_y)
+    write_idx(raw / "t10k-images-idx3-ubyte", test_x)
+    write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
+    assert (raw / "train-images-idx3-ubyte").read_bytes()[:4] == b"\x00\x00\x08\x03"
+    assert (raw / "train-labels-idx1-ubyte").read_bytes()[:4] == b"\x00\x00\x08\x01"
+
+    x, y = load_source(DataConfig(dataset="mnist", root=str(tmp_path), download=False))
+    assert x.shape == (50, 1, 28, 28)  # official train/test halves pooled, train first
+    assert np.array_equal(x[:, 0], np.concatenate([train_x, test_x]))
+    assert y.dtype == np.int64
+    assert np.array_equal(y, np.concatenate([train_y, test_y]).astype(np.int64))
+
+    # and the whole prepare stage runs on it: 784 flattened features
+    prepared, _ = prepare(
+        DataConfig(
+            dataset="mnist", root=str(tmp_path), download=False, val_fraction=0.2, test_fraction=0.2
+        )
+    )
+    assert prepared.meta["n_features"] == 784 and prepared.meta["n_classes"] == 3
+    assert prepared.meta["sizes"] == {"train": 30, "val": 10, "test": 10}
+
+
+def test_torchvision_missing_files_without_download(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as info:
+        load_source(DataConfig(dataset="kmnist", root=str(empty), download=False))
+    message = str(info.value)
+    assert "kmnist" in message and "data.download" in message and str(empty) in message
