@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .config import Params, load_params
+from .config import OVERRIDABLE, VARIANT_KNOBS, Params, load_params, with_overrides
 from .errors import ConfigError, DataError, TrainingDiverged
 from .paths import Layout, project_root
 
@@ -25,13 +25,19 @@ def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (ConfigError, DataError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(BAD_INPUT)
+            fail(str(e), BAD_INPUT)
         except TrainingDiverged as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
+            fail(str(e), 1)
 
     return wrapper
+
+
+def fail(message: str, code: int) -> None:
+    from .tracking import mark_launcher_failed
+
+    click.echo(f"error: {message}", err=True)
+    mark_launcher_failed(message)
+    sys.exit(code)
 
 
 def _load(params_path: str) -> tuple[Params, Layout]:
@@ -80,24 +86,52 @@ def prepare(params_path: str) -> None:
     )
 
 
+def override_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--KNOB VALUE` for every overridable knob, spelled with '-' or '_' (as `mlflow run`
+    passes undeclared parameters), collected into `overrides`. Values are read as YAML and
+    validated like params.yaml, so a bad one fails with one line naming the key."""
+    for knob in reversed(OVERRIDABLE):
+        flags = {f"--{knob.replace('_', '-')}", f"--{knob}"}
+        help_text = (
+            "Train this one seed." if knob == "seed"
+            else f"Override {'variants.VARIANT' if knob in VARIANT_KNOBS else 'train'}.{knob}."
+        )  # fmt: skip
+        command = click.option(*sorted(flags), knob, default=None, metavar="VALUE",
+                               help=help_text)(command)  # fmt: skip
+    return command
+
+
 @main.command()
 @click.option("--variant", required=True, help="A key of `variants` in params.yaml.")
-@click.option(
-    "--seed",
-    "seeds",
-    type=int,
-    multiple=True,
-    help="Train only this seed (repeatable); default: every seed in train.seeds.",
-)
 @params_option
+@override_options
 @fail_cleanly
-def train(variant: str, seeds: tuple[int, ...], params_path: str) -> None:
-    """Train VARIANT for every seed; one MLflow run per seed."""
+def train(variant: str, params_path: str, **knobs: str | None) -> None:
+    """Train VARIANT for every seed; one MLflow run per seed.
+
+    Overrides apply on top of params.yaml (which is not edited), e.g.
+    `train --variant dropout --dropout 0.3 --lr 3e-4 --seed 1`. Under `mlflow run`, the
+    command joins the run MLflow started and trains one seed (--seed, else the first).
+    """
+    from .tracking import launcher_run_id
     from .train import train_stage
 
     params, layout = _load(params_path)
+    overrides = {k: v for k, v in knobs.items() if v is not None}
+    if overrides:
+        params = with_overrides(params, variant, overrides)
     params.variant(variant)  # an unknown name fails here, before any data is read
-    train_stage(params, layout, variant, list(seeds) or None)
+    launched = launcher_run_id() is not None
+    # One run was started for us by `mlflow run`: one seed fills it.
+    seeds = params.train.seeds[:1] if launched else None
+    tracked_only = launched or bool(overrides)
+    if tracked_only:
+        click.echo(
+            "these runs differ from params.yaml or belong to `mlflow run`: they are logged to "
+            "MLflow only; models/ and metrics/ (the DVC outputs) stay as they are",
+            err=True,
+        )
+    train_stage(params, layout, variant, seeds, join=launched, write_outputs=not tracked_only)
 
 
 @main.command()
@@ -107,15 +141,15 @@ def train(variant: str, seeds: tuple[int, ...], params_path: str) -> None:
 def report(no_mlflow: bool, params_path: str) -> None:
     """Write reports/gap_report.md, reports/summary.json and reports/figures/."""
     params, layout = _load(params_path)
-    _report(params, layout, log=not no_mlflow)
+    _report(params, layout, log=not no_mlflow, join=True)
 
 
-def _report(params: Params, layout: Layout, log: bool) -> None:
+def _report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     from .report import log_report, report_stage
 
     summary = report_stage(params, layout)
     if log:
-        log_report(params, layout, summary)
+        log_report(params, layout, summary, join)
     click.echo(f"report: {(layout.reports / 'gap_report.md').relative_to(layout.root)}")
 
 
@@ -131,7 +165,7 @@ def study(ctx: click.Context, params_path: str) -> None:
     ctx.invoke(prepare, params_path=params_path)
     for name in params.variants:
         train_stage(params, layout, name)
-    _report(params, layout, log=True)
+    _report(params, layout, log=True, join=False)
     print_next_steps(layout)
 
 
@@ -140,9 +174,32 @@ def print_next_steps(layout: Layout) -> None:
 
     click.echo(
         f"\nReport: {layout.reports / 'gap_report.md'}\n"
-        f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri()} --host 127.0.0.1 "
-        f"(then open http://127.0.0.1:5000)"
+        f"MLflow UI: python -m pipeline ui  (or: make ui; mlflow ui --backend-store-uri "
+        f"{tracking_uri()} --host 127.0.0.1), then open http://127.0.0.1:5000"
     )
+
+
+@main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; anything but loopback exposes the store to the network.",
+)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def ui(host: str, port: int) -> None:
+    """Start the MLflow UI against the project's tracking store."""
+    import subprocess
+
+    from .tracking import tracking_uri
+
+    click.echo(f"MLflow UI on http://{host}:{port} (store: {tracking_uri()}); Ctrl-C stops it")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+               "--host", host, "--port", str(port)]  # fmt: skip
+    try:
+        sys.exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 @main.command("next-steps", hidden=True)

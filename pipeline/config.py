@@ -224,3 +224,42 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
 def load_params(path: Path) -> Params:
     """Read and validate `params.yaml`."""
     return parse_params(read_yaml(path), source=path.name)
+
+
+# --- overrides (`train --KEY VALUE`, `mlflow run -P KEY=VALUE`) -------------------------------
+
+VARIANT_KNOBS = (
+    "dropout", "input_dropout", "l1", "l2", "penalize_bias", "weight_decay", "optimizer",
+    "max_norm", "patience",
+)  # fmt: skip
+TRAIN_KNOBS = ("lr", "epochs", "batch_size", "momentum", "device", "threads")
+OVERRIDABLE = (*VARIANT_KNOBS, *TRAIN_KNOBS, "seed")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value read as YAML 1.2: `0.5`, `1e-4`, `[0.2, 0.5]`, `true`, `adamw`."""
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError:
+        return text
+
+
+def with_overrides(params: Params, variant: str, overrides: dict[str, str]) -> Params:
+    """`params` with knobs of `variant` (and shared training knobs) replaced, re-validated.
+
+    Variant knobs change only that variant; `seed` trains that one seed. `params.yaml` itself
+    is never edited.
+    """
+    params.variant(variant)
+    raw = params.model_dump()
+    for key, text in overrides.items():
+        value = parse_value(text)
+        if key in VARIANT_KNOBS:
+            raw["variants"][variant][key] = value
+        elif key in TRAIN_KNOBS:
+            raw["train"][key] = value
+        elif key == "seed":
+            raw["train"]["seeds"] = [value]
+        else:
+            raise ConfigError(f"unknown override {key!r} (known: {', '.join(OVERRIDABLE)})")
+    return parse_params(raw, source="override")

@@ -300,7 +300,7 @@ def report_stage(params: Params, layout: Layout) -> dict[str, Any]:
     return summary
 
 
-def log_report(params: Params, layout: Layout, summary: dict[str, Any]) -> str:
+def log_report(params: Params, layout: Layout, summary: dict[str, Any], join: bool) -> str:
     """Log the report as an MLflow run of its own; return its run id."""
     import mlflow
 
@@ -311,7 +311,7 @@ def log_report(params: Params, layout: Layout, summary: dict[str, Any]) -> str:
         "dataset": summary["conditions"]["dataset"],
         **tracking.context_tags(),
     }
-    with tracking.tracked_run(params.mlflow.experiment, "report", tags) as run:
+    with tracking.tracked_run(params.mlflow.experiment, "report", tags, join) as run:
         metrics = {}
         for name, entry in summary["variants"].items():
             metrics[f"loss_gap_last.{name}"] = entry["loss_gap_last"]["mean"]

@@ -53,7 +53,9 @@ def ensure_experiment(name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=location)
+        # The kind makes the MLflow UI open the experiment on its training-runs table.
+        kind = {"mlflow.experimentKind": "custom_model_development"}
+        return client.create_experiment(name, artifact_location=location, tags=kind)
     except MlflowException:  # another process created it in between
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -86,23 +88,46 @@ def context_tags() -> dict[str, str]:
     return tags
 
 
-def joined_run_id() -> str | None:
-    """The run `mlflow run` started for this process, if any."""
+@functools.cache
+def launcher_run_id() -> str | None:
+    """The run `mlflow run` started for this process, if any (read once: MLflow deletes the
+    variable the first time it resumes that run)."""
     return os.environ.get(MLFLOW_RUN_ID) or None
 
 
 @contextmanager
-def tracked_run(experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
-    """Start a run (or join the one `mlflow run` started); end it FINISHED, FAILED or KILLED."""
+def tracked_run(
+    experiment: str, run_name: str, tags: dict[str, str], join: bool = True
+) -> Iterator[Any]:
+    """A run that ends FINISHED, FAILED (an error) or KILLED (Ctrl-C).
+
+    Outside `mlflow run`: a new run in `experiment`. Under `mlflow run`: with `join`, the run
+    MLflow started (named here, since MLflow leaves it unnamed); without, a child of it in the
+    same experiment, so a whole study started by `mlflow run` stays grouped under one parent.
+    """
     import mlflow
 
-    experiment_id = None if joined_run_id() else ensure_experiment(experiment)
-    if joined_run_id():
+    launcher = launcher_run_id()
+    if launcher is None:
+        run_id = None
+        experiment_id = ensure_experiment(experiment)
+    else:
         mlflow.set_tracking_uri(tracking_uri())
+        client = mlflow.MlflowClient()
+        if join:
+            run_id, experiment_id = launcher, None
+        else:
+            parent = client.get_run(launcher)
+            child = client.create_run(
+                parent.info.experiment_id,
+                run_name=run_name,
+                tags={"mlflow.parentRunId": launcher},
+            )
+            run_id, experiment_id = child.info.run_id, None
     run = mlflow.start_run(
-        run_id=joined_run_id(),
+        run_id=run_id,
         experiment_id=experiment_id,
-        run_name=None if joined_run_id() else run_name,
+        run_name=run_name,
         tags=tags,
     )
     try:
@@ -115,6 +140,18 @@ def tracked_run(experiment: str, run_name: str, tags: dict[str, str]) -> Iterato
         raise
     else:
         mlflow.end_run(status="FINISHED")
+
+
+def mark_launcher_failed(reason: str) -> None:
+    """Under `mlflow run`, record why the command failed before it trained anything."""
+    launcher = launcher_run_id()
+    if launcher is None:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri())
+    client.set_tag(launcher, "error", reason[:5000])
+    client.set_terminated(launcher, "FAILED")
 
 
 def log_params_once(params: dict[str, Any]) -> None:

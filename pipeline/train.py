@@ -143,6 +143,7 @@ def tracked_training(
     data_params: dict[str, Any],
     seed_dir: Path,
     on_epoch: Callable[[int, dict[str, float]], None],
+    join: bool = False,
 ) -> tuple[RunResult, str]:
     """Train one spec inside an MLflow run; write its weights to `seed_dir`."""
     import mlflow
@@ -155,7 +156,7 @@ def tracked_training(
         "dataset": data_params["dataset"],
         **tracking.context_tags(),
     }
-    with tracking.tracked_run(params.mlflow.experiment, spec.run_name, tags) as run:
+    with tracking.tracked_run(params.mlflow.experiment, spec.run_name, tags, join) as run:
         tracking.log_params_once({**spec.hyperparameters(), **data_params})
 
         def log_epoch(epoch: int, row: dict[str, float]) -> None:
@@ -198,8 +199,15 @@ def train_stage(
     layout: Layout,
     variant: str,
     seeds: list[int] | None = None,
+    join: bool = False,
+    write_outputs: bool = True,
 ) -> list[dict[str, Any]]:
-    """Train every seed of `variant`, log each to MLflow, then write the stage's outputs."""
+    """Train every seed of `variant`, log each to MLflow, then write the stage's outputs.
+
+    `join`: log into the run `mlflow run` started (one seed) instead of a new one.
+    `write_outputs`: False for runs that differ from params.yaml (overrides, `mlflow run`),
+    which live in MLflow only, so the DVC outputs keep matching params.yaml.
+    """
     specs = run_specs(params, variant, seeds)  # unknown variant: fails before anything else
     prepared = load_prepared(layout.prepared)
     device = resolve_device(params.train.device)
@@ -217,7 +225,7 @@ def train_stage(
             reporter = EpochReporter(spec)
             try:
                 result, run_id = tracked_training(
-                    spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter
+                    spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter, join
                 )
             finally:
                 reporter.close()
@@ -240,6 +248,8 @@ def train_stage(
                 }
             )
             history += history_rows(spec, result)
+        if not write_outputs:
+            return runs
         write_csv(history, metrics_tmp / "history.csv")
         write_csv(mean_curves(history), metrics_tmp / "curves.csv")
         (metrics_tmp / "runs.json").write_text(json.dumps(runs, indent=2) + "\n")

@@ -1,0 +1,207 @@
+"""End to end: `mlflow run` with overrides, and a tiny study against a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from .conftest import BIN, TINY_PARAMS, Runner, command_env
+
+pytestmark = pytest.mark.e2e
+
+PY = sys.executable
+EXPERIMENT = TINY_PARAMS["mlflow"]["experiment"]
+
+
+def mlflow_run(run_in: Runner, *params: str, check: bool = False):
+    args = ["mlflow", "run", ".", "-e", "train", "--env-manager", "local"]
+    args += ["--experiment-name", EXPERIMENT]
+    for p in params:
+        args += ["-P", p]
+    return run_in(*args, check=check)
+
+
+def runs_of(repo: Path) -> list:
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def test_mlflow_run_trains_one_variant_with_overrides(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    result = mlflow_run(run_in, "variant=dropout", "dropout=0.3", "lr=1e-2", check=True)
+    assert "succeeded" in result.stderr
+
+    runs = runs_of(tiny_repo)
+    assert len(runs) == 1, "mlflow run must fill the run it started, not create another"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "dropout-seed0"
+    # The overrides as MLflow logged them, and the rest resolved from params.yaml.
+    assert run.data.params["dropout"] == "0.3"
+    assert run.data.params["lr"] == "1e-2"
+    assert run.data.params["l2"] == "0.0"
+    assert run.data.params["epochs"] == str(TINY_PARAMS["train"]["epochs"])
+    assert run.data.tags["variant"] == "dropout"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3, 4]
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+    )
+    assert len(models) == 1
+    # A run that differs from params.yaml lives in MLflow only: DVC's outputs are untouched.
+    assert not (tiny_repo / "models").exists()
+    assert not (tiny_repo / "metrics").exists()
+
+
+def test_mlflow_run_keeps_param_names_of_dvc_runs(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    run_in(PY, "-m", "pipeline", "train", "--variant", "l2", "--seed", "1")
+    mlflow_run(run_in, "variant=l2", "l2=0.01", check=True)
+    runs = runs_of(tiny_repo)
+    assert len(runs) == 2
+    assert runs[0].data.params.keys() == runs[1].data.params.keys()
+    assert runs[0].data.metrics.keys() == runs[1].data.metrics.keys()
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [("dropout=1.5", "dropout"), ("lr=abc", "train.lr"), ("variant=nope", "unknown variant")],
+)
+def test_mlflow_run_bad_value_fails_the_run(
+    tiny_repo: Path, run_in: Runner, override: str, needle: str
+) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    params = [override] if override.startswith("variant=") else ["variant=dropout", override]
+    result = mlflow_run(run_in, *params)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and needle in errors[0], result.stderr
+    runs = runs_of(tiny_repo)
+    assert len(runs) == 1
+    assert runs[0].info.status == "FAILED"
+    assert needle in runs[0].data.tags["error"]
+    assert "val_loss" not in runs[0].data.metrics, "nothing may be trained"
+
+
+# --- a real tracking server on loopback -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, payload: dict | None = None) -> dict:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    process = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+         "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts",
+         "--workers", "1"],
+        env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("mlflow server did not come up") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_study_against_a_tracking_server(
+    tiny_repo: Path, run_in: Runner, tracking_server: str
+) -> None:
+    run_in(PY, "-m", "pipeline", "study", MLFLOW_TRACKING_URI=tracking_server)
+    assert not (tiny_repo / "mlflow.db").exists(), "the server, not a local file, holds the runs"
+
+    api = f"{tracking_server}/api/2.0/mlflow"
+    exp = get_json(f"{api}/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
+    found = get_json(f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                            "max_results": 100})["runs"]  # fmt: skip
+    by_name = {r["info"]["run_name"]: r for r in found}
+    expected = {f"{v}-seed{s}" for v in TINY_PARAMS["variants"]
+                for s in TINY_PARAMS["train"]["seeds"]}  # fmt: skip
+    assert set(by_name) == expected | {"report"}
+    for name in expected:
+        run = by_name[name]
+        assert run["info"]["status"] == "FINISHED"
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        assert {"dropout", "l1", "l2", "weight_decay", "lr", "seed"} <= set(params)
+        history = get_json(
+            f"{api}/metrics/get-history?run_id={run['info']['run_id']}&metric_key=val_loss"
+        )["metrics"]
+        assert sorted(m["step"] for m in history) == [1, 2, 3, 4]
+        artifacts = get_json(f"{api}/artifacts/list?run_id={run['info']['run_id']}&path=weights")[
+            "files"
+        ]
+        assert {Path(f["path"]).name for f in artifacts} >= {"model.safetensors",
+                                                             "architecture.json"}  # fmt: skip
+    models = get_json(f"{api}/logged-models/search", {"experiment_ids": [exp["experiment_id"]],
+                                                      "max_results": 100})["models"]  # fmt: skip
+    assert len(models) == len(expected)
+    assert not (tiny_repo / "mlruns").exists(), "artifacts go to the server"
+
+
+# CI installs Debian's chromium (.ci/run); there a missing browser is a failure, not a skip.
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and os.environ.get("CI") != "true",
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
+def test_experiment_page_lists_the_runs(
+    tiny_repo: Path, run_in: Runner, tracking_server: str, tmp_path: Path
+) -> None:
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["mlflow"]["log_model"] = False
+    (tiny_repo / "params.yaml").write_text(json.dumps(params))
+    run_in(PY, "-m", "pipeline", "study", MLFLOW_TRACKING_URI=tracking_server)
+    api = f"{tracking_server}/api/2.0/mlflow"
+    exp = get_json(f"{api}/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
+    page = f"{tracking_server}/#/experiments/{exp['experiment_id']}/runs"
+    chromium = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=20000", "--window-size=1600,1000",
+    ]  # fmt: skip
+    dom = subprocess.run(
+        [*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=180
+    ).stdout
+    for name in ("baseline-seed0", "dropout-seed1", "l2-seed0", "report"):
+        assert name in dom, f"{name} not on the experiment page"
+    shot = tmp_path / "experiment_page.png"
+    subprocess.run([*chromium, f"--screenshot={shot}", page], capture_output=True, timeout=180)
+    assert shot.stat().st_size > 10_000
