@@ -167,11 +167,13 @@ def tracked_training(
         mlflow.log_metrics(result.summary)
         mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
         save_weights(result, spec, seed_dir)
-        write_csv(history_rows(spec, result), seed_dir / "history.csv")
         mlflow.log_artifacts(str(seed_dir), artifact_path="weights")
+        with tempfile.TemporaryDirectory() as tmp:
+            history = Path(tmp) / "history.csv"
+            write_csv(history_rows(spec, result), history)
+            mlflow.log_artifact(str(history))
         if params.mlflow.log_model:
             log_model(result, data)
-        (seed_dir / "history.csv").unlink()  # the variant-wide history holds these rows
     return result, run.info.run_id
 
 

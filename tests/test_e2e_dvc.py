@@ -139,6 +139,12 @@ def test_report_outputs_and_mlflow_run(reproduced: Path) -> None:
     assert len(reports) == 1
     artifacts = {a.path for a in client.list_artifacts(reports[0].info.run_id)}
     assert {"gap_report.md", "summary.json", "figures"} <= artifacts
+    # Each training run carries its own per-epoch history as CSV.
+    run = training_runs(client)[0]
+    history = client.download_artifacts(run.info.run_id, "history.csv", str(reproduced / ".."))
+    rows = Path(history).read_text().splitlines()
+    assert rows[0].startswith("variant,seed,epoch,train_loss")
+    assert len(rows) == 1 + TINY_PARAMS["train"]["epochs"]
 
 
 def test_dvc_metrics_plots_and_up_to_date(reproduced: Path) -> None:
