@@ -127,8 +127,8 @@ def train(variant: str, params_path: str, **knobs: str | None) -> None:
     tracked_only = launched or bool(overrides)
     if tracked_only:
         click.echo(
-            "these runs differ from params.yaml or belong to `mlflow run`: they are logged to "
-            "MLflow only; models/ and metrics/ (the DVC outputs) stay as they are",
+            "note: a run with overrides or under `mlflow run` is logged to MLflow only; "
+            "DVC's models/ and metrics/ are left untouched",
             err=True,
         )
     train_stage(params, layout, variant, seeds, join=launched, write_outputs=not tracked_only)
