@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,17 +18,35 @@ from .paths import Layout, project_root
 BAD_INPUT = 2  # exit code for anything the user can fix in params.yaml, flags or data files
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: runs end KILLED and no output is left half-written."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own errors into one line on stderr and a non-zero exit."""
+    """Turn the project's own errors into one line on stderr and a non-zero exit; turn SIGINT
+    and SIGTERM into an orderly stop (exit 130 / 143)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return command(*args, **kwargs)
         except (ConfigError, DataError) as e:
             fail(str(e), BAD_INPUT)
         except TrainingDiverged as e:
             fail(str(e), 1)
+        except KeyboardInterrupt as e:
+            name, code = ("SIGTERM", 143) if isinstance(e, Terminated) else ("SIGINT", 130)
+            click.echo(
+                f"interrupted ({name}): open MLflow runs are marked KILLED; no stage output "
+                "was written (the stage reruns in full, or use `train --resume`)",
+                err=True,
+            )
+            sys.exit(code)
 
     return wrapper
 
@@ -103,24 +122,30 @@ def override_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @click.option("--variant", required=True, help="A key of `variants` in params.yaml.")
+@click.option(
+    "--resume", is_flag=True,
+    help="Continue from the checkpoints an interrupted run of this stage left "
+    "(train.checkpoint_every); seeds that had finished are not trained again.",
+)  # fmt: skip
 @params_option
 @override_options
 @fail_cleanly
-def train(variant: str, params_path: str, **knobs: str | None) -> None:
+def train(variant: str, resume: bool, params_path: str, **knobs: str | None) -> None:
     """Train VARIANT for every seed; one MLflow run per seed.
 
     Overrides apply on top of params.yaml (which is not edited), e.g.
     `train --variant dropout --dropout 0.3 --lr 3e-4 --seed 1`. Under `mlflow run`, the
     command joins the run MLflow started and trains one seed (--seed, else the first).
     """
-    from .tracking import launcher_run_id
-    from .train import train_stage
-
     params, layout = _load(params_path)
     overrides = {k: v for k, v in knobs.items() if v is not None}
     if overrides:
         params = with_overrides(params, variant, overrides)
     params.variant(variant)  # an unknown name fails here, before any data is read
+
+    from .tracking import launcher_run_id  # imported once the input is known to be good
+    from .train import train_stage
+
     launched = launcher_run_id() is not None
     # One run was started for us by `mlflow run`: one seed fills it.
     seeds = params.train.seeds[:1] if launched else None
@@ -131,7 +156,10 @@ def train(variant: str, params_path: str, **knobs: str | None) -> None:
             "DVC's models/ and metrics/ are left untouched",
             err=True,
         )
-    train_stage(params, layout, variant, seeds, join=launched, write_outputs=not tracked_only)
+    train_stage(
+        params, layout, variant, seeds, join=launched, write_outputs=not tracked_only,
+        resume=resume,
+    )  # fmt: skip
 
 
 @main.command()

@@ -74,6 +74,7 @@ class TrainConfig(_Frozen):
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = Field(0, ge=0)  # CPU threads for torch; 0 = torch's default
+    checkpoint_every: int = Field(5, ge=0)  # epochs between checkpoints (for --resume); 0 = off
 
     @field_validator("seeds")
     @classmethod

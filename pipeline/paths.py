@@ -38,6 +38,9 @@ class Layout:
     def models(self, variant: str) -> Path:
         return self.root / "models" / variant
 
+    def checkpoints(self, variant: str) -> Path:
+        return self.root / "checkpoints" / variant
+
     def metrics(self, variant: str) -> Path:
         return self.root / "metrics" / variant
 

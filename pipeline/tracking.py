@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,11 @@ def ensure_experiment(name: str) -> str:
         folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         location = (tracking_root() / "mlruns" / folder).as_uri()
     mlflow.set_tracking_uri(tracking_uri())
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(name)
+    # Several trainings may start at once (`dvc queue start -j 4`): the first touch of a new
+    # SQLite store creates its schema, which must not run twice side by side.
+    with store_lock():
+        client = mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     try:
@@ -61,6 +64,15 @@ def ensure_experiment(name: str) -> str:
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def store_lock() -> AbstractContextManager[object]:
+    """A lock across processes for the default SQLite store; nothing for a tracking server."""
+    if user_tracking_uri() is not None and not user_tracking_uri().startswith("sqlite:"):
+        return nullcontext()
+    from filelock import FileLock
+
+    return FileLock(str(tracking_root() / ".mlflow.db.lock"), timeout=300)
 
 
 def git_commit() -> str:
@@ -97,18 +109,26 @@ def launcher_run_id() -> str | None:
 
 @contextmanager
 def tracked_run(
-    experiment: str, run_name: str, tags: dict[str, str], join: bool = True
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    join: bool = True,
+    resume_run_id: str | None = None,
 ) -> Iterator[Any]:
     """A run that ends FINISHED, FAILED (an error) or KILLED (Ctrl-C).
 
     Outside `mlflow run`: a new run in `experiment`. Under `mlflow run`: with `join`, the run
     MLflow started (named here, since MLflow leaves it unnamed); without, a child of it in the
     same experiment, so a whole study started by `mlflow run` stays grouped under one parent.
+    With `resume_run_id`: that run again (a run continued from its checkpoint).
     """
     import mlflow
 
     launcher = launcher_run_id()
-    if launcher is None:
+    if resume_run_id is not None:
+        mlflow.set_tracking_uri(tracking_uri())
+        run_id, experiment_id = resume_run_id, None
+    elif launcher is None:
         run_id = None
         experiment_id = ensure_experiment(experiment)
     else:

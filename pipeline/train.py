@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,14 @@ import numpy as np
 import torch
 
 from .atomic import replace_dir
+from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .config import Params
+from .errors import ConfigError, TrainingDiverged
+from .model import build_mlp
 from .paths import Layout
 from .prepare import Prepared, load_prepared
 from .spec import RunSpec, run_specs
-from .trainer import DeviceData, RunResult, resolve_device, train
+from .trainer import DeviceData, RunResult, architecture_of, resolve_device, train
 
 # Summary metrics averaged over seeds into the stage's DVC metrics file.
 SUMMARY_KEYS = (
@@ -136,6 +140,70 @@ class EpochReporter:
             self.bar.__exit__(None, None, None)
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a variant's seeds keep their checkpoints, and what they must have been made with.
+
+    While a seed trains, its file holds the training state of its last checkpoint; once it has
+    finished, its result, until the stage has written its outputs and deletes the folder.
+    """
+
+    folder: Path | None  # None: checkpointing off
+    fingerprint: str
+    every: int
+
+    def path(self, seed: int) -> Path:
+        assert self.folder is not None
+        return self.folder / f"seed{seed}.pt"
+
+    def load(self, seed: int) -> dict[str, Any] | None:
+        if self.folder is None or not self.path(seed).is_file():
+            return None
+        payload = load_checkpoint(self.path(seed))
+        if payload["fingerprint"] != self.fingerprint:
+            raise ConfigError(
+                f"{self.path(seed)} was made with other settings than params.yaml now holds; "
+                "train without --resume to start over"
+            )
+        return payload
+
+    def save_progress(self, seed: int, run_id: str, state: dict[str, Any]) -> None:
+        if self.folder is not None:
+            payload = {"fingerprint": self.fingerprint, "run_id": run_id, "done": False}
+            save_checkpoint(self.path(seed), {**payload, "state": state})
+
+    def save_done(self, seed: int, run_id: str, result: RunResult) -> None:
+        if self.folder is not None:
+            save_checkpoint(
+                self.path(seed),
+                {
+                    "fingerprint": self.fingerprint,
+                    "run_id": run_id,
+                    "done": True,
+                    "history": result.history,
+                    "summary": result.summary,
+                    "best_state": result.model.state_dict(),
+                    "stopped_early": result.stopped_early,
+                    "device": result.device,
+                },
+            )
+
+    def clear(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def finished_result(spec: RunSpec, data: DeviceData, payload: dict[str, Any]) -> RunResult:
+    """The result of a seed that had finished before the stage was interrupted."""
+    arch = architecture_of(spec, data)
+    model = build_mlp(arch).to(data.train.x.device)
+    model.load_state_dict(payload["best_state"])
+    return RunResult(
+        arch, model, payload["history"], payload["summary"], payload["stopped_early"],
+        payload["device"],
+    )  # fmt: skip
+
+
 def tracked_training(
     spec: RunSpec,
     data: DeviceData,
@@ -144,26 +212,53 @@ def tracked_training(
     seed_dir: Path,
     on_epoch: Callable[[int, dict[str, float]], None],
     join: bool = False,
+    checkpoints: Checkpoints | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> tuple[RunResult, str]:
-    """Train one spec inside an MLflow run; write its weights to `seed_dir`."""
+    """Train one spec inside an MLflow run (continuing `resume`'s run if given); write its
+    weights to `seed_dir`."""
     import mlflow
 
     from . import tracking
 
+    if resume is not None and resume["done"]:
+        result = finished_result(spec, data, resume)
+        save_weights(result, spec, seed_dir)
+        return result, resume["run_id"]
     tags = {
         "variant": spec.variant_name,
         "seed": str(spec.seed),
         "dataset": data_params["dataset"],
         **tracking.context_tags(),
     }
-    with tracking.tracked_run(params.mlflow.experiment, spec.run_name, tags, join) as run:
+    resume_run = resume["run_id"] if resume is not None else None
+    with tracking.tracked_run(
+        params.mlflow.experiment, spec.run_name, tags, join, resume_run_id=resume_run
+    ) as run:
+        run_id = run.info.run_id
         tracking.log_params_once({**spec.hyperparameters(), **data_params})
 
         def log_epoch(epoch: int, row: dict[str, float]) -> None:
             mlflow.log_metrics(row, step=epoch)
             on_epoch(epoch, row)
 
-        result = train(spec, data, on_epoch=log_epoch)
+        def checkpoint(state: dict[str, Any]) -> None:
+            if checkpoints is not None:
+                checkpoints.save_progress(spec.seed, run_id, state)
+
+        try:
+            result = train(
+                spec,
+                data,
+                on_epoch=log_epoch,
+                resume=resume["state"] if resume is not None else None,
+                on_checkpoint=checkpoint,
+                checkpoint_every=checkpoints.every if checkpoints is not None else 0,
+            )
+        except TrainingDiverged as e:
+            mlflow.set_tags({"failure": "diverged", "failure_epoch": str(e.epoch),
+                             "failure_reason": e.reason})  # fmt: skip
+            raise
         mlflow.log_metrics(result.summary)
         mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
         save_weights(result, spec, seed_dir)
@@ -174,7 +269,9 @@ def tracked_training(
             mlflow.log_artifact(str(history))
         if params.mlflow.log_model:
             log_model(result, data)
-    return result, run.info.run_id
+    if checkpoints is not None:
+        checkpoints.save_done(spec.seed, run_id, result)
+    return result, run_id
 
 
 def log_model(result: RunResult, data: DeviceData) -> None:
@@ -203,12 +300,16 @@ def train_stage(
     seeds: list[int] | None = None,
     join: bool = False,
     write_outputs: bool = True,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Train every seed of `variant`, log each to MLflow, then write the stage's outputs.
 
     `join`: log into the run `mlflow run` started (one seed) instead of a new one.
     `write_outputs`: False for runs that differ from params.yaml (overrides, `mlflow run`),
-    which live in MLflow only, so the DVC outputs keep matching params.yaml.
+    which live in MLflow only (and are not checkpointed), so DVC's outputs keep matching
+    params.yaml.
+    `resume`: continue from the checkpoints an interrupted run of this stage left: finished
+    seeds are not trained again, an interrupted one continues in its own MLflow run.
     """
     specs = run_specs(params, variant, seeds)  # unknown variant: fails before anything else
     prepared = load_prepared(layout.prepared)
@@ -217,6 +318,16 @@ def train_stage(
         torch.set_num_threads(params.train.threads)
     data = DeviceData.of(prepared, device)
     data_params = data_hyperparameters(prepared)
+    checkpoints = Checkpoints(
+        layout.checkpoints(variant) if write_outputs and params.train.checkpoint_every else None,
+        fingerprint(
+            {"data": data_params, "variant": variant, "specs": [s.hyperparameters() for s in specs]}
+        ),  # fmt: skip
+        params.train.checkpoint_every,
+    )
+    if not resume:
+        checkpoints.clear()  # a fresh start never mixes with an older, interrupted one
+    saved = {spec.seed: checkpoints.load(spec.seed) for spec in specs}  # bad ones fail here
 
     staging = Path(tempfile.mkdtemp(prefix=f".train-{variant}-", dir=layout.root))
     try:
@@ -227,8 +338,9 @@ def train_stage(
             reporter = EpochReporter(spec)
             try:
                 result, run_id = tracked_training(
-                    spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter, join
-                )
+                    spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter,
+                    join, checkpoints, saved[spec.seed],
+                )  # fmt: skip
             finally:
                 reporter.close()
             click.echo(
@@ -260,6 +372,7 @@ def train_stage(
         layout.metrics(variant).parent.mkdir(parents=True, exist_ok=True)
         replace_dir(models_tmp, layout.models(variant))
         replace_dir(metrics_tmp, layout.metrics(variant))
+        checkpoints.clear()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return runs

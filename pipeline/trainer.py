@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,16 +134,39 @@ def architecture_of(spec: RunSpec, data: DeviceData) -> Architecture:
     )
 
 
+def _rng_states(device: torch.device, shuffle: torch.Generator) -> dict[str, torch.Tensor]:
+    states = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(
+    states: dict[str, torch.Tensor], device: torch.device, shuffle: torch.Generator
+) -> None:
+    torch.set_rng_state(states["torch"])
+    shuffle.set_state(states["shuffle"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
 def train(
     spec: RunSpec,
     data: DeviceData,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> RunResult:
     """Train one (variant, seed) and evaluate its best epoch once on the test split.
 
     The seed drives initialisation, shuffling and dropout masks; the split is fixed beforehand.
     "Best epoch" is the epoch of lowest val data loss; its weights are restored at the end
     whether or not early stopping is on, and only they see the test split.
+
+    Every `checkpoint_every` epochs, `on_checkpoint` receives the full training state (weights,
+    optimizer, RNG states, history, best so far): plain tensors and numbers, loadable with
+    `torch.load(weights_only=True)`. Passing it back as `resume` continues bit for bit.
     """
     device = data.train.x.device
     torch.manual_seed(spec.seed)  # initialisation and dropout masks
@@ -160,7 +184,16 @@ def train(
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     stopped_early = False
-    for epoch in range(1, spec.train.epochs + 1):
+    first_epoch = 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        _set_rng_states(resume["rng"], device, shuffle)
+        history = [dict(row) for row in resume["history"]]
+        best_loss, best_epoch = resume["best_loss"], resume["best_epoch"]
+        best_state = {k: t.to(device) for k, t in resume["best_state"].items()}
+        first_epoch = len(history) + 1
+    for epoch in range(first_epoch, spec.train.epochs + 1):
         started = time.perf_counter()
         model.train()
         running = data.train.x.new_zeros(())
@@ -200,6 +233,18 @@ def train(
         elif v.patience is not None and epoch - best_epoch >= v.patience:
             stopped_early = True
             break
+        if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0:
+            on_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": _rng_states(device, shuffle),
+                    "history": history,
+                    "best_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                }
+            )
 
     assert best_state is not None  # at least one epoch ran and its val loss was finite
     model.load_state_dict(best_state)

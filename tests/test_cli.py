@@ -21,7 +21,10 @@ def write_params(repo: Path, params: dict) -> None:
 
 def edited(path: str, value: object) -> dict:
     """TINY_PARAMS with one dotted key set to `value`."""
-    params = json.loads(json.dumps(TINY_PARAMS))
+    return edited_dict(json.loads(json.dumps(TINY_PARAMS)), path, value)
+
+
+def edited_dict(params: dict, path: str, value: object) -> dict:
     *parents, last = path.split(".")
     node = params
     for key in parents:
@@ -45,30 +48,70 @@ def assert_nothing_written(repo: Path) -> None:
         assert not (repo / name).exists(), f"{name} was created by a failed command"
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "needle"),
-    [
-        ("variants.dropout.dropout", 1.5, "variants.dropout.dropout"),
-        ("train.lr", "abc", "train.lr"),
-        ("train.lr", float("nan"), "train.lr"),
-        ("train.batch_size", 0, "train.batch_size"),
-        ("model.hidden_sizes", [], "model.hidden_sizes"),
-        ("variants.l2.l2", -1.0, "variants.l2.l2"),
-        ("variants.l2.l3", 0.1, "variants.l2.l3"),
-        ("data.dataset", "imagenet", "data.dataset"),
-        ("train.device", "tpu", "train.device"),
-    ],
-)
-def test_bad_params_fail_before_anything_runs(
-    tmp_path: Path, key: str, value: object, needle: str
+# (case, edits of params.yaml, extra command-line arguments to `train --variant l2`, needle)
+BAD_INPUT = [
+    ("dropout above 1", {"variants.dropout.dropout": 1.5}, [], "variants.dropout.dropout"),
+    (
+        "negative input dropout",
+        {"variants.dropout.input_dropout": -0.1},
+        [],
+        "variants.dropout.input_dropout",
+    ),
+    ("lr not a number", {"train.lr": "abc"}, [], "train.lr"),
+    ("lr NaN", {"train.lr": float("nan")}, [], "train.lr"),
+    ("lr infinite", {"train.lr": float("inf")}, [], "train.lr"),
+    ("batch size 0", {"train.batch_size": 0}, [], "train.batch_size"),
+    ("epochs fractional", {"train.epochs": 2.5}, [], "train.epochs"),
+    ("no seeds", {"train.seeds": []}, [], "train.seeds"),
+    ("empty hidden sizes", {"model.hidden_sizes": []}, [], "model.hidden_sizes"),
+    ("negative hidden size", {"model.hidden_sizes": [-5]}, [], "model.hidden_sizes"),
+    ("negative l2", {"variants.l2.l2": -1.0}, [], "variants.l2.l2"),
+    ("unknown variant key", {"variants.l2.l3": 0.1}, [], "variants.l2.l3"),
+    ("unknown section", {"optimiser": {"lr": 1}}, [], "optimiser"),
+    ("unknown dataset", {"data.dataset": "imagenet"}, [], "data.dataset"),
+    ("unknown device", {"train.device": "tpu"}, [], "train.device"),
+    ("label noise 1", {"data.label_noise": 1.0}, [], "data.label_noise"),
+    (
+        "no training data left",
+        {"data.val_fraction": 0.6, "data.test_fraction": 0.5},
+        [],
+        "val_fraction + test_fraction",
+    ),
+    ("npz without path", {"data.dataset": "npz"}, [], "data.path"),
+    ("baseline not a variant", {"report.baseline": "none"}, [], "report.baseline"),
+    ("override lr not a number", {}, ["--lr", "abc"], "train.lr"),
+    ("override dropout above 1", {}, ["--dropout", "1.5"], "variants.l2.dropout"),
+    ("override epochs 0", {}, ["--epochs", "0"], "train.epochs"),
+    ("override negative decay", {}, ["--weight-decay", "-1"], "variants.l2.weight_decay"),
+    ("override batch NaN", {}, ["--batch-size", ".nan"], "train.batch_size"),
+    ("override unknown optimizer", {}, ["--optimizer", "lbfgs"], "variants.l2.optimizer"),
+    ("override dropout list too long", {}, ["--dropout", "[0.1, 0.2]"], "2 rates"),
+]
+
+
+@pytest.mark.parametrize(("case", "edits", "args", "needle"), BAD_INPUT,
+                         ids=[c[0] for c in BAD_INPUT])  # fmt: skip
+def test_bad_input_fails_before_anything_runs(
+    tmp_path: Path, case: str, edits: dict, args: list[str], needle: str
 ) -> None:
-    write_params(tmp_path, edited(key, value))
-    run = make_runner(tmp_path)
-    for args in (["prepare"], ["train", "--variant", "l2"], ["study"]):
-        result = run(PY, "-m", "pipeline", *args, check=False, PYTHONPATH=str(REPO))
-        assert_clean_failure(result, needle)
+    params = json.loads(json.dumps(TINY_PARAMS))
+    for key, value in edits.items():
+        params = edited_dict(params, key, value)
+    write_params(tmp_path, params)
+    result = make_runner(tmp_path)(PY, "-m", "pipeline", "train", "--variant", "l2", *args,
+                                   check=False, PYTHONPATH=str(REPO))  # fmt: skip
+    assert_clean_failure(result, needle)
     assert_nothing_written(tmp_path)
     assert not (tmp_path / "data").exists()
+
+
+def test_every_command_validates_params_first(tmp_path: Path) -> None:
+    write_params(tmp_path, edited("variants.dropout.dropout", 1.5))
+    run = make_runner(tmp_path)
+    for args in (["prepare"], ["report"], ["study"], ["train", "--variant", "l2"]):
+        result = run(PY, "-m", "pipeline", *args, check=False, PYTHONPATH=str(REPO))
+        assert_clean_failure(result, "variants.dropout.dropout")
+    assert_nothing_written(tmp_path)
 
 
 def test_unknown_variant_and_missing_data(tiny_repo: Path, run_in: Runner) -> None:
@@ -96,6 +139,32 @@ def test_npz_with_mismatched_lengths(tmp_path: Path) -> None:
         PY, "-m", "pipeline", "prepare", check=False, PYTHONPATH=str(REPO)
     )
     assert_clean_failure(result, "x must be (N, ...) and y (N,)")
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("arrays", "needle"),
+    [
+        ({"x": np.zeros((10, 4)), "y": np.arange(10) % 2 + 0.5}, "labels y must be integers"),
+        ({"x": np.zeros((10, 4))}, "missing array(s) y"),
+    ],
+)
+def test_bad_npz_contents(tmp_path: Path, arrays: dict, needle: str) -> None:
+    np.savez(tmp_path / "mine.npz", **arrays)
+    params = edited("data.dataset", "npz")
+    params["data"]["path"] = "mine.npz"
+    write_params(tmp_path, params)
+    result = make_runner(tmp_path)(PY, "-m", "pipeline", "prepare", check=False,
+                                   PYTHONPATH=str(REPO))  # fmt: skip
+    assert_clean_failure(result, "mine.npz", needle)
+    assert not (tmp_path / "data").exists()
+
+
+def test_split_that_leaves_val_empty(tmp_path: Path) -> None:
+    write_params(tmp_path, edited("data.val_fraction", 0.0001))
+    result = make_runner(tmp_path)(PY, "-m", "pipeline", "prepare", check=False,
+                                   PYTHONPATH=str(REPO))  # fmt: skip
+    assert_clean_failure(result, "the val split is empty")
     assert not (tmp_path / "data").exists()
 
 

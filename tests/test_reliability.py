@@ -1,0 +1,223 @@
+"""Failure behaviour: interrupts, resume, divergence, concurrent writers, unsafe files, binding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+from safetensors.torch import load_file
+
+from .conftest import TINY_PARAMS, Runner, command_env, make_runner, scratch_repo
+from .test_e2e_mlflow import free_port
+
+pytestmark = pytest.mark.e2e
+
+PY = sys.executable
+# Long enough to interrupt mid-run, short enough to run in seconds.
+LONG = json.loads(json.dumps(TINY_PARAMS))
+LONG["train"].update(epochs=40, batch_size=32, checkpoint_every=1, seeds=[0])
+
+
+def client(repo: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def all_runs(repo: Path) -> list:
+    c = client(repo)
+    exp = c.get_experiment_by_name(TINY_PARAMS["mlflow"]["experiment"])
+    return [] if exp is None else c.search_runs([exp.experiment_id])
+
+
+def start(repo: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        list(args), cwd=repo, env=command_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def interrupt_after(process: subprocess.Popen, marker: str, sig: int) -> str:
+    """Send `sig` to the process group once `marker` shows in its output; return the output."""
+    seen = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            os.killpg(process.pid, sig)
+            break
+    seen.append(process.stdout.read())
+    process.wait(timeout=120)
+    return "".join(seen)
+
+
+def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    repo = scratch_repo(tmp_path / "a", LONG)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    output = interrupt_after(process, "dropout-seed0 epoch 5/40", signal.SIGTERM)
+    assert process.returncode == 143, output
+    assert "interrupted (SIGTERM)" in output
+    [killed] = all_runs(repo)
+    assert killed.info.status == "KILLED"
+    # Nothing DVC could take for a finished output, no staging left behind.
+    assert not (repo / "models" / "dropout").exists()
+    assert not (repo / "metrics" / "dropout").exists()
+    assert not list(repo.glob(".train-*"))
+    assert (repo / "checkpoints" / "dropout" / "seed0.pt").is_file()
+
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    [resumed] = all_runs(repo)
+    assert resumed.info.run_id == killed.info.run_id
+    assert resumed.info.status == "FINISHED"
+    steps = {m.step for m in client(repo).get_metric_history(resumed.info.run_id, "val_loss")}
+    assert steps == set(range(1, 41))
+    assert not (repo / "checkpoints" / "dropout").exists(), "checkpoints go once outputs exist"
+
+    # The same study, never interrupted, in another copy: the same weights, bit for bit.
+    other = scratch_repo(tmp_path / "b", LONG)
+    make_runner(other)(PY, "-m", "pipeline", "prepare")
+    make_runner(other)(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    resumed_weights = load_file(repo / "models" / "dropout" / "seed0" / "model.safetensors")
+    straight_weights = load_file(other / "models" / "dropout" / "seed0" / "model.safetensors")
+    assert resumed_weights.keys() == straight_weights.keys()
+    for key, tensor in resumed_weights.items():
+        assert torch.equal(tensor, straight_weights[key]), key
+    ours = json.loads((repo / "metrics" / "dropout" / "runs.json").read_text())[0]["summary"]
+    theirs = json.loads((other / "metrics" / "dropout" / "runs.json").read_text())[0]["summary"]
+    ours.pop("train_seconds"), theirs.pop("train_seconds")
+    assert ours == theirs
+
+
+def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: Path) -> None:
+    params = json.loads(json.dumps(LONG))
+    params["train"]["seeds"] = [0]
+    params["variants"]["l2"]["l2"] = 0.002  # the last variant trained
+    repo = scratch_repo(tmp_path / "repo", params)
+    process = start(repo, "dvc", "repro")
+    output = interrupt_after(process, "l2-seed0 epoch 5/40", signal.SIGINT)
+    assert process.returncode != 0, output
+    [l2] = [r for r in all_runs(repo) if r.data.tags.get("variant") == "l2"]
+    assert l2.info.status == "KILLED"
+    status = json.loads(make_runner(repo)("dvc", "status", "--json").stdout)
+    assert set(status) == {"train@l2", "report"}, status
+
+    again = make_runner(repo)("dvc", "repro").stdout
+    assert "Running stage 'train@l2'" in again
+    assert "Stage 'train@baseline' didn't change, skipping" in again
+    assert "Stage 'train@dropout' didn't change, skipping" in again
+
+
+def test_divergence_fails_the_run_and_keeps_finished_results(
+    tiny_repo: Path, run_in: Runner
+) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    run_in(PY, "-m", "pipeline", "train", "--variant", "baseline")
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "l2", "--lr", "1e6",
+                    "--optimizer", "sgd", check=False)  # fmt: skip
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "diverged at epoch" in errors[0]
+    [failed] = [r for r in all_runs(tiny_repo) if r.data.tags["variant"] == "l2"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["failure"] == "diverged"
+    assert int(failed.data.tags["failure_epoch"]) >= 1
+    assert "not finite" in failed.data.tags["failure_reason"]
+    finished = [r for r in all_runs(tiny_repo) if r.data.tags["variant"] == "baseline"]
+    assert {r.info.status for r in finished} == {"FINISHED"}
+    assert (tiny_repo / "models" / "baseline" / "seed0" / "model.safetensors").is_file()
+
+
+def test_four_concurrent_trainings_share_one_sqlite_store(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    jobs = [("baseline", "0"), ("baseline", "1"), ("dropout", "0"), ("l2", "0")]
+    processes = [
+        start(tiny_repo, PY, "-m", "pipeline", "train", "--variant", v, "--seed", s)
+        for v, s in jobs
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], outputs
+    runs = all_runs(tiny_repo)
+    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in runs) == sorted(jobs)
+    epochs = TINY_PARAMS["train"]["epochs"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        for key in ("train_loss", "val_loss", "loss_gap", "penalty"):
+            history = client(tiny_repo).get_metric_history(r.info.run_id, key)
+            assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+        assert "test_accuracy" in r.data.metrics
+
+
+class Payload:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_planted_pickle_checkpoint_is_refused(
+    tiny_repo: Path, run_in: Runner, tmp_path: Path
+) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    marker = tmp_path / "code-ran"
+    folder = tiny_repo / "checkpoints" / "baseline"
+    folder.mkdir(parents=True)
+    torch.save({"fingerprint": "x", "evil": Payload(marker)}, folder / "seed0.pt")
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "baseline", "--resume",
+                    check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert "seed0.pt: refused" in result.stderr
+    assert not marker.exists(), "the planted payload was unpickled"
+    assert all_runs(tiny_repo) == []
+
+
+def test_ui_binds_to_loopback(tiny_repo: Path) -> None:
+    port = free_port()
+    process = start(tiny_repo, PY, "-m", "pipeline", "ui", "--port", str(port))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.5)
+        listening = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for row in Path(table).read_text().splitlines()[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, hex_port = local.rsplit(":", 1)
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    listening.add(address)
+        assert listening == {"0100007F"}, listening  # 127.0.0.1, and nothing else
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_same_seed_twice_gives_identical_metrics(tiny_repo: Path, run_in: Runner) -> None:
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["mlflow"]["log_model"] = False
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    run_in(PY, "-m", "pipeline", "prepare")
+    summaries = []
+    for _ in range(2):
+        run_in(PY, "-m", "pipeline", "train", "--variant", "dropout")
+        runs = json.loads((tiny_repo / "metrics" / "dropout" / "runs.json").read_text())
+        for r in runs:
+            r["summary"].pop("train_seconds")
+        summaries.append([r["summary"] for r in runs])
+    assert summaries[0] == summaries[1]
