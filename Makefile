@@ -11,7 +11,7 @@ study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train e
 	python -m pipeline next-steps
 
 test: $(VENV)/.installed  ## the whole test suite
-	python -m pytest -q
+	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
 
 lint: $(VENV)/.installed
 	ruff check pipeline tests
