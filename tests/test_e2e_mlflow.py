@@ -205,3 +205,20 @@ def test_experiment_page_lists_the_runs(
     shot = tmp_path / "experiment_page.png"
     subprocess.run([*chromium, f"--screenshot={shot}", page], capture_output=True, timeout=180)
     assert shot.stat().st_size > 10_000
+
+
+def test_mlflow_run_main_groups_the_study_under_one_parent(tiny_repo: Path, run_in: Runner) -> None:
+    run_in("mlflow", "run", ".", "-e", "main", "--env-manager", "local",
+           "--experiment-name", EXPERIMENT)  # fmt: skip
+    runs = runs_of(tiny_repo)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    expected = {f"{v}-seed{s}" for v in TINY_PARAMS["variants"]
+                for s in TINY_PARAMS["train"]["seeds"]} | {"report"}  # fmt: skip
+    assert {r.info.run_name for r in children} == expected
+    assert all(r.info.status == "FINISHED" for r in children)
+    # A study under `mlflow run` is a full study: DVC's outputs are written.
+    assert (tiny_repo / "reports" / "gap_report.md").is_file()
