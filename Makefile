@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study test lint format ui clean
+.PHONY: study test bench lint format ui clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
 	dvc repro
@@ -13,13 +13,16 @@ study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train e
 test: $(VENV)/.installed  ## the whole test suite
 	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
 
+bench: $(VENV)/.installed  ## trainer speed against the tutorial loop and the machine's limits
+	python benchmarks/bench.py
+
 lint: $(VENV)/.installed
-	ruff check pipeline tests
-	ruff format --check pipeline tests
+	ruff check pipeline tests benchmarks
+	ruff format --check pipeline tests benchmarks
 
 format: $(VENV)/.installed
-	ruff format pipeline tests
-	ruff check --fix pipeline tests
+	ruff format pipeline tests benchmarks
+	ruff check --fix pipeline tests benchmarks
 
 ui: $(VENV)/.installed  ## the MLflow UI on 127.0.0.1 against the project's store
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

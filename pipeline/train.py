@@ -239,7 +239,9 @@ def tracked_training(
         tracking.log_params_once({**spec.hyperparameters(), **data_params})
 
         def log_epoch(epoch: int, row: dict[str, float]) -> None:
-            mlflow.log_metrics(row, step=epoch)
+            # Queued, not awaited: MLflow writes it in the background and flushes the queue
+            # when the run ends (FINISHED, FAILED or KILLED alike).
+            mlflow.log_metrics(row, step=epoch, synchronous=False)
             on_epoch(epoch, row)
 
         def checkpoint(state: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import Variant
 from .errors import ConfigError, TrainingDiverged
 from .model import Architecture, build_mlp
 from .prepare import Prepared, Split
@@ -134,6 +135,35 @@ def architecture_of(spec: RunSpec, data: DeviceData) -> Architecture:
     )
 
 
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    split: DeviceSplit,
+    batch: int,
+    shuffle: torch.Generator,
+    variant: Variant,
+    penalised: list[torch.Tensor],
+) -> torch.Tensor:
+    """One pass over `split` in shuffled mini-batches; returns the summed data loss (0-d, on
+    the device), so the caller reads it once."""
+    model.train()
+    regularised = variant.l1 > 0 or variant.l2 > 0
+    running = split.x.new_zeros(())
+    order = torch.randperm(len(split), generator=shuffle, device=split.x.device)
+    for start in range(0, len(split), batch):
+        idx = order[start : start + batch]
+        logits = model(split.x[idx])  # (B, C)
+        data_loss = F.cross_entropy(logits, split.y[idx])
+        loss = data_loss + penalty(penalised, variant.l1, variant.l2) if regularised else data_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if variant.max_norm is not None:
+            apply_max_norm(model, variant.max_norm)
+        running += data_loss.detach() * len(idx)
+    return running
+
+
 def _rng_states(device: torch.device, shuffle: torch.Generator) -> dict[str, torch.Tensor]:
     states = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
     if device.type == "cuda":
@@ -178,7 +208,6 @@ def train(
     optimizer = make_optimizer(
         model, spec.optimizer, spec.train.lr, v.weight_decay, v.penalize_bias, spec.train.momentum
     )
-    regularised = v.l1 > 0 or v.l2 > 0
     n, batch = len(data.train), spec.train.batch_size
 
     history: list[dict[str, float]] = []
@@ -195,20 +224,7 @@ def train(
         first_epoch = len(history) + 1
     for epoch in range(first_epoch, spec.train.epochs + 1):
         started = time.perf_counter()
-        model.train()
-        running = data.train.x.new_zeros(())
-        order = torch.randperm(n, generator=shuffle, device=device)
-        for start in range(0, n, batch):
-            idx = order[start : start + batch]
-            logits = model(data.train.x[idx])  # (B, C)
-            data_loss = F.cross_entropy(logits, data.train.y[idx])
-            loss = data_loss + penalty(penalised, v.l1, v.l2) if regularised else data_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if v.max_norm is not None:
-                apply_max_norm(model, v.max_norm)
-            running += data_loss.detach() * len(idx)
+        running = train_one_epoch(model, optimizer, data.train, batch, shuffle, v, penalised)
 
         train_loss, train_acc = evaluate(model, data.train)
         val_loss, val_acc = evaluate(model, data.val)
