@@ -93,8 +93,10 @@ def synthetic_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def project_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> float:
     x = ((images.reshape(len(images), -1) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
     split = DeviceSplit(torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)))
-    params = Params.model_validate({"model": {"hidden_sizes": HIDDEN}, "variants": {"b": {}}})
-    spec = run_specs(params, "b", [0])[0]
+    params = Params.model_validate(
+        {"model": {"hidden_sizes": HIDDEN}, "variants": {"baseline": {}}}
+    )
+    spec = run_specs(params, "baseline", [0])[0]
     torch.manual_seed(0)
     from pipeline.model import Architecture, build_mlp
 
@@ -201,11 +203,12 @@ def tracking_costs(prepared: Prepared) -> dict[str, float]:
 
 
 def dvc_noop() -> float | None:
-    status = subprocess.run(["dvc", "status", "--json"], cwd=ROOT, capture_output=True,
+    dvc = str(Path(sys.executable).parent / "dvc")
+    status = subprocess.run([dvc, "status", "--json"], cwd=ROOT, capture_output=True,
                             text=True)  # fmt: skip
     if status.returncode != 0 or status.stdout.strip() not in ("{}", ""):
         return None  # not up to date: a no-op cannot be measured
-    return best_of(lambda: subprocess.run(["dvc", "repro"], cwd=ROOT, capture_output=True,
+    return best_of(lambda: subprocess.run([dvc, "repro"], cwd=ROOT, capture_output=True,
                                           check=True))  # fmt: skip
 
 
