@@ -102,7 +102,9 @@ def final_gap(variants: list[VariantRuns], path: Path) -> None:
         ax=ax,
         capsize=0.2,
     )
-    sns.stripplot(data=frame, x="variant", y="loss gap", color="black", size=4, ax=ax)
+    # swarmplot, not stripplot: its dots are placed without random jitter, so the figure is
+    # the same file every time the same numbers come in.
+    sns.swarmplot(data=frame, x="variant", y="loss gap", color="black", size=4, ax=ax)
     ax.set_title("Loss gap at the end of training (bar: mean ± sd; dots: seeds)")
     ax.set_ylabel("val loss − train loss")
     ax.tick_params(axis="x", rotation=30)

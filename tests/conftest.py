@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,6 +100,25 @@ def scratch_repo(dest: Path, params: dict) -> Path:
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "scratch copy")
     return dest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
+    """Poll an MLflow server's /health until it answers; fail if it dies or never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"no MLflow server came up at {url}") from None
+            time.sleep(0.5)
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import BIN, TINY_PARAMS, Runner, command_env
+from .conftest import BIN, TINY_PARAMS, Runner, command_env, free_port, wait_for_health
 
 pytestmark = pytest.mark.e2e
 
@@ -100,12 +98,6 @@ def test_mlflow_run_bad_value_fails_the_run(
 # --- a real tracking server on loopback -------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get_json(url: str, payload: dict | None = None) -> dict:
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -127,15 +119,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("mlflow server did not come up") from None
-                time.sleep(0.5)
+        wait_for_health(url, process)
         yield url
     finally:
         process.terminate()

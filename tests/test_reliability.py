@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,15 @@ import yaml
 from mlflow import MlflowClient
 from safetensors.torch import load_file
 
-from .conftest import TINY_PARAMS, Runner, command_env, make_runner, scratch_repo
-from .test_e2e_mlflow import free_port
+from .conftest import (
+    TINY_PARAMS,
+    Runner,
+    command_env,
+    free_port,
+    make_runner,
+    scratch_repo,
+    wait_for_health,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -187,14 +192,7 @@ def test_ui_binds_to_loopback(tiny_repo: Path) -> None:
     port = free_port()
     process = start(tiny_repo, PY, "-m", "pipeline", "ui", "--port", str(port))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.5)
+        wait_for_health(f"http://127.0.0.1:{port}", process)
         listening = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             for row in Path(table).read_text().splitlines()[1:]:
