@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "npz")
 Dataset = Literal["mnist-5k", "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "npz"]
 Optimizer = Literal["sgd", "adam", "adamw"]
 

@@ -28,10 +28,6 @@ class Layout:
     root: Path
 
     @property
-    def params(self) -> Path:
-        return self.root / "params.yaml"
-
-    @property
     def prepared(self) -> Path:
         return self.root / "data" / "prepared"
 
@@ -51,7 +47,3 @@ class Layout:
     @property
     def figures(self) -> Path:
         return self.reports / "figures"
-
-
-def layout() -> Layout:
-    return Layout(project_root())

@@ -11,7 +11,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -89,7 +89,6 @@ class RunResult:
     summary: dict[str, float]
     stopped_early: bool
     device: str
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 EPOCH_METRICS = (
