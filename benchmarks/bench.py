@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import DataConfig, Params  # noqa: E402
+from pipeline.config import DataConfig, MlflowConfig, Params  # noqa: E402
 from pipeline.prepare import Prepared, prepare  # noqa: E402
 from pipeline.regularization import make_optimizer, penalised_parameters  # noqa: E402
 from pipeline.spec import run_specs  # noqa: E402
@@ -164,7 +164,7 @@ def tracking_costs(prepared: Prepared, repeats: int = 3) -> dict[str, float]:
     import mlflow
 
     from pipeline import tracking
-    from pipeline.train import log_model, save_weights
+    from pipeline.train import data_hyperparameters, log_model, tracked_training
 
     params = Params.model_validate({"variants": {"baseline": {}}})
     spec = run_specs(params, "baseline", [0])[0]
@@ -189,20 +189,21 @@ def tracking_costs(prepared: Prepared, repeats: int = 3) -> dict[str, float]:
                 tracked.append(best_of(lambda: train(spec, data, on_epoch=log), repeats=1))
         logging_in_calls = sum(in_calls)
 
+        # The project's own tracked run, as the train stage makes it; everything but the
+        # epochs themselves is the fixed cost. It is this process's first model export, which
+        # pays torch.export's start-up, as the first seed of every train stage does; a second
+        # log_model shows what the later seeds of a stage pay.
+        bench_params = params.model_copy(update={"mlflow": MlflowConfig(experiment="bench")})
         started = time.perf_counter()
-        with tracking.tracked_run("bench", "fixed-cost", {}):
-            opened = time.perf_counter()
-            tracking.log_params_once(spec.hyperparameters())
-            trained_from = time.perf_counter()
-            result = train(spec, data, on_epoch=log)
-            trained = time.perf_counter() - trained_from
-            mlflow.log_metrics(result.summary)
-            save_weights(result, spec, Path(tmp) / "w")
-            mlflow.log_artifacts(str(Path(tmp) / "w"), artifact_path="weights")
+        result, _ = tracked_training(
+            spec, data, bench_params, data_hyperparameters(prepared), Path(tmp) / "w",
+            lambda epoch, row: None,
+        )  # fmt: skip
+        fixed_cost = time.perf_counter() - started - result.summary["train_seconds"]
+        with tracking.tracked_run("bench", "log-model", {}):
             model_from = time.perf_counter()
             log_model(result, data)
             model_seconds = time.perf_counter() - model_from
-        total = time.perf_counter() - started
         del os.environ["MLFLOW_TRACKING_URI"]
         tracking.user_tracking_uri.cache_clear()
     return {
@@ -211,9 +212,8 @@ def tracking_costs(prepared: Prepared, repeats: int = 3) -> dict[str, float]:
         "tracking_overhead_pct": 100 * (min(tracked) - min(plain)) / min(plain),
         "logging_calls_s": logging_in_calls,
         "logging_calls_pct": 100 * logging_in_calls / min(plain),
-        "fixed_cost_s": total - trained,
-        "run_start_s": opened - started,
-        "log_model_s": model_seconds,
+        "fixed_cost_s": fixed_cost,
+        "log_model_again_s": model_seconds,
     }
 
 
@@ -308,8 +308,8 @@ def main() -> None:
         f"{t['logging_calls_s'] * 1000:.0f} ms ({t['logging_calls_pct']:.2f} %)"
     )
     print(
-        f"fixed cost of a run: {t['fixed_cost_s']:.2f} s (start {t['run_start_s']:.2f} s, "
-        f"log_model {t['log_model_s']:.2f} s)"
+        f"fixed cost of a stage's first run: {t['fixed_cost_s']:.2f} s; log_model again in the "
+        f"same process: {t['log_model_again_s']:.2f} s"
     )
     noop = out["dvc_repro_noop_s"]
     print(

@@ -125,25 +125,21 @@ def tracked_run(
     import mlflow
 
     launcher = launcher_run_id()
+    mlflow.set_tracking_uri(tracking_uri())
+    run_id, experiment_id = None, None
     if resume_run_id is not None:
-        mlflow.set_tracking_uri(tracking_uri())
-        run_id, experiment_id = resume_run_id, None
+        run_id = resume_run_id
     elif launcher is None:
-        run_id = None
         experiment_id = ensure_experiment(experiment)
+    elif join:
+        run_id = launcher
     else:
-        mlflow.set_tracking_uri(tracking_uri())
         client = mlflow.MlflowClient()
-        if join:
-            run_id, experiment_id = launcher, None
-        else:
-            parent = client.get_run(launcher)
-            child = client.create_run(
-                parent.info.experiment_id,
-                run_name=run_name,
-                tags={"mlflow.parentRunId": launcher},
-            )
-            run_id, experiment_id = child.info.run_id, None
+        parent = client.get_run(launcher)
+        child = client.create_run(
+            parent.info.experiment_id, run_name=run_name, tags={"mlflow.parentRunId": launcher}
+        )
+        run_id = child.info.run_id
     run = mlflow.start_run(
         run_id=run_id,
         experiment_id=experiment_id,
