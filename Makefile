@@ -4,11 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study test bench lint format ui clean
+.PHONY: study sweep noise test bench lint format ui clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
 	dvc repro
 	python -m pipeline next-steps
+
+sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/
+	dvc repro sweep/dvc.yaml
+
+noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC experiments) -> reports/compare/
+	dvc exp run --queue -S 'data.label_noise=0,0.2,0.4'
+	dvc queue start --jobs 1
+	while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
+	dvc queue status
+	python -m pipeline compare --by label_noise
 
 test: $(VENV)/.installed  ## the whole test suite
 	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
@@ -34,4 +44,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:  ## remove pipeline outputs and the tracking store (keeps the environment)
-	rm -rf data/prepared models metrics mlflow.db mlruns dvc_plots
+	rm -rf data/prepared models metrics sweeps mlflow.db mlruns dvc_plots

@@ -10,25 +10,25 @@ Prints a table and writes reports/benchmark.json:
    MNIST-shaped set made here, at batch 128 and 512;
 3. the usual tutorial loop on the same data and model: a Dataset that yields PIL images through
    ToTensor and Normalize, a DataLoader, a Python loop;
+   and the trainer's options: bfloat16 autocast and torch.compile (compile time apart);
 4. tracking overhead: a default-study run with per-epoch MLflow logging against the same run
-   without it;
-5. the fixed cost of one tracked run besides training (start, params, artifacts, model, end);
+   without it (wall and CPU time), and the time spent inside the logging calls;
+5. the fixed cost of one tracked run besides training (start, params, artifacts, model, end),
+   after the once-per-process warm-up that the train stage pays before its workers fork;
 6. `dvc repro` with nothing to do;
-7. a grid of small runs on all cores: one after another with every thread, or side by side
-   with one thread each.
+7. one train stage's seeds on all cores: one after another with every thread, or side by side
+   with the cores shared out (the project's default).
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,16 @@ def synthetic_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n)
 
 
-def project_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> float:
+def project_epoch(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch: int,
+    precision: str = "float32",
+    compile: bool = False,
+) -> tuple[float, float]:
+    """(fastest epoch, seconds of the first epoch): the first one pays compilation."""
+    from pipeline.trainer import Compute
+
     x = ((images.reshape(len(images), -1) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
     split = DeviceSplit(torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)))
     params = Params.model_validate(
@@ -104,10 +113,11 @@ def project_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> float:
     optimizer = make_optimizer(model, "adam", 1e-3, 0.0, False)
     shuffle = torch.Generator().manual_seed(0)
     penalised = penalised_parameters(model, False)
-    run = lambda: float(train_one_epoch(model, optimizer, split, batch, shuffle,  # noqa: E731
+    net = Compute.of(model, precision, compile)
+    run = lambda: float(train_one_epoch(net, optimizer, split, batch, shuffle,  # noqa: E731
                                         spec.variant, penalised))  # fmt: skip
-    run()  # warm-up
-    return best_of(run, repeats=2)
+    first = best_of(run, repeats=1)  # warm-up (and compilation)
+    return best_of(run, repeats=2), first
 
 
 def tutorial_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> float:
@@ -154,21 +164,24 @@ def study_data() -> Prepared:
     return prepared
 
 
-def tracking_costs(prepared: Prepared, repeats: int = 3) -> dict[str, float]:
+def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
     """Per-epoch logging overhead and the fixed cost of one run, against an untracked run.
 
-    The machine is noisy (a run's time varies by ±10 %), so tracked and untracked runs
-    alternate and the fastest of each counts; the time spent inside the logging calls
-    themselves is measured too, which no noise inflates.
+    The machine is noisy (a run's wall time varies by ±10 %), so tracked and untracked runs
+    alternate, one thread each, and the medians count; CPU time (all threads, MLflow's
+    background writer included) is compared too, and the time spent inside the logging calls
+    themselves is measured, which no noise inflates.
     """
     import mlflow
 
     from pipeline import tracking
-    from pipeline.train import data_hyperparameters, log_model, tracked_training
+    from pipeline.train import data_hyperparameters, tracked_training, warm_up_model_logging
 
     params = Params.model_validate({"variants": {"baseline": {}}})
     spec = run_specs(params, "baseline", [0])[0]
     data = DeviceData.of(prepared, torch.device("cpu"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     train(spec, data)  # warm-up
     in_calls: list[float] = []
 
@@ -177,49 +190,60 @@ def tracking_costs(prepared: Prepared, repeats: int = 3) -> dict[str, float]:
         mlflow.log_metrics(row, step=epoch, synchronous=False)
         in_calls.append(time.perf_counter() - started)
 
+    def timed(fn) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - wall, time.process_time() - cpu
+
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/bench.db"
         tracking.user_tracking_uri.cache_clear()
         tracking.ensure_experiment("bench")  # creating the store is a one-off, not per run
         plain, tracked = [], []
         for i in range(repeats):
-            plain.append(best_of(lambda: train(spec, data), repeats=1))
+            plain.append(timed(lambda: train(spec, data)))
+            in_calls.clear()
+            # The run's start and end are the fixed cost, measured below; here only the epochs.
             with tracking.tracked_run("bench", f"paired-{i}", {}):
-                in_calls.clear()
-                tracked.append(best_of(lambda: train(spec, data, on_epoch=log), repeats=1))
+                # Until the queued metrics are written: their cost counts.
+                tracked.append(timed(lambda: (train(spec, data, on_epoch=log),
+                                              mlflow.flush_async_logging())))  # fmt: skip
         logging_in_calls = sum(in_calls)
 
-        # The project's own tracked run, as the train stage makes it; everything but the
-        # epochs themselves is the fixed cost. It is this process's first model export, which
-        # pays torch.export's start-up, as the first seed of every train stage does; a second
-        # log_model shows what the later seeds of a stage pay.
+        # The project's own tracked run, as a train stage's worker makes it; everything but
+        # the epochs is the fixed cost. The warm-up is what a process's first model export
+        # costs (imports, MLflow's scan of installed packages); the train stage pays it once,
+        # before its workers fork, so every run starts warm.
+        warm_up_model_logging()
         bench_params = params.model_copy(update={"mlflow": MlflowConfig(experiment="bench")})
-        started = time.perf_counter()
-        result, _ = tracked_training(
-            spec, data, bench_params, data_hyperparameters(prepared), Path(tmp) / "w",
-            lambda epoch, row: None,
-        )  # fmt: skip
-        fixed_cost = time.perf_counter() - started - result.summary["train_seconds"]
-        with tracking.tracked_run("bench", "log-model", {}):
-            model_from = time.perf_counter()
-            log_model(result, data)
-            model_seconds = time.perf_counter() - model_from
+        fixed = []
+        for i in range(2):
+            started = time.perf_counter()
+            result, _ = tracked_training(
+                spec, data, bench_params, data_hyperparameters(prepared), Path(tmp) / f"w{i}",
+                lambda epoch, row: None,
+            )  # fmt: skip
+            fixed.append(time.perf_counter() - started - result.summary["train_seconds"])
         del os.environ["MLFLOW_TRACKING_URI"]
         tracking.user_tracking_uri.cache_clear()
+    torch.set_num_threads(threads)
+    wall_plain, wall_tracked = (float(np.median([t[0] for t in x])) for x in (plain, tracked))
+    cpu_plain, cpu_tracked = (float(np.median([t[1] for t in x])) for x in (plain, tracked))
     return {
-        "untracked_run_s": min(plain),
-        "tracked_run_s": min(tracked),
-        "tracking_overhead_pct": 100 * (min(tracked) - min(plain)) / min(plain),
+        "untracked_run_s": wall_plain,
+        "tracked_run_s": wall_tracked,
+        "tracking_overhead_pct": 100 * (wall_tracked - wall_plain) / wall_plain,
+        "tracking_overhead_cpu_pct": 100 * (cpu_tracked - cpu_plain) / cpu_plain,
         "logging_calls_s": logging_in_calls,
-        "logging_calls_pct": 100 * logging_in_calls / min(plain),
-        "fixed_cost_s": fixed_cost,
-        "log_model_again_s": model_seconds,
+        "logging_calls_pct": 100 * logging_in_calls / wall_plain,
+        "fixed_cost_s": min(fixed),
+        "fixed_cost_pct": 100 * min(fixed) / wall_plain,
     }
 
 
 def dvc_noop() -> float | None:
     dvc = str(Path(sys.executable).parent / "dvc")
-    status = subprocess.run([dvc, "status", "--json"], cwd=ROOT, capture_output=True,
+    status = subprocess.run([dvc, "status", "dvc.yaml", "--json"], cwd=ROOT, capture_output=True,
                             text=True)  # fmt: skip
     if status.returncode != 0 or status.stdout.strip() not in ("{}", ""):
         return None  # not up to date: a no-op cannot be measured
@@ -227,40 +251,77 @@ def dvc_noop() -> float | None:
                                           check=True))  # fmt: skip
 
 
-def _grid_run(args: tuple[int, int]) -> None:
-    threads, seed = args
-    torch.set_num_threads(threads)
-    params = Params.model_validate({"train": {"epochs": 8}, "variants": {"baseline": {}}})
-    data = DeviceData.of(_GRID_DATA, torch.device("cpu"))
-    train(run_specs(params, "baseline", [seed])[0], data)
+def stage_layout(repeats: int = 2) -> dict[str, float]:
+    """The train stage itself (`python -m pipeline train`, 3 seeds, 10 epochs, a scratch
+    tracking store), its seeds one after another with every core's thread (`--parallel 1`) or
+    side by side with the cores shared out (`--parallel 0`, the default); alternated, fastest
+    of each. Start-up, MLflow and model logging included: they overlap with training only
+    when the seeds run side by side."""
+    times: dict[int, list[float]] = {1: [], 0: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/layout.db"}
+        for _ in range(repeats):
+            for parallel in times:
+                started = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "pipeline", "train", "--variant", "baseline",
+                     "--epochs", "10", "--parallel", str(parallel)],
+                    cwd=ROOT, env=env, capture_output=True, check=True,
+                )  # fmt: skip
+                times[parallel].append(time.perf_counter() - started)
+    sequential, side = min(times[1]), min(times[0])
+    return {"sequential_s": sequential, "side_by_side_s": side, "speedup": sequential / side}
 
 
-_GRID_DATA: Prepared | None = None
+def fresh_process_warm_up() -> dict[str, float]:
+    """What a train stage pays before its first run, in a fresh process: imports, then the
+    warm-up of model logging (torch.export's start-up, MLflow's scan of installed packages)."""
+    code = (
+        "import time; t = time.perf_counter(); import pipeline.cli, pipeline.train, mlflow; "
+        "i = time.perf_counter() - t; t = time.perf_counter(); "
+        "pipeline.train.warm_up_model_logging(); print(i, time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    imports, warm_up = map(float, out.stdout.split()[-2:])
+    return {"imports_s": imports, "warm_up_s": warm_up}
 
 
-def _init_grid(prepared: Prepared) -> None:
-    global _GRID_DATA
-    _GRID_DATA = prepared
+def gpu_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[str, float]:
+    """One epoch on the GPU: wall time against the GPU's busy time and the kernel count. An
+    epoch bound by kernel launches shows a GPU mostly idle and a few µs of wall per kernel."""
+    from torch.profiler import ProfilerActivity, profile
 
+    from pipeline.model import Architecture, build_mlp
 
-def grid(prepared: Prepared, cores: int) -> dict[str, float]:
-    """4 runs of the default network: in turn with `cores` threads, or `cores` at a time."""
-    _init_grid(prepared)
-    started = time.perf_counter()
-    for seed in range(4):
-        _grid_run((cores, seed))
-    sequential = time.perf_counter() - started
-    spawn = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
-    with ProcessPoolExecutor(cores, spawn, initializer=_init_grid, initargs=(prepared,)) as pool:
-        list(pool.map(_grid_run, [(1, 0)] * cores))  # warm the workers
-        started = time.perf_counter()
-        list(pool.map(_grid_run, [(1, s) for s in range(4)]))
-        parallel = time.perf_counter() - started
-    return {"sequential_s": sequential, "side_by_side_s": parallel,
-            "speedup": sequential / parallel}  # fmt: skip
+    device = torch.device("cuda")
+    x = ((images.reshape(len(images), -1) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
+    split = DeviceSplit(torch.from_numpy(x).to(device),
+                        torch.from_numpy(labels.astype(np.int64)).to(device))  # fmt: skip
+    params = Params.model_validate({"variants": {"baseline": {}}})
+    spec = run_specs(params, "baseline", [0])[0]
+    model = build_mlp(Architecture(784, tuple(HIDDEN), 10)).to(device)
+    optimizer = make_optimizer(model, "adam", 1e-3, 0.0, False)
+    shuffle = torch.Generator(device=device).manual_seed(0)
+    penalised = penalised_parameters(model, False)
+
+    def run() -> None:
+        float(train_one_epoch(model, optimizer, split, batch, shuffle, spec.variant, penalised))
+
+    run()
+    wall = best_of(run, repeats=3)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+    kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+    busy = sum(e.device_time for e in kernels) / 1e6
+    steps = -(-N_SAMPLES // batch)
+    return {"batch": batch, "epoch_s": wall, "gpu_busy_s": busy, "kernels": len(kernels),
+            "steps": steps, "wall_per_kernel_us": 1e6 * wall / max(1, len(kernels)),
+            "gpu_busy_pct": 100 * busy / wall}  # fmt: skip
 
 
 def main() -> None:
+    only_epochs = "--epochs-only" in sys.argv  # for a machine without MLflow / DVC (a GPU box)
     torch.manual_seed(0)
     cores = os.cpu_count() or 1
     threads = torch.get_num_threads()
@@ -277,53 +338,85 @@ def main() -> None:
     rows = []
     for batch in (128, 512):
         flops, bound = flop_bound(shapes, batch, N_SAMPLES)
-        ours = project_epoch(images, labels, batch)
+        ours, _ = project_epoch(images, labels, batch)
         rows.append({"batch": batch, "epoch_flops": flops, "flop_bound_s": bound,
                      "trainer_epoch_s": ours, "trainer_vs_bound": ours / bound})  # fmt: skip
     tutorial = tutorial_epoch(images, labels, 128)
+    bf16, _ = project_epoch(images, labels, 512, precision="bfloat16")
+    compiled, first = project_epoch(images, labels, 512, compile=True)
     out["matmul_gflops_2048"] = square / 1e9
     out["epochs"] = rows
     out["tutorial_epoch_s_batch128"] = tutorial
     out["trainer_speedup_vs_tutorial_batch128"] = tutorial / rows[0]["trainer_epoch_s"]
+    out["options_batch512"] = {"float32_s": rows[1]["trainer_epoch_s"], "bfloat16_s": bf16,
+                               "compiled_s": compiled,
+                               "compiled_first_epoch_s": first}  # fmt: skip
+    if torch.cuda.is_available():
+        out["gpu"] = {"name": torch.cuda.get_device_name(),
+                      "epochs": [gpu_epoch(images, labels, b) for b in (128, 512)]}  # fmt: skip
+    if not only_epochs:
+        prepared = study_data()
+        out["tracking"] = tracking_costs(prepared)
+        out["dvc_repro_noop_s"] = dvc_noop()
+        out["stage_start"] = fresh_process_warm_up()
+        out["stage_layout"] = stage_layout()
+    print_table(out, cores)
+    name = "benchmark.json" if not only_epochs else "benchmark-epochs.json"
+    (ROOT / "reports").mkdir(exist_ok=True)
+    (ROOT / "reports" / name).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwritten: reports/{name}")
 
-    prepared = study_data()
-    out["tracking"] = tracking_costs(prepared)
-    out["dvc_repro_noop_s"] = dvc_noop()
-    out["grid_4_runs"] = grid(prepared, cores)
 
-    print(f"\nmatmul float32 2048³: {square / 1e9:.1f} GFLOP/s")
+def print_table(out: dict, cores: int) -> None:
+    rows = out["epochs"]
+    print(f"\nmatmul float32 2048³: {out['matmul_gflops_2048']:.1f} GFLOP/s")
     print(f"{'':34}{'batch 128':>12}{'batch 512':>12}")
     print(f"{'epoch FLOPs (6·weights·60k)':34}" + "".join(f"{r['epoch_flops'] / 1e9:>11.1f}G"
                                                          for r in rows))  # fmt: skip
     print(f"{'FLOP lower bound, s':34}" + "".join(f"{r['flop_bound_s']:>12.3f}" for r in rows))
     print(f"{'trainer epoch, s':34}" + "".join(f"{r['trainer_epoch_s']:>12.3f}" for r in rows))
     print(f"{'trainer / bound':34}" + "".join(f"{r['trainer_vs_bound']:>12.2f}" for r in rows))
-    print(f"{'tutorial loop epoch, s':34}{tutorial:>12.3f}")
+    print(f"{'tutorial loop epoch, s':34}{out['tutorial_epoch_s_batch128']:>12.3f}")
     print(f"{'tutorial / trainer':34}{out['trainer_speedup_vs_tutorial_batch128']:>12.1f}")
+    o = out["options_batch512"]
+    print(
+        f"\nbatch 512 epoch: float32 {o['float32_s']:.3f} s, bfloat16 autocast "
+        f"{o['bfloat16_s']:.3f} s (×{o['float32_s'] / o['bfloat16_s']:.2f}), torch.compile "
+        f"{o['compiled_s']:.3f} s (×{o['float32_s'] / o['compiled_s']:.2f}; first epoch with "
+        f"compilation {o['compiled_first_epoch_s']:.1f} s)"
+    )
+    for g in out.get("gpu", {}).get("epochs", []):
+        print(
+            f"{out['gpu']['name']}, batch {g['batch']}: epoch {g['epoch_s'] * 1000:.0f} ms, "
+            f"GPU busy {g['gpu_busy_pct']:.0f} %, {g['kernels']} kernels in {g['steps']} steps, "
+            f"{g['wall_per_kernel_us']:.1f} µs of wall per kernel"
+        )
+    if "tracking" not in out:
+        return
     t = out["tracking"]
     print(
-        f"\ndefault-study run (30 epochs, mnist-5k), fastest of 3 alternated: untracked "
-        f"{t['untracked_run_s']:.2f} s, tracked {t['tracked_run_s']:.2f} s "
-        f"({t['tracking_overhead_pct']:+.1f} %); inside the logging calls "
-        f"{t['logging_calls_s'] * 1000:.0f} ms ({t['logging_calls_pct']:.2f} %)"
+        f"\ndefault-study run (30 epochs, mnist-5k, 1 thread), median of 5 alternated: "
+        f"untracked {t['untracked_run_s']:.2f} s, tracked {t['tracked_run_s']:.2f} s "
+        f"(wall {t['tracking_overhead_pct']:+.1f} %, CPU {t['tracking_overhead_cpu_pct']:+.1f} %);"
+        f" inside the logging calls {t['logging_calls_s'] * 1000:.0f} ms "
+        f"({t['logging_calls_pct']:.2f} %)"
     )
+    w = out["stage_start"]
     print(
-        f"fixed cost of a stage's first run: {t['fixed_cost_s']:.2f} s; log_model again in the "
-        f"same process: {t['log_model_again_s']:.2f} s"
+        f"fixed cost of a run after the warm-up: {t['fixed_cost_s']:.2f} s "
+        f"({t['fixed_cost_pct']:.1f} % of the run); once per train stage, in a fresh process: "
+        f"imports {w['imports_s']:.2f} s, warm-up {w['warm_up_s']:.2f} s"
     )
     noop = out["dvc_repro_noop_s"]
     print(
         f"dvc repro, nothing to do: {'n/a (not up to date)' if noop is None else f'{noop:.2f} s'}"
     )
-    g = out["grid_4_runs"]
+    g = out["stage_layout"]
     print(
-        f"4 runs × 8 epochs: in turn with {cores} threads {g['sequential_s']:.1f} s, "
-        f"{cores} side by side with 1 thread {g['side_by_side_s']:.1f} s "
+        f"train stage, 3 seeds × 10 epochs: one after another with {cores} threads "
+        f"{g['sequential_s']:.1f} s; side by side, cores shared out {g['side_by_side_s']:.1f} s "
         f"(×{g['speedup']:.2f})"
     )
-    (ROOT / "reports").mkdir(exist_ok=True)
-    (ROOT / "reports" / "benchmark.json").write_text(json.dumps(out, indent=2) + "\n")
-    print("\nwritten: reports/benchmark.json")
 
 
 if __name__ == "__main__":

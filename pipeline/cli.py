@@ -181,6 +181,72 @@ def _report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     click.echo(f"report: {(layout.reports / 'gap_report.md').relative_to(layout.root)}")
 
 
+@main.command("sweep-run")
+@click.argument("technique")
+@click.argument("strength")
+@click.option("--seed", type=int, required=True, help="The run's seed.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None,
+    help="Where to write the point (default: sweeps/TECHNIQUE/STRENGTH-seedSEED.json).",
+)  # fmt: skip
+@params_option
+@fail_cleanly
+def sweep_run(technique: str, strength: str, seed: int, out: str | None, params_path: str) -> None:
+    """Train one point of a strength path: TECHNIQUE at STRENGTH (on top of the baseline
+    variant) for one seed, as one MLflow run. `dvc repro sweep-report` runs every point."""
+    params, layout = _load(params_path)
+    try:
+        value = float(strength)
+    except ValueError:
+        raise ConfigError(f"sweep strength {strength!r} is not a number") from None
+    params.sweep.variant(technique, value)  # a bad technique or strength fails here
+
+    from .sweep import run_point
+
+    target = Path(out) if out else layout.sweep_point(technique, value, seed)
+    run_point(params, layout, technique, value, seed, target)
+    click.echo(f"{technique}={value:g} seed {seed}: {target}", err=True)
+
+
+@main.command("sweep-report")
+@params_option
+@fail_cleanly
+def sweep_report(params_path: str) -> None:
+    """Write reports/sweep/: each technique's val loss, train loss, gap and test accuracy
+    against its strength, and the best strength by val loss with its interval."""
+    from .sweep import sweep_report as write_sweep_report
+
+    params, layout = _load(params_path)
+    write_sweep_report(params, layout)
+    click.echo(f"sweep report: {(layout.sweep_reports / 'sweep.md').relative_to(layout.root)}")
+
+
+@main.command("compare")
+@click.option("--by", required=True, help="The logged parameter to group by, e.g. label_noise.")
+@click.option(
+    "--where", multiple=True, metavar="KEY=VALUE",
+    help="Keep only runs whose parameter KEY is VALUE (repeatable), e.g. dataset=mnist-5k.",
+)  # fmt: skip
+@click.option("--experiment", default=None, help="MLflow experiment (default: params.yaml's).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: reports/compare/BY).")  # fmt: skip
+@params_option
+@fail_cleanly
+def compare_command(
+    by: str, where: tuple[str, ...], experiment: str | None, out: str | None, params_path: str
+) -> None:
+    """One report across studies from the MLflow store: each variant's gap and test accuracy
+    against the baseline, per value of a logged parameter (label noise, training-set size)."""
+    from .compare import compare, parse_where
+
+    params, layout = _load(params_path)
+    conditions = parse_where(where)
+    target = Path(out) if out else layout.reports / "compare" / by
+    compare(experiment or params.mlflow.experiment, by, conditions, params.report.baseline,
+            target)  # fmt: skip
+    click.echo(f"comparison: {target / 'compare.md'}")
+
+
 @main.command()
 @params_option
 @click.pass_context

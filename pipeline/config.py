@@ -72,7 +72,15 @@ class TrainConfig(_Frozen):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD only
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = Field(0, ge=0)  # CPU threads for torch; 0 = torch's default
+    # Forward passes under bfloat16 autocast (weights, optimizer and penalty stay float32),
+    # and the network compiled with torch.compile: both change the numbers a little, so both
+    # are logged with every run. Measured by `make bench`.
+    precision: Literal["float32", "bfloat16"] = "float32"
+    compile: bool = False
+    # On a CPU, seeds train side by side in separate processes: `parallel` at once (0: all
+    # seeds), each with `threads` torch threads (0: the cores shared out among them).
+    parallel: int = Field(0, ge=0)
+    threads: int = Field(0, ge=0)
     checkpoint_every: int = Field(5, ge=0)  # epochs between checkpoints (for --resume); 0 = off
 
     @field_validator("seeds")
@@ -123,6 +131,51 @@ class ReportConfig(_Frozen):
     baseline: str = "baseline"  # the variant every other one is compared with, seed by seed
 
 
+# How a strength of the sweep becomes a variant; the λ-like ones are drawn on a log axis.
+SWEEP_TECHNIQUES = {
+    "dropout": lambda s: {"dropout": s},
+    "input_dropout": lambda s: {"input_dropout": s},
+    "l1": lambda s: {"l1": s},
+    "l2": lambda s: {"l2": s},
+    "weight_decay": lambda s: {"optimizer": "adamw", "weight_decay": s},
+}
+LOG_SCALE_TECHNIQUES = ("l1", "l2", "weight_decay")
+
+
+class Sweep(_Frozen):
+    """Strength paths (the `sweep` section): per technique, the strengths to train, each for
+    every seed, on top of the baseline's settings. Strength 0 is the baseline itself."""
+
+    dropout: list[Rate] = []
+    input_dropout: list[Rate] = []
+    l1: list[Annotated[float, Field(gt=0.0)]] = []
+    l2: list[Annotated[float, Field(gt=0.0)]] = []
+    weight_decay: list[Annotated[float, Field(gt=0.0)]] = []
+
+    @field_validator("*")
+    @classmethod
+    def _distinct(cls, strengths: list[float]) -> list[float]:
+        if len(set(strengths)) != len(strengths):
+            raise ValueError("strengths must be distinct")
+        return strengths
+
+    def variant(self, technique: str, strength: float) -> Variant:
+        """The variant that trains `technique` at `strength` (validated like params.yaml)."""
+        if technique not in SWEEP_TECHNIQUES:
+            known = ", ".join(SWEEP_TECHNIQUES)
+            raise ConfigError(f"unknown sweep technique {technique!r} (known: {known})")
+        try:
+            Sweep(**{technique: [strength]})  # the same range as in params.yaml
+            return Variant(**SWEEP_TECHNIQUES[technique](strength))
+        except ValidationError as e:
+            raise ConfigError(
+                f"sweep strength {strength!r} for {technique}: {e.errors()[0]['msg']}"
+            ) from None
+
+    def points(self) -> list[tuple[str, float]]:
+        return [(t, s) for t in SWEEP_TECHNIQUES for s in getattr(self, t)]
+
+
 class Params(_Frozen):
     """The whole of `params.yaml`."""
 
@@ -132,6 +185,7 @@ class Params(_Frozen):
     variants: dict[str, Variant] = Field(min_length=1)
     mlflow: MlflowConfig = MlflowConfig()
     report: ReportConfig = ReportConfig()
+    sweep: Sweep = Sweep()
 
     @model_validator(mode="after")
     def _check(self) -> Params:
@@ -232,7 +286,10 @@ VARIANT_KNOBS = (
     "dropout", "input_dropout", "l1", "l2", "penalize_bias", "weight_decay", "optimizer",
     "max_norm", "patience",
 )  # fmt: skip
-TRAIN_KNOBS = ("lr", "epochs", "batch_size", "momentum", "device", "threads")
+TRAIN_KNOBS = (
+    "lr", "epochs", "batch_size", "momentum", "device", "precision", "compile", "parallel",
+    "threads",
+)  # fmt: skip
 OVERRIDABLE = (*VARIANT_KNOBS, *TRAIN_KNOBS, "seed")
 
 

@@ -18,3 +18,6 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"training diverged at epoch {epoch}: {reason}")
         self.epoch = epoch
         self.reason = reason
+
+    def __reduce__(self):  # so it crosses from a worker process intact
+        return (TrainingDiverged, (self.epoch, self.reason))

@@ -41,6 +41,17 @@ class Layout:
         return self.root / "metrics" / variant
 
     @property
+    def sweeps(self) -> Path:
+        return self.root / "sweeps"
+
+    def sweep_point(self, technique: str, strength: float, seed: int) -> Path:
+        return self.sweeps / technique / f"{strength:g}-seed{seed}.json"
+
+    @property
+    def sweep_reports(self) -> Path:
+        return self.root / "reports" / "sweep"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

@@ -128,7 +128,7 @@ def _diff(d: PairedDifference, digits: int = 3, scale: float = 1.0) -> str:
 
 def conditions(params: Params, layout: Layout, variants: list[VariantRuns]) -> dict[str, Any]:
     """What the numbers rest on: data, seeds, device, versions, commit."""
-    import torch
+    from importlib.metadata import version
 
     from .tracking import git_commit
 
@@ -144,7 +144,7 @@ def conditions(params: Params, layout: Layout, variants: list[VariantRuns]) -> d
         "batch_size": first["hyperparameters"]["batch_size"],
         "lr": first["hyperparameters"]["lr"],
         "device": sorted({r["device"] for v in variants for r in v.runs}),
-        "torch": torch.__version__,
+        "torch": version("torch"),
         "python": platform.python_version(),
         "git_commit": git_commit(),
         "baseline": params.report.baseline,
@@ -175,7 +175,13 @@ def summarise(
                 k: {**d.to_json(), "verdict": verdict(k, d)} for k, d in diffs[v.name].items()
             }
         out["variants"][v.name] = entry
+    out["ranking_by_best_val_loss"] = ranking(variants)
     return out
+
+
+def ranking(variants: list[VariantRuns]) -> list[str]:
+    """Variants from lowest to highest mean val loss at their best epoch."""
+    return [v.name for v in sorted(variants, key=lambda v: v.mean_sd("best_val_loss")[0])]
 
 
 def markdown(
@@ -252,6 +258,10 @@ def markdown(
         sentence += f"; test accuracy {verdict('test_accuracy', acc)} ({_diff(acc, 2, 100)} pp)."
         lines.append(sentence)
     lines += [
+        "",
+        "Ranked by mean best val loss (lowest first; neighbours may not differ clearly): "
+        + ", ".join(f"{i}. {name}" for i, name in enumerate(ranking(variants), start=1))
+        + ".",
         "",
         "## Gap at the best epoch",
         "",

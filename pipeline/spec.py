@@ -46,6 +46,8 @@ class RunSpec:
             "lr": self.train.lr,
             "optimizer": self.optimizer,
             "momentum": self.train.momentum if self.optimizer == "sgd" else 0.0,
+            "precision": self.train.precision,
+            "compile": self.train.compile,
             "dropout": list(self.dropout_rates),
             "input_dropout": v.input_dropout,
             "l1": v.l1,
@@ -65,3 +67,16 @@ def run_specs(params: Params, variant_name: str, seeds: list[int] | None = None)
         RunSpec(variant_name, variant, params.model, params.train, seed)
         for seed in (seeds if seeds is not None else params.train.seeds)
     ]
+
+
+def sweep_spec(params: Params, technique: str, strength: float, seed: int) -> RunSpec:
+    """One point of a strength path: the baseline variant with one technique at `strength`."""
+    base = params.variant(params.report.baseline)
+    change = params.sweep.variant(technique, strength).model_dump(exclude_unset=True)
+    variant = base.model_copy(update=change)
+    return RunSpec(sweep_name(technique, strength), variant, params.model, params.train, seed)
+
+
+def sweep_name(technique: str, strength: float) -> str:
+    """`l2=0.001`: the name a sweep point's runs carry (in MLflow and in the report)."""
+    return f"{technique}={strength:g}"

@@ -54,3 +54,11 @@ def paired_difference(
         return PairedDifference(mean, math.nan, math.nan, n)
     half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * diffs.std(ddof=1) / math.sqrt(n))
     return PairedDifference(mean, mean - half, mean + half, n)
+
+
+def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> PairedDifference:
+    """The mean of `values` with its t-interval: the one-sample case of the paired interval
+    (the differences against zero)."""
+    return paired_difference(
+        dict(enumerate(values)), dict.fromkeys(range(len(values)), 0.0), confidence
+    )

@@ -11,6 +11,7 @@ DVC never takes a half-written folder for a result:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import shutil
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 import click
 import numpy as np
 import torch
+from torch import nn
 
 from .atomic import replace_dir
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
@@ -31,6 +33,7 @@ from .errors import ConfigError, TrainingDiverged
 from .model import build_mlp
 from .paths import Layout
 from .prepare import Prepared, load_prepared
+from .side_by_side import WorkerPlan, plan_workers, run_jobs
 from .spec import RunSpec, run_specs
 from .trainer import DeviceData, RunResult, architecture_of, resolve_device, train
 
@@ -47,6 +50,9 @@ SUMMARY_KEYS = (
     "near_zero_fraction",
     "weight_norm",
 )
+
+# Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
+PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
 
 CURVE_KEYS = ("train_loss", "val_loss", "loss_gap", "train_accuracy", "val_accuracy")
 
@@ -113,12 +119,13 @@ def seed_mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class EpochReporter:
-    """A progress bar over epochs on a terminal; one plain line per epoch otherwise."""
+    """A progress bar over epochs on a terminal (one run at a time); one plain line per epoch
+    otherwise."""
 
-    def __init__(self, spec: RunSpec):
+    def __init__(self, spec: RunSpec, live_bar: bool = True):
         self.spec = spec
         self.bar = None
-        if sys.stderr.isatty():
+        if live_bar and sys.stderr.isatty():
             self.bar = click.progressbar(
                 length=spec.train.epochs, label=f"{spec.run_name:>20}", file=sys.stderr
             )
@@ -214,9 +221,11 @@ def tracked_training(
     join: bool = False,
     checkpoints: Checkpoints | None = None,
     resume: dict[str, Any] | None = None,
+    kind: str = "train",
+    extra_tags: dict[str, str] | None = None,
 ) -> tuple[RunResult, str]:
     """Train one spec inside an MLflow run (continuing `resume`'s run if given); write its
-    weights to `seed_dir`."""
+    weights to `seed_dir`. `kind` tags the run: `train` (a study variant) or `sweep`."""
     import mlflow
 
     from . import tracking
@@ -226,9 +235,11 @@ def tracked_training(
         save_weights(result, spec, seed_dir)
         return result, resume["run_id"]
     tags = {
+        "kind": kind,
         "variant": spec.variant_name,
         "seed": str(spec.seed),
         "dataset": data_params["dataset"],
+        **(extra_tags or {}),
         **tracking.context_tags(),
     }
     resume_run = resume["run_id"] if resume is not None else None
@@ -290,9 +301,32 @@ def log_model(result: RunResult, data: DeviceData) -> None:
         name="model",
         input_example=example,
         signature=infer_signature(example, output),
-        # Given explicitly: inferring them costs seconds per run.
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        pip_requirements=PIP_REQUIREMENTS,
     )
+
+
+def seed_layout(params: Params, n_seeds: int, device: torch.device) -> WorkerPlan:
+    """Seeds side by side on a CPU (the faster use of a few cores for small runs, see `make
+    bench`); one after another on a GPU, where a run already fills the device and CUDA does not
+    survive a fork."""
+    if device.type != "cpu":
+        return WorkerPlan(1, params.train.threads or torch.get_num_threads())
+    return plan_workers(n_seeds, params.train.parallel, params.train.threads)
+
+
+@functools.cache
+def warm_up_model_logging() -> None:
+    """Pay once what a process's first `log_model` costs (importing torch.export, MLflow's scan
+    of the installed packages, a first export: about 2 s), so that forked workers start warm."""
+    import mlflow.pytorch
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - imported once, before the fork
+
+    example = np.zeros((2, 2), np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.pytorch.save_model(
+            nn.Linear(2, 2), Path(tmp) / "model", input_example=example,
+            pip_requirements=PIP_REQUIREMENTS,
+        )  # fmt: skip
 
 
 def train_stage(
@@ -316,8 +350,7 @@ def train_stage(
     specs = run_specs(params, variant, seeds)  # unknown variant: fails before anything else
     prepared = load_prepared(layout.prepared)
     device = resolve_device(params.train.device)
-    if params.train.threads:
-        torch.set_num_threads(params.train.threads)
+    workers = seed_layout(params, len(specs), device)
     data = DeviceData.of(prepared, device)
     data_params = data_hyperparameters(prepared)
     checkpoints = Checkpoints(
@@ -335,9 +368,9 @@ def train_stage(
     try:
         models_tmp, metrics_tmp = staging / "models", staging / "metrics"
         metrics_tmp.mkdir(parents=True)
-        runs, history = [], []
-        for spec in specs:
-            reporter = EpochReporter(spec)
+
+        def train_seed(spec: RunSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            reporter = EpochReporter(spec, live_bar=workers.at_once == 1)
             try:
                 result, run_id = tracked_training(
                     spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter,
@@ -352,18 +385,28 @@ def train_stage(
                 f"test accuracy {result.summary['test_accuracy']:.4f}",
                 err=True,
             )
-            runs.append(
-                {
-                    "variant": variant,
-                    "seed": spec.seed,
-                    "run_id": run_id,
-                    "device": result.device,
-                    "stopped_early": result.stopped_early,
-                    "hyperparameters": spec.hyperparameters(),
-                    "summary": result.summary,
-                }
-            )
-            history += history_rows(spec, result)
+            run = {
+                "variant": variant,
+                "seed": spec.seed,
+                "run_id": run_id,
+                "device": result.device,
+                "stopped_early": result.stopped_early,
+                "hyperparameters": spec.hyperparameters(),
+                "summary": result.summary,
+            }
+            return run, history_rows(spec, result)
+
+        if workers.at_once == 1:
+            torch.set_num_threads(workers.threads)
+            outcomes = [train_seed(spec) for spec in specs]
+        else:
+            torch.set_num_threads(1)  # no OpenMP thread pool in a process about to fork
+            if params.mlflow.log_model:
+                warm_up_model_logging()
+            jobs = [functools.partial(train_seed, spec) for spec in specs]
+            outcomes = run_jobs(jobs, workers)
+        runs = [run for run, _ in outcomes]
+        history = [row for _, rows in outcomes for row in rows]
         if not write_outputs:
             return runs
         write_csv(history, metrics_tmp / "history.csv")

@@ -104,18 +104,38 @@ EPOCH_METRICS = (
 )
 
 
+@dataclass(frozen=True)
+class Compute:
+    """How the forward pass runs: the module itself or its compiled form, in float32 or under
+    bfloat16 autocast. `model` is always the plain module (state dicts, weight statistics)."""
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    bf16: bool = False
+
+    @classmethod
+    def of(cls, model: nn.Module, precision: str = "float32", compile: bool = False) -> Compute:
+        return cls(model, torch.compile(model) if compile else model, precision == "bfloat16")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.forward(x)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, split: DeviceSplit) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(net: nn.Module | Compute, split: DeviceSplit) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean cross-entropy, accuracy) over a whole split, in eval mode, no penalty.
 
     Returned as 0-d tensors on the device, so callers can batch their reads.
     """
+    net = net if isinstance(net, Compute) else Compute.of(net)
+    model = net.model
     was_training = model.training
     model.eval()
     loss_sum = split.x.new_zeros(())
     correct = split.x.new_zeros(())
     for start in range(0, len(split), EVAL_CHUNK):
-        logits = model(split.x[start : start + EVAL_CHUNK])  # (B, C)
+        logits = net(split.x[start : start + EVAL_CHUNK]).float()  # (B, C)
         target = split.y[start : start + EVAL_CHUNK]
         loss_sum += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(dim=1) == target).sum()
@@ -135,7 +155,7 @@ def architecture_of(spec: RunSpec, data: DeviceData) -> Architecture:
 
 
 def train_one_epoch(
-    model: nn.Module,
+    net: nn.Module | Compute,
     optimizer: torch.optim.Optimizer,
     split: DeviceSplit,
     batch: int,
@@ -145,13 +165,15 @@ def train_one_epoch(
 ) -> torch.Tensor:
     """One pass over `split` in shuffled mini-batches; returns the summed data loss (0-d, on
     the device), so the caller reads it once."""
+    net = net if isinstance(net, Compute) else Compute.of(net)
+    model = net.model
     model.train()
     regularised = variant.l1 > 0 or variant.l2 > 0
     running = split.x.new_zeros(())
     order = torch.randperm(len(split), generator=shuffle, device=split.x.device)
     for start in range(0, len(split), batch):
         idx = order[start : start + batch]
-        logits = model(split.x[idx])  # (B, C)
+        logits = net(split.x[idx]).float()  # (B, C)
         data_loss = F.cross_entropy(logits, split.y[idx])
         loss = data_loss + penalty(penalised, variant.l1, variant.l2) if regularised else data_loss
         optimizer.zero_grad(set_to_none=True)
@@ -202,6 +224,7 @@ def train(
     shuffle = torch.Generator(device=device).manual_seed(spec.seed)
     arch = architecture_of(spec, data)
     model = build_mlp(arch).to(device)
+    net = Compute.of(model, spec.train.precision, spec.train.compile)
     v = spec.variant
     penalised = penalised_parameters(model, include_bias=v.penalize_bias)
     optimizer = make_optimizer(
@@ -223,10 +246,10 @@ def train(
         first_epoch = len(history) + 1
     for epoch in range(first_epoch, spec.train.epochs + 1):
         started = time.perf_counter()
-        running = train_one_epoch(model, optimizer, data.train, batch, shuffle, v, penalised)
+        running = train_one_epoch(net, optimizer, data.train, batch, shuffle, v, penalised)
 
-        train_loss, train_acc = evaluate(model, data.train)
-        val_loss, val_acc = evaluate(model, data.val)
+        train_loss, train_acc = evaluate(net, data.train)
+        val_loss, val_acc = evaluate(net, data.val)
         with torch.no_grad():
             pen = penalty(penalised, v.l1, v.l2)
         # One read from the device per epoch.
@@ -263,7 +286,7 @@ def train(
 
     assert best_state is not None  # at least one epoch ran and its val loss was finite
     model.load_state_dict(best_state)
-    test_loss, test_acc = (float(t) for t in evaluate(model, data.test))
+    test_loss, test_acc = (float(t) for t in evaluate(net, data.test))
     best, last = history[best_epoch - 1], history[-1]
     summary = {
         "best_epoch": float(best_epoch),

@@ -164,7 +164,7 @@ def test_editing_one_variant_retrains_only_it(reproduced: Path) -> None:
     params = yaml.safe_load((reproduced / "params.yaml").read_text())
     params["variants"]["l2"]["l2"] = 0.002
     (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = json.loads(run("dvc", "status", "--json").stdout)
+    status = json.loads(run("dvc", "status", "dvc.yaml", "--json").stdout)
     assert set(status) == {"train@l2", "report"}
 
 

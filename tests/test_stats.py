@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.stats import PairedDifference, paired_difference
+from pipeline.stats import PairedDifference, mean_interval, paired_difference
 
 VARIANT = {0: 1.0, 1: 1.5, 2: 0.7, 3: 1.2}
 BASELINE = {0: 0.8, 1: 1.1, 2: 0.9, 3: 0.6}
@@ -107,3 +107,14 @@ def test_identical_differences_give_a_zero_width_interval() -> None:
 )
 def test_clear_property(low: float, high: float, n: int, clear: bool) -> None:
     assert PairedDifference(0.2, low, high, n).clear is clear
+
+
+def test_mean_interval_matches_scipy_one_sample_interval() -> None:
+    values = [0.31, 0.27, 0.35, 0.30, 0.29]
+    result = mean_interval(values)
+    low, high = stats.t.interval(0.95, df=4, loc=np.mean(values), scale=stats.sem(values))
+    assert result.n == 5
+    assert result.mean == pytest.approx(0.304)
+    assert (result.low, result.high) == pytest.approx((low, high), rel=1e-9)
+    ci = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    assert (result.low, result.high) == pytest.approx((ci.low, ci.high), rel=1e-9)

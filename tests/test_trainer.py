@@ -212,3 +212,20 @@ def test_resolve_device() -> None:
             resolve_device("cuda")
         with pytest.raises(ValueError, match="no CUDA"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("setting", [{"precision": "bfloat16"}, {"compile": True}])
+def test_bf16_and_compiled_runs_track_the_float32_run(data: DeviceData, setting: dict) -> None:
+    """Both options change rounding, not the model: the curves stay close to float32 eager,
+    the logged losses stay float32 data losses recomputable from the kept weights, and the
+    run is still deterministic."""
+    reference = train(spec(), data)
+    a = train(spec(**setting), data)
+    b = train(spec(**setting), data)
+    assert [r["val_loss"] for r in a.history] == [r["val_loss"] for r in b.history]
+    for ours, ref in zip(a.history, reference.history, strict=True):
+        assert ours["train_loss"] == pytest.approx(ref["train_loss"], rel=0.05, abs=0.02)
+        assert ours["val_loss"] == pytest.approx(ref["val_loss"], rel=0.05, abs=0.02)
+    assert all(isinstance(k, str) and not k.startswith("_orig_mod") for k in a.model.state_dict())
+    hyper = spec(**setting).hyperparameters()
+    assert {k: hyper[k] for k in setting} == setting

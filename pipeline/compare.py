@@ -1,0 +1,216 @@
+"""`compare --by PARAM`: one report across studies, read from the MLflow store.
+
+A study is run at several settings (label noise, training-set size ...), e.g. as queued DVC
+experiments; every training run lands in the same MLflow experiment with its parameters. This
+groups the finished training runs by one parameter and, within each group, compares every
+variant with the baseline seed by seed, as the gap report does. Writes
+`reports/compare/<param>/` (compare.md, summary.json, compare.png).
+
+Where a (value, variant, seed) was trained more than once, the newest run counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import replace_dir
+from .errors import ConfigError, DataError
+from .report import verdict
+from .stats import mean_interval, paired_difference
+
+METRICS = (
+    ("loss_gap_last", "loss gap (last epoch)", 1.0),
+    ("test_accuracy", "test accuracy (%)", 100.0),
+)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    group: str  # the value of the grouping parameter, as logged
+    variant: str
+    seed: int
+    started: int
+    metrics: dict[str, float]
+
+
+def _same(logged: str, wanted: str) -> bool:
+    """A logged parameter against a `--where` value: as numbers when both are, else as text."""
+    try:
+        return math.isclose(float(logged), float(wanted), rel_tol=1e-12)
+    except ValueError:
+        return logged == wanted
+
+
+def parse_where(pairs: tuple[str, ...]) -> dict[str, str]:
+    where = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--where {pair!r}: expected KEY=VALUE, e.g. dataset=mnist-5k")
+        where[key] = value
+    return where
+
+
+def fetch_runs(experiment: str, by: str, where: dict[str, str]) -> list[TrainingRun]:
+    """The finished training runs (not sweep points, not reports) that log `by`."""
+    from mlflow import MlflowClient
+
+    from .tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise DataError(f"no MLflow experiment {experiment!r} in {tracking_uri()}")
+    runs, token, seen_params = [], None, set()
+    while True:
+        page = client.search_runs(
+            [exp.experiment_id], "attributes.status = 'FINISHED'", max_results=1000,
+            page_token=token,
+        )  # fmt: skip
+        runs += page
+        token = page.token
+        if not token:
+            break
+    out = []
+    for run in runs:
+        tags, params = run.data.tags, run.data.params
+        if "variant" not in tags or tags.get("kind", "train") != "train":
+            continue
+        seen_params |= set(params)
+        if by not in params or not all(k in params and _same(params[k], v)
+                                       for k, v in where.items()):  # fmt: skip
+            continue
+        out.append(TrainingRun(params[by], tags["variant"], int(tags["seed"]),
+                               run.info.start_time, run.data.metrics))  # fmt: skip
+    if not out:
+        hint = f"; parameters the runs log: {', '.join(sorted(seen_params))}" if seen_params else ""
+        raise DataError(
+            f"no finished training run in {experiment!r} logs {by!r}"
+            + (f" with {where}" if where else "")
+            + hint
+        )
+    return out
+
+
+def _sort_key(value: str) -> tuple[int, float | str]:
+    try:
+        return (0, float(value))
+    except ValueError:
+        return (1, value)
+
+
+def latest(runs: list[TrainingRun]) -> dict[str, dict[str, dict[int, TrainingRun]]]:
+    """group -> variant -> seed -> the newest run."""
+    table: dict[str, dict[str, dict[int, TrainingRun]]] = {}
+    for run in sorted(runs, key=lambda r: r.started):
+        table.setdefault(run.group, {}).setdefault(run.variant, {})[run.seed] = run
+    return {g: table[g] for g in sorted(table, key=_sort_key)}
+
+
+def summarise(table: dict[str, dict[str, dict[int, TrainingRun]]], baseline: str) -> dict:
+    out: dict[str, Any] = {}
+    for group, variants in table.items():
+        entry: dict[str, Any] = {}
+        base = variants.get(baseline)
+        for name, seeds in variants.items():
+            row: dict[str, Any] = {"n": len(seeds)}
+            for key, _, _ in METRICS:
+                values = {s: r.metrics[key] for s, r in seeds.items() if key in r.metrics}
+                row[key] = mean_interval(list(values.values())).to_json()
+                if base is not None and name != baseline:
+                    base_values = {s: r.metrics[key] for s, r in base.items() if key in r.metrics}
+                    diff = paired_difference(values, base_values)
+                    row[f"change_{key}"] = {**diff.to_json(), "verdict": verdict(key, diff)}
+            entry[name] = row
+        out[group] = entry
+    return out
+
+
+def _cell(d: dict[str, Any], scale: float, digits: int, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    if d["n"] < 2 or d["low"] is None or math.isnan(d["low"]):
+        return f"{d['mean'] * scale:{sign}.{digits}f} (n={d['n']})"
+    return (
+        f"{d['mean'] * scale:{sign}.{digits}f} [{d['low'] * scale:{sign}.{digits}f}, "
+        f"{d['high'] * scale:{sign}.{digits}f}]"
+    )
+
+
+def markdown(summary: dict[str, Any], by: str, baseline: str, where: dict[str, str]) -> str:
+    lines = [
+        f"# Comparison across `{by}`",
+        "",
+        f"Finished training runs of the MLflow experiment, grouped by the logged parameter "
+        f"`{by}`" + (f", where {where}" if where else "") + "; the newest run of each "
+        "(value, variant, seed) counts. Cells: mean [95 % t-interval over seeds]; changes are "
+        f"against `{baseline}` within the same group, paired by seed, and called a difference "
+        "only where the interval excludes zero. Loss gap = val − train data loss at the last "
+        "epoch; test accuracy with the best epoch's weights.",
+        "",
+        f"| {by} | variant | n | loss gap | Δ loss gap | verdict | test accuracy (%) | "
+        "Δ test accuracy (pp) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for group, variants in summary.items():
+        for name, row in variants.items():
+            cells = [group, name, str(row["n"]), _cell(row["loss_gap_last"], 1.0, 3)]
+            gap = row.get("change_loss_gap_last")
+            cells += [_cell(gap, 1.0, 3, True), gap["verdict"]] if gap else ["", ""]
+            cells.append(_cell(row["test_accuracy"], 100.0, 2))
+            acc = row.get("change_test_accuracy")
+            cells += [_cell(acc, 100.0, 2, True), acc["verdict"]] if acc else ["", ""]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "![Comparison](compare.png)", ""]
+    return "\n".join(lines)
+
+
+def draw(summary: dict[str, Any], by: str, path: Path) -> None:
+    """Each variant's loss gap and test accuracy against the grouping value; error bars: the
+    95 % t-interval of the mean over seeds."""
+    from .figures import DPI, _plt
+
+    plt, _ = _plt()
+    groups = list(summary)
+    numeric = all(_sort_key(g)[0] == 0 for g in groups)
+    xs = [float(g) for g in groups] if numeric else list(range(len(groups)))
+    variants = list(dict.fromkeys(name for entry in summary.values() for name in entry))
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(6 * len(METRICS), 4.2))
+    for ax, (key, label, scale) in zip(axes, METRICS, strict=True):
+        for i, name in enumerate(variants):
+            points = [(x, summary[g][name][key]) for x, g in zip(xs, groups, strict=True)
+                      if name in summary[g]]  # fmt: skip
+            x = np.array([p[0] for p in points])
+            mean = np.array([p[1]["mean"] for p in points]) * scale
+            half = np.array([0.0 if p[1]["n"] < 2 else (p[1]["high"] - p[1]["mean"])
+                             for p in points]) * scale  # fmt: skip
+            ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, label=name,
+                        color=f"C{i % 10}")  # fmt: skip
+        ax.set_xlabel(by)
+        if not numeric:
+            ax.set_xticks(xs, groups)
+        ax.set_title(label)
+    axes[-1].legend(title="variant", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(f"Across {by}: mean over seeds with 95 % intervals")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def compare(
+    experiment: str, by: str, where: dict[str, str], baseline: str, out: Path
+) -> dict[str, Any]:
+    table = latest(fetch_runs(experiment, by, where))
+    summary = summarise(table, baseline)
+    staging = out.parent / f".{out.name}-new"
+    staging.mkdir(parents=True, exist_ok=True)
+    draw(summary, by, staging / "compare.png")
+    (staging / "compare.md").write_text(markdown(summary, by, baseline, where))
+    (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    replace_dir(staging, out)
+    return summary
