@@ -103,6 +103,46 @@ def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path:
     assert ours == theirs
 
 
+def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path) -> None:
+    """Seeds train in forked workers. A SIGTERM sent to the stage's own process only (as a
+    scheduler does) reaches every worker: each run ends KILLED, nothing is written, and
+    `--resume` continues each seed in its own run to the weights an uninterrupted stage gets."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["seeds"] = [0, 1]
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    seen, started = [], set()
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen.append(line)
+        started |= {s for s in ("seed0", "seed1") if f"dropout-{s} epoch 5/40" in line}
+        if len(started) == 2:
+            os.kill(process.pid, signal.SIGTERM)  # the parent only
+            break
+    seen.append(process.stdout.read())
+    process.wait(timeout=120)
+    assert process.returncode == 143, "".join(seen)
+    killed = all_runs(repo)
+    assert sorted(r.info.run_name for r in killed) == ["dropout-seed0", "dropout-seed1"]
+    assert {r.info.status for r in killed} == {"KILLED"}
+    assert not (repo / "models" / "dropout").exists() and not list(repo.glob(".train-*"))
+
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    resumed = all_runs(repo)
+    assert {r.info.run_id for r in resumed} == {r.info.run_id for r in killed}
+    assert {r.info.status for r in resumed} == {"FINISHED"}
+
+    other = scratch_repo(tmp_path / "b", params)
+    make_runner(other)(PY, "-m", "pipeline", "prepare")
+    make_runner(other)(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    for seed in (0, 1):
+        ours = load_file(repo / "models" / "dropout" / f"seed{seed}" / "model.safetensors")
+        theirs = load_file(other / "models" / "dropout" / f"seed{seed}" / "model.safetensors")
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), seed
+
+
 def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: Path) -> None:
     params = json.loads(json.dumps(LONG))
     params["train"]["seeds"] = [0]
