@@ -149,7 +149,8 @@ def train(variant: str, resume: bool, params_path: str, **knobs: str | None) -> 
     launched = launcher_run_id() is not None
     # One run was started for us by `mlflow run`: one seed fills it.
     seeds = params.train.seeds[:1] if launched else None
-    tracked_only = launched or bool(overrides)
+    # How the seeds share the cores changes no result; any other override does.
+    tracked_only = launched or bool(set(overrides) - {"parallel", "threads"})
     if tracked_only:
         click.echo(
             "note: a run with overrides or under `mlflow run` is logged to MLflow only; "

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import replace_dir
+from .atomic import staged_dir
 from .errors import ConfigError, DataError
 from .report import verdict
 from .stats import mean_interval, paired_difference
@@ -37,6 +37,7 @@ class TrainingRun:
     seed: int
     started: int
     metrics: dict[str, float]
+    settings: tuple[tuple[str, str], ...]  # every logged param but the grouping one and seed
 
 
 def _same(logged: str, wanted: str) -> bool:
@@ -86,8 +87,9 @@ def fetch_runs(experiment: str, by: str, where: dict[str, str]) -> list[Training
         if by not in params or not all(k in params and _same(params[k], v)
                                        for k, v in where.items()):  # fmt: skip
             continue
+        settings = tuple(sorted((k, v) for k, v in params.items() if k not in (by, "seed")))
         out.append(TrainingRun(params[by], tags["variant"], int(tags["seed"]),
-                               run.info.start_time, run.data.metrics))  # fmt: skip
+                               run.info.start_time, run.data.metrics, settings))  # fmt: skip
     if not out:
         hint = f"; parameters the runs log: {', '.join(sorted(seen_params))}" if seen_params else ""
         raise DataError(
@@ -105,12 +107,22 @@ def _sort_key(value: str) -> tuple[int, float | str]:
         return (1, value)
 
 
-def latest(runs: list[TrainingRun]) -> dict[str, dict[str, dict[int, TrainingRun]]]:
-    """group -> variant -> seed -> the newest run."""
+def latest(runs: list[TrainingRun]) -> tuple[dict[str, dict[str, dict[int, TrainingRun]]], int]:
+    """group -> variant -> seed -> run, and how many runs were left out.
+
+    Per (group, variant), only runs with the settings of the newest one count (an older study
+    with other epochs, say, never mixes in), and of those the newest per seed."""
+    newest: dict[tuple[str, str], TrainingRun] = {}
+    for run in runs:
+        key = (run.group, run.variant)
+        if key not in newest or newest[key].started < run.started:
+            newest[key] = run
     table: dict[str, dict[str, dict[int, TrainingRun]]] = {}
     for run in sorted(runs, key=lambda r: r.started):
-        table.setdefault(run.group, {}).setdefault(run.variant, {})[run.seed] = run
-    return {g: table[g] for g in sorted(table, key=_sort_key)}
+        if run.settings == newest[run.group, run.variant].settings:
+            table.setdefault(run.group, {}).setdefault(run.variant, {})[run.seed] = run
+    kept = sum(len(seeds) for variants in table.values() for seeds in variants.values())
+    return {g: table[g] for g in sorted(table, key=_sort_key)}, len(runs) - kept
 
 
 def summarise(table: dict[str, dict[str, dict[int, TrainingRun]]], baseline: str) -> dict:
@@ -142,13 +154,17 @@ def _cell(d: dict[str, Any], scale: float, digits: int, signed: bool = False) ->
     )
 
 
-def markdown(summary: dict[str, Any], by: str, baseline: str, where: dict[str, str]) -> str:
+def markdown(
+    summary: dict[str, Any], by: str, baseline: str, where: dict[str, str], left_out: int
+) -> str:
     lines = [
         f"# Comparison across `{by}`",
         "",
         f"Finished training runs of the MLflow experiment, grouped by the logged parameter "
-        f"`{by}`" + (f", where {where}" if where else "") + "; the newest run of each "
-        "(value, variant, seed) counts. Cells: mean [95 % t-interval over seeds]; changes are "
+        f"`{by}`" + (f", where {where}" if where else "") + "; per (value, variant) only runs "
+        "with the settings of the newest one count, the newest per seed "
+        f"({left_out} older or repeated runs left out). Cells: mean [95 % t-interval over "
+        "seeds]; changes are "
         f"against `{baseline}` within the same group, paired by seed, and called a difference "
         "only where the interval excludes zero. Loss gap = val − train data loss at the last "
         "epoch; test accuracy with the best epoch's weights.",
@@ -205,12 +221,10 @@ def draw(summary: dict[str, Any], by: str, path: Path) -> None:
 def compare(
     experiment: str, by: str, where: dict[str, str], baseline: str, out: Path
 ) -> dict[str, Any]:
-    table = latest(fetch_runs(experiment, by, where))
+    table, left_out = latest(fetch_runs(experiment, by, where))
     summary = summarise(table, baseline)
-    staging = out.parent / f".{out.name}-new"
-    staging.mkdir(parents=True, exist_ok=True)
-    draw(summary, by, staging / "compare.png")
-    (staging / "compare.md").write_text(markdown(summary, by, baseline, where))
-    (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    replace_dir(staging, out)
+    with staged_dir(out) as staging:
+        draw(summary, by, staging / "compare.png")
+        (staging / "compare.md").write_text(markdown(summary, by, baseline, where, left_out))
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

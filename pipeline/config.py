@@ -72,9 +72,9 @@ class TrainConfig(_Frozen):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD only
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # Forward passes under bfloat16 autocast (weights, optimizer and penalty stay float32),
-    # and the network compiled with torch.compile: both change the numbers a little, so both
-    # are logged with every run. Measured by `make bench`.
+    # Training steps under bfloat16 autocast (weights, optimizer, penalty and every evaluation
+    # stay float32), and the network compiled with torch.compile: both change the numbers a
+    # little, so both are logged with every run. Measured by `make bench`.
     precision: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     # On a CPU, seeds train side by side in separate processes: `parallel` at once (0: all

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import replace_dir, write_atomic
+from .atomic import staged_dir, write_atomic
 from .config import Params
 from .errors import DataError
 from .paths import Layout
@@ -259,7 +259,8 @@ def markdown(
         lines.append(sentence)
     lines += [
         "",
-        "Ranked by mean best val loss (lowest first; neighbours may not differ clearly): "
+        "Ranked by mean best val loss (lowest first; ties keep the order of params.yaml; "
+        "neighbours may not differ clearly): "
         + ", ".join(f"{i}. {name}" for i, name in enumerate(ranking(variants), start=1))
         + ".",
         "",
@@ -300,11 +301,8 @@ def report_stage(params: Params, layout: Layout) -> dict[str, Any]:
     diffs = compare(variants, params.report.baseline)
     cond = conditions(params, layout, variants)
     summary = summarise(variants, diffs, cond)
-    layout.reports.mkdir(parents=True, exist_ok=True)
-    staging = layout.reports / ".figures-new"
-    staging.mkdir(exist_ok=True)
-    draw_all(variants, layout, staging)
-    replace_dir(staging, layout.figures)
+    with staged_dir(layout.figures) as staging:
+        draw_all(variants, layout, staging)
     write_atomic(layout.reports / "gap_report.md", markdown(variants, diffs, cond))
     write_atomic(layout.reports / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

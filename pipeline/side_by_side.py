@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,13 +39,22 @@ class WorkerPlan:
     threads: int
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (CPU affinity, as set by taskset or a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def plan_workers(n_jobs: int, parallel: int, threads: int, cores: int | None = None) -> WorkerPlan:
     """`parallel`: jobs at once (0: all of them); `threads`: per job (0: the cores shared out).
 
-    Depends only on the settings and the total number of jobs, never on how many are left, so
-    a resumed stage computes with the same thread count, hence the same floating-point results.
+    Callers pass the number of jobs the settings call for (a stage's seeds), not how many are
+    left to run, so a resumed stage or a single seed computes with the same thread count as
+    the whole stage, hence the same floating-point results.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     at_once = max(1, min(n_jobs, parallel or n_jobs))
     return WorkerPlan(at_once, threads or max(1, cores // at_once))
 
@@ -65,12 +76,21 @@ def _child(job: Callable[[], Any], threads: int, conn: Connection) -> None:
     except KeyboardInterrupt:
         conn.send(("interrupted", None))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
-        try:
-            conn.send(("error", e))  # the parent re-raises the same exception
-        except Exception:  # noqa: BLE001 - an exception that cannot be pickled
-            conn.send(("error", JobFailed(traceback.format_exc())))
+        conn.send(("error", _portable(e)))
     finally:
         conn.close()
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The exception itself when it survives pickling intact (the parent re-raises it, e.g. a
+    TrainingDiverged); otherwise a JobFailed carrying the worker's traceback."""
+    try:
+        copy = pickle.loads(pickle.dumps(error))
+        if type(copy) is type(error) and str(copy) == str(error):
+            return error
+    except Exception:  # noqa: BLE001, S110 - any failure means: not portable
+        pass
+    return JobFailed(f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
 
 
 def run_jobs(jobs: Sequence[Callable[[], Any]], workers: WorkerPlan) -> list[Any]:
@@ -86,16 +106,18 @@ def run_jobs(jobs: Sequence[Callable[[], Any]], workers: WorkerPlan) -> list[Any
                 index, job = pending.pop(0)
                 receive, send = ctx.Pipe(duplex=False)
                 process = ctx.Process(target=_child, args=(job, workers.threads, send))
+                running[receive] = (index, process)  # before start: a signal now still stops it
                 process.start()
                 send.close()
-                running[receive] = (index, process)
             for conn in wait(list(running)):
                 index, process = running.pop(conn)  # type: ignore[index]
                 try:
                     status, value = conn.recv()
-                except EOFError:  # died without a word (killed, out of memory)
+                except Exception as e:  # died without a word (killed, out of memory), or garbled
                     process.join()
-                    raise JobFailed(f"a worker died with exit code {process.exitcode}") from None
+                    raise JobFailed(
+                        f"a worker died with exit code {process.exitcode} ({type(e).__name__})"
+                    ) from None
                 process.join()
                 if status == "interrupted":
                     raise KeyboardInterrupt
@@ -107,11 +129,18 @@ def run_jobs(jobs: Sequence[Callable[[], Any]], workers: WorkerPlan) -> list[Any
     return [results[i] for i in range(len(jobs))]
 
 
-def _stop(running: dict[Connection, tuple[int, Any]]) -> None:
-    """SIGTERM the children still running and wait for them to close their runs."""
-    for _, process in running.values():
+def _stop(running: dict[Connection, tuple[int, Any]], grace: float = 120.0) -> None:
+    """SIGTERM the children still running and give them `grace` seconds to close their runs;
+    SIGKILL any that do not, so a stuck clean-up cannot hang the stage."""
+    started = [process for _, process in running.values() if process.pid is not None]
+    for process in started:
         if process.is_alive():
             os.kill(process.pid, signal.SIGTERM)
-    for conn, (_, process) in running.items():
-        process.join()
+    deadline = time.monotonic() + grace
+    for process in started:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+    for conn in running:
         conn.close()

@@ -19,18 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import replace_dir, write_atomic
+from .atomic import staged_dir, write_atomic
 from .config import LOG_SCALE_TECHNIQUES, Params
 from .errors import DataError
 from .paths import Layout
+from .spec import sweep_spec
 from .stats import PairedDifference, mean_interval, paired_difference
 
-# What the paths show: summary key, label, which direction is good.
+# What the paths show: summary key, label.
 PATH_METRICS = (
-    ("best_val_loss", "val loss (best epoch)", "lower"),
-    ("train_loss_last", "train loss (last epoch)", "lower"),
-    ("loss_gap_last", "loss gap (last epoch)", "lower"),
-    ("test_accuracy", "test accuracy", "higher"),
+    ("best_val_loss", "val loss (best epoch)"),
+    ("train_loss_last", "train loss (last epoch)"),
+    ("loss_gap_last", "loss gap (last epoch)"),
+    ("test_accuracy", "test accuracy"),
 )
 
 
@@ -41,7 +42,6 @@ def run_point(
     import torch
 
     from .prepare import load_prepared
-    from .spec import sweep_spec
     from .train import EpochReporter, data_hyperparameters, tracked_training
     from .trainer import DeviceData, resolve_device
 
@@ -98,13 +98,19 @@ def load_paths(params: Params, layout: Layout) -> dict[str, list[PathPoint]]:
     found = trained_points(layout)
     paths: dict[str, list[PathPoint]] = {}
     for technique, strength in params.sweep.points():
-        missing = [seed for seed in seeds if (technique, strength, seed) not in found]
+        # A point counts only if it was trained with today's settings.
+        missing = [
+            seed for seed in seeds
+            if found.get((technique, strength, seed), {}).get("hyperparameters")
+            != sweep_spec(params, technique, strength, seed).hyperparameters()
+        ]  # fmt: skip
         if missing:
             raise DataError(
-                f"sweep point {technique}={strength:g} has no run for seeds {missing} under "
-                f"{layout.sweeps.relative_to(layout.root)}/: run `dvc repro sweep-report`"
+                f"sweep point {technique}={strength:g} has no run with the settings of "
+                f"params.yaml for seeds {missing} under {layout.sweeps.relative_to(layout.root)}/"
+                ": run `dvc repro sweep/dvc.yaml`"
             )
-        per_seed = {seed: found[technique, strength, seed] for seed in seeds}
+        per_seed = {seed: found[technique, strength, seed]["summary"] for seed in seeds}
         if technique not in paths:
             paths[technique] = [PathPoint(0.0, {s: base_runs[s] for s in seeds})]
         paths[technique].append(PathPoint(strength, per_seed))
@@ -113,17 +119,17 @@ def load_paths(params: Params, layout: Layout) -> dict[str, list[PathPoint]]:
     return paths
 
 
-def trained_points(layout: Layout) -> dict[tuple[str, float, int], dict[str, float]]:
+def trained_points(layout: Layout) -> dict[tuple[str, float, int], dict[str, Any]]:
     """Every point under sweeps/, by (technique, strength, seed): the newest file wins. Files
     of strengths no longer in params.yaml stay there and are left out by the caller."""
-    found: dict[tuple[str, float, int], tuple[float, dict[str, float]]] = {}
+    found: dict[tuple[str, float, int], tuple[float, dict[str, Any]]] = {}
     for path in sorted(layout.sweeps.glob("*/*.json")):
         point = json.loads(path.read_text())
         key = (point["technique"], float(point["strength"]), int(point["seed"]))
         mtime = path.stat().st_mtime
         if key not in found or found[key][0] < mtime:
-            found[key] = (mtime, point["summary"])
-    return {key: summary for key, (_, summary) in found.items()}
+            found[key] = (mtime, point)
+    return {key: point for key, (_, point) in found.items()}
 
 
 def best_point(points: list[PathPoint]) -> PathPoint:
@@ -138,7 +144,7 @@ def summarise_paths(paths: dict[str, list[PathPoint]]) -> dict[str, Any]:
         rows = []
         for p in points:
             row: dict[str, Any] = {"strength": p.strength, "n": len(p.per_seed)}
-            for key, _, _ in PATH_METRICS:
+            for key, _ in PATH_METRICS:
                 row[key] = mean_interval(list(p.values(key).values())).to_json()
                 if p is not base:
                     row[f"change_{key}"] = paired_difference(
@@ -193,6 +199,10 @@ def markdown(summary: dict[str, Any], params: Params) -> str:
         "zero. Val loss is at the best epoch (the weights the test score uses); train loss and "
         "gap at the last epoch.",
         "",
+        "The best strength is picked on the same runs whose val loss it reports, and every row "
+        "is a comparison of its own, so its interval is optimistic: confirm a choice on new "
+        "seeds (add them to `train.seeds` and rerun) before trusting a close call.",
+        "",
     ]
     for technique, entry in summary.items():
         best = entry["best_strength"]
@@ -233,7 +243,8 @@ def markdown(summary: dict[str, Any], params: Params) -> str:
 
 def draw(paths: dict[str, list[PathPoint]], path: Path) -> None:
     """Rows: techniques; columns: the path metrics. Line: mean over seeds; band: min to max
-    over seeds; dashed: the baseline. λ-like strengths on a log axis, the baseline at its left."""
+    over seeds; dashed line and grey band: the baseline (strength 0). λ-like strengths on a
+    log axis."""
     from .figures import DPI, _plt
 
     plt, _ = _plt()
@@ -243,7 +254,7 @@ def draw(paths: dict[str, list[PathPoint]], path: Path) -> None:
         tried = points[1:]
         xs = np.array([p.strength for p in tried])
         best = best_point(points)
-        for c, (key, label, _) in enumerate(PATH_METRICS):
+        for c, (key, label) in enumerate(PATH_METRICS):
             ax = axes[r][c]
             scale = 100.0 if key == "test_accuracy" else 1.0
             values = np.array([list(p.values(key).values()) for p in tried]) * scale
@@ -272,10 +283,8 @@ def draw(paths: dict[str, list[PathPoint]], path: Path) -> None:
 def sweep_report(params: Params, layout: Layout) -> dict[str, Any]:
     paths = load_paths(params, layout)
     summary = summarise_paths(paths)
-    staging = layout.reports / ".sweep-new"
-    staging.mkdir(parents=True, exist_ok=True)
-    draw(paths, staging / "strength_paths.png")
-    (staging / "sweep.md").write_text(markdown(summary, params))
-    (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    replace_dir(staging, layout.sweep_reports)
+    with staged_dir(layout.sweep_reports) as staging:
+        draw(paths, staging / "strength_paths.png")
+        (staging / "sweep.md").write_text(markdown(summary, params))
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -225,7 +225,8 @@ def tracked_training(
     extra_tags: dict[str, str] | None = None,
 ) -> tuple[RunResult, str]:
     """Train one spec inside an MLflow run (continuing `resume`'s run if given); write its
-    weights to `seed_dir`. `kind` tags the run: `train` (a study variant) or `sweep`."""
+    weights to `seed_dir`. `kind` tags the run: `train` (a run of the study as params.yaml
+    defines it), `override` (a run with overrides or under `mlflow run`) or `sweep`."""
     import mlflow
 
     from . import tracking
@@ -308,10 +309,15 @@ def log_model(result: RunResult, data: DeviceData) -> None:
 def seed_layout(params: Params, n_seeds: int, device: torch.device) -> WorkerPlan:
     """Seeds side by side on a CPU (the faster use of a few cores for small runs, see `make
     bench`); one after another on a GPU, where a run already fills the device and CUDA does not
-    survive a fork."""
+    survive a fork.
+
+    The thread count follows from the study's seeds in params.yaml, not from how many run now,
+    so one seed trained alone (`--seed`, `mlflow run`, `--resume`) computes exactly as it does
+    inside its stage."""
     if device.type != "cpu":
         return WorkerPlan(1, params.train.threads or torch.get_num_threads())
-    return plan_workers(n_seeds, params.train.parallel, params.train.threads)
+    study = plan_workers(len(params.train.seeds), params.train.parallel, params.train.threads)
+    return WorkerPlan(min(study.at_once, n_seeds), study.threads)
 
 
 @functools.cache
@@ -375,6 +381,7 @@ def train_stage(
                 result, run_id = tracked_training(
                     spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter,
                     join, checkpoints, saved[spec.seed],
+                    kind="train" if write_outputs else "override",
                 )  # fmt: skip
             finally:
                 reporter.close()

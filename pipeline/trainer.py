@@ -124,11 +124,13 @@ class Compute:
 
 @torch.no_grad()
 def evaluate(net: nn.Module | Compute, split: DeviceSplit) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean cross-entropy, accuracy) over a whole split, in eval mode, no penalty.
+    """(mean cross-entropy, accuracy) over a whole split, in eval mode, no penalty, float32.
 
     Returned as 0-d tensors on the device, so callers can batch their reads.
     """
-    net = net if isinstance(net, Compute) else Compute.of(net)
+    # Always float32: the logged losses, the choice of the best epoch and the test score are
+    # the data loss as defined, whatever precision the training steps use.
+    net = Compute(net.model, net.forward) if isinstance(net, Compute) else Compute.of(net)
     model = net.model
     was_training = model.training
     model.eval()

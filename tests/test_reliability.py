@@ -172,8 +172,11 @@ def test_divergence_fails_the_run_and_keeps_finished_results(
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "diverged at epoch" in errors[0]
-    [failed] = [r for r in all_runs(tiny_repo) if r.data.tags["variant"] == "l2"]
-    assert failed.info.status == "FAILED"
+    # Both seeds train side by side: the first to diverge fails the stage, and the other
+    # (diverged too, or stopped, possibly before its run began) never ends FINISHED or RUNNING.
+    l2 = [r for r in all_runs(tiny_repo) if r.data.tags["variant"] == "l2"]
+    assert 1 <= len(l2) <= 2 and {r.info.status for r in l2} <= {"FAILED", "KILLED"}
+    failed = next(r for r in l2 if r.info.status == "FAILED")
     assert failed.data.tags["failure"] == "diverged"
     assert int(failed.data.tags["failure_epoch"]) >= 1
     assert "not finite" in failed.data.tags["failure_reason"]

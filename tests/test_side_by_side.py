@@ -80,3 +80,19 @@ def test_sigterm_stops_every_worker_and_each_cleans_up(tmp_path) -> None:
         signal.signal(signal.SIGALRM, previous)
     assert time.monotonic() - started < 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cleaned-0", "cleaned-1", "cleaned-2"]
+
+
+class _Unrebuildable(Exception):
+    def __init__(self, a: int, b: int):  # pickles, but cannot be rebuilt from its args
+        super().__init__(f"{a}/{b}")
+
+
+def _raise_unrebuildable() -> None:
+    raise _Unrebuildable(1, 2)
+
+
+def test_an_exception_that_cannot_cross_comes_back_as_jobfailed_with_its_traceback() -> None:
+    with pytest.raises(JobFailed) as err:
+        run_jobs([_raise_unrebuildable], WorkerPlan(1, 1))
+    assert "_Unrebuildable: 1/2" in str(err.value)
+    assert "_raise_unrebuildable" in str(err.value)  # the worker's traceback

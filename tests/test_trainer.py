@@ -227,5 +227,10 @@ def test_bf16_and_compiled_runs_track_the_float32_run(data: DeviceData, setting:
         assert ours["train_loss"] == pytest.approx(ref["train_loss"], rel=0.05, abs=0.02)
         assert ours["val_loss"] == pytest.approx(ref["val_loss"], rel=0.05, abs=0.02)
     assert all(isinstance(k, str) and not k.startswith("_orig_mod") for k in a.model.state_dict())
+    # The logged val loss of the kept (best) epoch is the float32 data loss of those weights.
+    plain = nn.Sequential(*a.model).eval()
+    with torch.no_grad():
+        val = F.cross_entropy(plain(data.val.x), data.val.y).item()
+    assert a.summary["best_val_loss"] == pytest.approx(val, rel=1e-6)
     hyper = spec(**setting).hyperparameters()
     assert {k: hyper[k] for k in setting} == setting
