@@ -244,7 +244,7 @@ def compare_command(
     conditions = parse_where(where)
     target = Path(out) if out else layout.reports / "compare" / by
     compare(experiment or params.mlflow.experiment, by, conditions, params.report.baseline,
-            target)  # fmt: skip
+            list(params.variants), target)  # fmt: skip
     click.echo(f"comparison: {target / 'compare.md'}")
 
 

@@ -125,12 +125,18 @@ def latest(runs: list[TrainingRun]) -> tuple[dict[str, dict[str, dict[int, Train
     return {g: table[g] for g in sorted(table, key=_sort_key)}, len(runs) - kept
 
 
-def summarise(table: dict[str, dict[str, dict[int, TrainingRun]]], baseline: str) -> dict:
+def summarise(
+    table: dict[str, dict[str, dict[int, TrainingRun]]], baseline: str, order: list[str]
+) -> dict:
+    """Per group, the baseline first, then the variants in `order` (params.yaml's), then any
+    other variant the runs hold, by name."""
+    rank = {name: i for i, name in enumerate([baseline, *order])}
     out: dict[str, Any] = {}
     for group, variants in table.items():
         entry: dict[str, Any] = {}
         base = variants.get(baseline)
-        for name, seeds in variants.items():
+        for name in sorted(variants, key=lambda n: (rank.get(n, len(rank)), n)):
+            seeds = variants[name]
             row: dict[str, Any] = {"n": len(seeds)}
             for key, _, _ in METRICS:
                 values = {s: r.metrics[key] for s, r in seeds.items() if key in r.metrics}
@@ -196,20 +202,25 @@ def draw(summary: dict[str, Any], by: str, path: Path) -> None:
     numeric = all(_sort_key(g)[0] == 0 for g in groups)
     xs = [float(g) for g in groups] if numeric else list(range(len(groups)))
     variants = list(dict.fromkeys(name for entry in summary.values() for name in entry))
+    # Each variant a little to the side, so that the error bars do not hide each other.
+    spread = (max(xs) - min(xs)) if len(xs) > 1 else 1.0
+    dodge = 0.5 * spread / max(1, len(xs) - 1) / max(1, len(variants))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(6 * len(METRICS), 4.2))
     for ax, (key, label, scale) in zip(axes, METRICS, strict=True):
         for i, name in enumerate(variants):
             points = [(x, summary[g][name][key]) for x, g in zip(xs, groups, strict=True)
                       if name in summary[g]]  # fmt: skip
-            x = np.array([p[0] for p in points])
+            shift = (i - (len(variants) - 1) / 2) * dodge
+            x = np.array([p[0] for p in points]) + shift
             mean = np.array([p[1]["mean"] for p in points]) * scale
             half = np.array([0.0 if p[1]["n"] < 2 else (p[1]["high"] - p[1]["mean"])
                              for p in points]) * scale  # fmt: skip
             ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, label=name,
                         color=f"C{i % 10}")  # fmt: skip
         ax.set_xlabel(by)
-        if not numeric:
-            ax.set_xticks(xs, groups)
+        ax.set_xticks(xs, groups)
+        if key == "loss_gap_last":
+            ax.axhline(0, color="black", lw=0.8)
         ax.set_title(label)
     axes[-1].legend(title="variant", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.suptitle(f"Across {by}: mean over seeds with 95 % intervals")
@@ -219,10 +230,10 @@ def draw(summary: dict[str, Any], by: str, path: Path) -> None:
 
 
 def compare(
-    experiment: str, by: str, where: dict[str, str], baseline: str, out: Path
+    experiment: str, by: str, where: dict[str, str], baseline: str, order: list[str], out: Path
 ) -> dict[str, Any]:
     table, left_out = latest(fetch_runs(experiment, by, where))
-    summary = summarise(table, baseline)
+    summary = summarise(table, baseline, order)
     with staged_dir(out) as staging:
         draw(summary, by, staging / "compare.png")
         (staging / "compare.md").write_text(markdown(summary, by, baseline, where, left_out))

@@ -174,6 +174,7 @@ def test_compare_reads_studies_back_from_mlflow_grouped_by_label_noise(tmp_path:
            for r in runs}  # fmt: skip
     assert len(gap) == 4
     noisy = summary["0.3"]
+    assert list(noisy) == ["baseline", "l2"]  # the baseline first, then params.yaml's order
     assert noisy["l2"]["n"] == 2
     assert noisy["l2"]["loss_gap_last"]["mean"] == pytest.approx(
         np.mean([gap["l2", 0], gap["l2", 1]])
