@@ -204,7 +204,7 @@ def draw(summary: dict[str, Any], by: str, path: Path) -> None:
     variants = list(dict.fromkeys(name for entry in summary.values() for name in entry))
     # Each variant a little to the side, so that the error bars do not hide each other.
     spread = (max(xs) - min(xs)) if len(xs) > 1 else 1.0
-    dodge = 0.5 * spread / max(1, len(xs) - 1) / max(1, len(variants))
+    dodge = 0.25 * spread / max(1, len(xs) - 1) / max(1, len(variants))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(6 * len(METRICS), 4.2))
     for ax, (key, label, scale) in zip(axes, METRICS, strict=True):
         for i, name in enumerate(variants):
