@@ -22,7 +22,7 @@ import numpy as np
 from .atomic import staged_dir
 from .errors import ConfigError, DataError
 from .report import verdict
-from .stats import mean_interval, paired_difference
+from .stats import PairedDifference, mean_interval, paired_difference
 
 METRICS = (
     ("loss_gap_last", "loss gap (last epoch)", 1.0),
@@ -151,13 +151,7 @@ def summarise(
 
 
 def _cell(d: dict[str, Any], scale: float, digits: int, signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    if d["n"] < 2 or d["low"] is None or math.isnan(d["low"]):
-        return f"{d['mean'] * scale:{sign}.{digits}f} (n={d['n']})"
-    return (
-        f"{d['mean'] * scale:{sign}.{digits}f} [{d['low'] * scale:{sign}.{digits}f}, "
-        f"{d['high'] * scale:{sign}.{digits}f}]"
-    )
+    return PairedDifference.from_json(d).describe(digits, scale, signed)
 
 
 def markdown(

@@ -118,14 +118,6 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def _diff(d: PairedDifference, digits: int = 3, scale: float = 1.0) -> str:
-    if d.n < 2:
-        return f"{d.mean * scale:+.{digits}f} (n={d.n})"
-    return (
-        f"{d.mean * scale:+.{digits}f} [{d.low * scale:+.{digits}f}, {d.high * scale:+.{digits}f}]"
-    )
-
-
 def conditions(params: Params, layout: Layout, variants: list[VariantRuns]) -> dict[str, Any]:
     """What the numbers rest on: data, seeds, device, versions, commit."""
     from importlib.metadata import version
@@ -237,7 +229,7 @@ def markdown(
     for name, d in diffs.items():
         cells = []
         for key, digits, scale in TABLE_DIFFS:
-            cells += [_diff(d[key], digits, scale), verdict(key, d[key])]
+            cells += [d[key].describe(digits, scale), verdict(key, d[key])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## In words", ""]
     base_gap = next(v for v in variants if v.name == baseline).mean_sd("loss_gap_last")[0]
@@ -253,9 +245,9 @@ def markdown(
                 f"[{gap.low:+.3f}, {gap.high:+.3f}]"
             )
         else:
-            sentence = f"- **{name}**: {words} in the loss gap ({_diff(gap)})"
+            sentence = f"- **{name}**: {words} in the loss gap ({gap.describe()})"
         acc = d["test_accuracy"]
-        sentence += f"; test accuracy {verdict('test_accuracy', acc)} ({_diff(acc, 2, 100)} pp)."
+        sentence += f"; test accuracy {verdict('test_accuracy', acc)} ({acc.describe(2, 100)} pp)."
         lines.append(sentence)
     lines += [
         "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -29,6 +30,19 @@ class PairedDifference:
     def clear(self) -> bool:
         """True only where the interval excludes zero."""
         return self.n >= 2 and (self.low > 0 or self.high < 0)
+
+    def describe(self, digits: int = 3, scale: float = 1.0, signed: bool = True) -> str:
+        """`mean [low, high]` for tables, scaled (100: percentage points); `mean (n=1)` where
+        there is no interval."""
+        form = f"{'+' if signed else ''}.{digits}f"
+        if self.n < 2:
+            return f"{self.mean * scale:{form}} (n={self.n})"
+        return f"{self.mean * scale:{form}} [{self.low * scale:{form}}, {self.high * scale:{form}}]"
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> PairedDifference:
+        """Back from `to_json` (extra keys, such as a verdict, are ignored)."""
+        return cls(entry["mean"], entry["low"], entry["high"], entry["n"])
 
     def to_json(self) -> dict[str, float | int | bool]:
         return {

@@ -11,7 +11,6 @@ by val loss with its interval.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,23 +167,13 @@ def summarise_paths(paths: dict[str, list[PathPoint]]) -> dict[str, Any]:
 
 
 def _interval(d: dict[str, Any], digits: int = 3, scale: float = 1.0) -> str:
-    if d["n"] < 2 or math.isnan(d["low"]):
-        return f"{d['mean'] * scale:.{digits}f}"
-    return (
-        f"{d['mean'] * scale:.{digits}f} [{d['low'] * scale:.{digits}f}, "
-        f"{d['high'] * scale:.{digits}f}]"
-    )
+    return PairedDifference.from_json(d).describe(digits, scale, signed=False)
 
 
 def _change(d: dict[str, Any], digits: int = 3, scale: float = 1.0) -> str:
-    diff = PairedDifference(d["mean"], d["low"], d["high"], d["n"])
-    if diff.n < 2:
-        return f"{diff.mean * scale:+.{digits}f}"
-    word = "" if diff.clear else " (no clear difference)"
-    return (
-        f"{diff.mean * scale:+.{digits}f} [{diff.low * scale:+.{digits}f}, "
-        f"{diff.high * scale:+.{digits}f}]{word}"
-    )
+    diff = PairedDifference.from_json(d)
+    word = " (no clear difference)" if diff.n >= 2 and not diff.clear else ""
+    return diff.describe(digits, scale) + word
 
 
 def markdown(summary: dict[str, Any], params: Params) -> str:
