@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -138,20 +139,29 @@ def tracked_run(
         experiment_id = ensure_experiment(experiment)
     elif join:
         run_id = launcher
-    else:
-        client = mlflow.MlflowClient()
-        parent = client.get_run(launcher)
-        child = client.create_run(
-            parent.info.experiment_id, run_name=run_name, tags={"mlflow.parentRunId": launcher}
-        )
-        run_id = child.info.run_id
-    run = mlflow.start_run(
-        run_id=run_id,
-        experiment_id=experiment_id,
-        run_name=run_name,
-        tags=tags,
-    )
+    # Ctrl-C or SIGTERM while the run is being created would leave it RUNNING with nobody to
+    # end it; such a signal is held until the run is open and the handler below can end it.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        if launcher is not None and not join and resume_run_id is None:
+            client = mlflow.MlflowClient()
+            parent = client.get_run(launcher)
+            child = client.create_run(
+                parent.info.experiment_id, run_name=run_name,
+                tags={"mlflow.parentRunId": launcher},
+            )  # fmt: skip
+            run_id = child.info.run_id
+        run = mlflow.start_run(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=tags,
+        )
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal is raised here
         yield run
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
