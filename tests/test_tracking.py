@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import subprocess
+import sys
 from pathlib import Path
 
-import mlflow
-import pytest
+from .conftest import command_env
 
+# Run in a process of its own: signals reach the main thread, as in the CLI (test workers may
+# run tests elsewhere). A SIGINT lands right after MLflow has created the run, before the
+# caller could guard it.
+SCRIPT = """
+import os, signal, mlflow
 from pipeline import tracking
+real_start = mlflow.start_run
+def start_then_ctrl_c(*args, **kwargs):
+    run = real_start(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return run
+mlflow.start_run = start_then_ctrl_c
+try:
+    with tracking.tracked_run("signals", "interrupted", {}):
+        print("body ran")
+except KeyboardInterrupt:
+    print("interrupted")
+exp = mlflow.get_experiment_by_name("signals")
+[run] = mlflow.MlflowClient().search_runs([exp.experiment_id])
+print(run.info.status)
+"""
 
 
-def test_a_signal_during_run_creation_ends_the_run_killed(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    tracking.user_tracking_uri.cache_clear()
-    tracking.launcher_run_id.cache_clear()
-    real_start = mlflow.start_run
-
-    def start_then_ctrl_c(*args, **kwargs):
-        run = real_start(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)  # lands before the caller can guard the run
-        return run
-
-    monkeypatch.setattr(mlflow, "start_run", start_then_ctrl_c)
-    try:
-        with pytest.raises(KeyboardInterrupt), tracking.tracked_run("signals", "interrupted", {}):
-            pytest.fail("the held signal must be raised before the body runs")
-        [run] = mlflow.MlflowClient().search_runs(
-            [mlflow.get_experiment_by_name("signals").experiment_id]
-        )
-        assert run.info.status == "KILLED"
-    finally:
-        tracking.user_tracking_uri.cache_clear()
-        tracking.launcher_run_id.cache_clear()
+def test_a_signal_during_run_creation_ends_the_run_killed(tmp_path: Path) -> None:
+    env = command_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=Path(__file__).parents[1],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["interrupted", "KILLED"], out.stdout + out.stderr
