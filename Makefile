@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study sweep noise test bench lint format ui clean
+.PHONY: study sweep noise test bench lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
 	dvc repro
@@ -37,10 +37,13 @@ format: $(VENV)/.installed
 ui: $(VENV)/.installed  ## the MLflow UI on 127.0.0.1 against the project's store
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
+server: $(VENV)/.installed  ## a shared MLflow tracking server on 127.0.0.1:5001 (PostgreSQL store, served artifacts)
+	scripts/tracking-server
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,cluster]"
 	touch $@
 
 clean:  ## remove pipeline outputs and the tracking store (keeps the environment)
