@@ -13,6 +13,7 @@ import click
 
 from .config import OVERRIDABLE, VARIANT_KNOBS, Params, load_params, with_overrides
 from .errors import ConfigError, DataError, TrainingDiverged
+from .executors import EXECUTORS
 from .paths import Layout, project_root
 
 BAD_INPUT = 2  # exit code for anything the user can fix in params.yaml, flags or data files
@@ -249,29 +250,86 @@ def compare_command(
 
 
 @main.command()
+@click.option(
+    "--executor", type=click.Choice(EXECUTORS), default="inprocess", show_default=True,
+    help="Who trains the grid: this process (seeds side by side), `dvc repro`, or one Ray task "
+    "per run.",
+)  # fmt: skip
+@click.option(
+    "--address", default=None, metavar="HOST:PORT",
+    help="Ray: join this cluster (as `ray start --head` prints it; `auto` finds a local one). "
+    "Default: start a Ray instance on this machine.",
+)  # fmt: skip
+@click.option(
+    "--cpus-per-run", type=click.FloatRange(min=0, min_open=True), default=None,
+    help="Ray: CPUs each run asks for (its torch threads: the whole part, at least 1); a "
+    "fraction packs several runs per CPU.  [default: 1]",
+)  # fmt: skip
+@click.option(
+    "--gpus-per-run", type=click.FloatRange(min=0), default=None,
+    help="Ray: GPUs each run asks for; a fraction packs runs on one GPU.  [default: 1 where "
+    "train.device resolves to CUDA on this machine, else 0]",
+)  # fmt: skip
 @params_option
 @click.pass_context
 @fail_cleanly
-def study(ctx: click.Context, params_path: str) -> None:
-    """prepare, train every variant, report: the whole study without DVC."""
-    from .train import train_stage
+def study(
+    ctx: click.Context,
+    executor: str,
+    address: str | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float | None,
+    params_path: str,
+) -> None:
+    """prepare, train every variant × seed, report: the whole study in one command.
+
+    With `--executor ray`, a run that fails (an error, its worker killed, its node lost) does
+    not stop the others: the report names it, and the command exits with 1.
+    """
+    from . import executors
 
     params, layout = _load(params_path)
+    ray_only = {"--address": address, "--cpus-per-run": cpus_per_run,
+                "--gpus-per-run": gpus_per_run}  # fmt: skip
+    given = [flag for flag, value in ray_only.items() if value is not None]
+    if executor != "ray" and given:
+        raise ConfigError(f"{', '.join(given)} only apply with --executor ray")
+    if executor == "dvc":
+        executors.run_with_dvc(params_path)
+        print_next_steps(layout)
+        return
+    if executor == "ray":
+        executors.check_ray_settings(address)
+        if gpus_per_run is None:
+            from .trainer import resolve_device
+
+            gpus_per_run = 1.0 if resolve_device(params.train.device).type == "cuda" else 0.0
     ctx.invoke(prepare, params_path=params_path)
-    for name in params.variants:
-        train_stage(params, layout, name)
+    missing = []
+    if executor == "ray":
+        missing = executors.run_on_ray(params, layout, address, cpus_per_run or 1.0,
+                                       gpus_per_run)  # fmt: skip
+    else:
+        executors.run_in_process(params, layout)
     _report(params, layout, log=True, join=False)
     print_next_steps(layout)
+    if missing:
+        names = ", ".join(str(m["run_name"]) for m in missing)
+        fail(f"{len(missing)} run(s) did not finish: {names} (the report names them and why)", 1)
 
 
 def print_next_steps(layout: Layout) -> None:
     from .tracking import tracking_uri
 
-    click.echo(
-        f"\nReport: {layout.reports / 'gap_report.md'}\n"
-        f"MLflow UI: python -m pipeline ui  (or: make ui; mlflow ui --backend-store-uri "
-        f"{tracking_uri()} --host 127.0.0.1), then open http://127.0.0.1:5000"
-    )
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        ui_hint = f"MLflow UI: open {uri} (the tracking server serves it)"
+    else:
+        ui_hint = (
+            f"MLflow UI: python -m pipeline ui  (or: make ui; mlflow ui --backend-store-uri "
+            f"{uri} --host 127.0.0.1), then open http://127.0.0.1:5000"
+        )
+    click.echo(f"\nReport: {layout.reports / 'gap_report.md'}\n{ui_hint}")
 
 
 @main.command()

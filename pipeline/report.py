@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,11 @@ TABLE_DIFFS = (("loss_gap_last", 3, 1.0), ("best_val_loss", 3, 1.0), ("test_accu
 @dataclass(frozen=True)
 class VariantRuns:
     name: str
-    runs: list[dict[str, Any]]  # runs.json of the variant
+    runs: list[dict[str, Any]]  # runs.json of the variant: its finished runs
     history: pd.DataFrame  # history.csv of the variant
+    # missing.json: runs that did not finish (written by `study --executor ray`, whose failed
+    # tasks do not stop the others; a DVC train stage fails as a whole instead)
+    missing: list[dict[str, Any]] = field(default_factory=list)
 
     def per_seed(self, key: str) -> dict[int, float]:
         return {int(r["seed"]): float(r["summary"][key]) for r in self.runs}
@@ -57,13 +60,18 @@ class VariantRuns:
 def load_variant(layout: Layout, name: str) -> VariantRuns:
     folder = layout.metrics(name)
     runs_path, history_path = folder / "runs.json", folder / "history.csv"
+    missing_path = folder / "missing.json"
+    missing = json.loads(missing_path.read_text()) if missing_path.is_file() else []
+    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else None
+    if runs == [] and missing:  # every run of the variant failed
+        return VariantRuns(name, [], pd.DataFrame(), missing)
     for path in (runs_path, history_path):
         if not path.is_file():
             raise DataError(
                 f"{path}: missing; train the variant first (`python -m pipeline train "
                 f"--variant {name}` or `dvc repro`)"
             )
-    return VariantRuns(name, json.loads(runs_path.read_text()), pd.read_csv(history_path))
+    return VariantRuns(name, runs, pd.read_csv(history_path), missing)
 
 
 def regularization_label(hp: dict[str, Any]) -> str:
@@ -144,7 +152,10 @@ def conditions(params: Params, layout: Layout, variants: list[VariantRuns]) -> d
 
 
 def summarise(
-    variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]], cond: dict[str, Any]
+    variants: list[VariantRuns],
+    diffs: dict[str, dict[str, PairedDifference]],
+    cond: dict[str, Any],
+    missing: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The JSON that DVC reads as the study's metrics."""
     out: dict[str, Any] = {"conditions": cond, "variants": {}}
@@ -168,6 +179,7 @@ def summarise(
             }
         out["variants"][v.name] = entry
     out["ranking_by_best_val_loss"] = ranking(variants)
+    out["missing_runs"] = missing
     return out
 
 
@@ -177,7 +189,10 @@ def ranking(variants: list[VariantRuns]) -> list[str]:
 
 
 def markdown(
-    variants: list[VariantRuns], diffs: dict[str, dict[str, PairedDifference]], cond: dict[str, Any]
+    variants: list[VariantRuns],
+    diffs: dict[str, dict[str, PairedDifference]],
+    cond: dict[str, Any],
+    missing: list[dict[str, Any]],
 ) -> str:
     baseline = cond["baseline"]
     n_seeds = len(cond["seeds"])
@@ -187,7 +202,8 @@ def markdown(
         f"Dataset **{cond['dataset']}** (train {cond['sizes']['train']}, val "
         f"{cond['sizes']['val']}, test {cond['sizes']['test']}; label noise "
         f"{cond['label_noise']:g}), MLP {cond['hidden_sizes']}, {cond['epochs']} epochs, batch "
-        f"{cond['batch_size']}, lr {cond['lr']:g}, seeds {cond['seeds']} ({n_seeds} per variant), "
+        f"{cond['batch_size']}, lr {cond['lr']:g}, seeds {cond['seeds']} "
+        f"({'some runs missing' if missing else f'{n_seeds} per variant'}), "
         f"device {', '.join(cond['device'])}, torch {cond['torch']}, Python {cond['python']}.",
         "",
         "Losses are the data loss (cross-entropy, eval mode, no penalty) over the whole split. "
@@ -195,6 +211,7 @@ def markdown(
         "end of training (the last epoch trained). Test accuracy uses the weights of the epoch "
         "of lowest val loss. Values are mean ± sd over seeds.",
         "",
+        *missing_section(missing),
         "## Gap at the end of training",
         "",
         "| variant | regularization | train loss | val loss | loss gap | accuracy gap | "
@@ -220,7 +237,8 @@ def markdown(
         f"## Change against `{baseline}` (paired by seed, 95 % interval)",
         "",
         "Each cell: mean of (variant − baseline) over seeds [95 % t-interval], n = "
-        f"{n_seeds}. A change is claimed only where the interval excludes zero.",
+        + (f"{n_seeds}" if not missing else "the seeds both have finished")
+        + ". A change is claimed only where the interval excludes zero.",
         "",
         "| variant | Δ loss gap | verdict | Δ best val loss | verdict | Δ test accuracy (pp) | "
         "verdict |",
@@ -285,17 +303,40 @@ def markdown(
     return "\n".join(lines)
 
 
+def missing_section(missing: list[dict[str, Any]]) -> list[str]:
+    """The runs that did not finish, by name, above every table that lacks them."""
+    if not missing:
+        return []
+    return [
+        "## Missing runs",
+        "",
+        f"{len(missing)} run(s) did not finish and are left out of every table below; each "
+        "comparison pairs only the seeds that both sides have.",
+        "",
+        *(f"- **{m['run_name']}**: {m['reason']}" for m in missing),
+        "",
+    ]
+
+
 def report_stage(params: Params, layout: Layout) -> dict[str, Any]:
     """Read every variant's outputs and write the report, figures and summary."""
     from .figures import draw_all
 
-    variants = [load_variant(layout, name) for name in params.variants]
-    diffs = compare(variants, params.report.baseline)
+    loaded = [load_variant(layout, name) for name in params.variants]
+    missing = [m for v in loaded for m in v.missing]
+    variants = [v for v in loaded if v.runs]
+    baseline = params.report.baseline
+    if not any(v.name == baseline for v in variants):
+        raise DataError(
+            f"no run of the baseline {baseline!r} finished, so nothing can be compared: "
+            + "; ".join(f"{m['run_name']}: {m['reason']}" for m in missing)
+        )
+    diffs = compare(variants, baseline)
     cond = conditions(params, layout, variants)
-    summary = summarise(variants, diffs, cond)
+    summary = summarise(variants, diffs, cond, missing)
     with staged_dir(layout.figures) as staging:
         draw_all(variants, layout, staging)
-    write_atomic(layout.reports / "gap_report.md", markdown(variants, diffs, cond))
+    write_atomic(layout.reports / "gap_report.md", markdown(variants, diffs, cond, missing))
     write_atomic(layout.reports / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -69,6 +69,11 @@ def run_specs(params: Params, variant_name: str, seeds: list[int] | None = None)
     ]
 
 
+def study_specs(params: Params) -> list[RunSpec]:
+    """The study's run grid: every variant of params.yaml × every seed."""
+    return [spec for name in params.variants for spec in run_specs(params, name)]
+
+
 def sweep_spec(params: Params, technique: str, strength: float, seed: int) -> RunSpec:
     """One point of a strength path: the baseline variant with one technique at `strength`."""
     base = params.variant(params.report.baseline)

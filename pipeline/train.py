@@ -240,8 +240,8 @@ def tracked_training(
         "variant": spec.variant_name,
         "seed": str(spec.seed),
         "dataset": data_params["dataset"],
-        **(extra_tags or {}),
         **tracking.context_tags(),
+        **(extra_tags or {}),  # a Ray worker may run outside the repository: the driver's win
     }
     resume_run = resume["run_id"] if resume is not None else None
     with tracking.tracked_run(
@@ -372,36 +372,18 @@ def train_stage(
 
     staging = Path(tempfile.mkdtemp(prefix=f".train-{variant}-", dir=layout.root))
     try:
-        models_tmp, metrics_tmp = staging / "models", staging / "metrics"
-        metrics_tmp.mkdir(parents=True)
+        models_tmp = staging / "models"
+        kind = "train" if write_outputs else "override"
 
         def train_seed(spec: RunSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             reporter = EpochReporter(spec, live_bar=workers.at_once == 1)
             try:
-                result, run_id = tracked_training(
+                return train_one(
                     spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter,
-                    join, checkpoints, saved[spec.seed],
-                    kind="train" if write_outputs else "override",
+                    join, checkpoints, saved[spec.seed], kind=kind,
                 )  # fmt: skip
             finally:
                 reporter.close()
-            click.echo(
-                f"{spec.run_name}: best epoch {result.summary['best_epoch']:.0f}, "
-                f"val loss {result.summary['best_val_loss']:.4f}, "
-                f"gap at last epoch {result.summary['loss_gap_last']:+.4f}, "
-                f"test accuracy {result.summary['test_accuracy']:.4f}",
-                err=True,
-            )
-            run = {
-                "variant": variant,
-                "seed": spec.seed,
-                "run_id": run_id,
-                "device": result.device,
-                "stopped_early": result.stopped_early,
-                "hyperparameters": spec.hyperparameters(),
-                "summary": result.summary,
-            }
-            return run, history_rows(spec, result)
 
         if workers.at_once == 1:
             torch.set_num_threads(workers.threads)
@@ -413,18 +395,78 @@ def train_stage(
             jobs = [functools.partial(train_seed, spec) for spec in specs]
             outcomes = run_jobs(jobs, workers)
         runs = [run for run, _ in outcomes]
-        history = [row for _, rows in outcomes for row in rows]
         if not write_outputs:
             return runs
-        write_csv(history, metrics_tmp / "history.csv")
-        write_csv(mean_curves(history), metrics_tmp / "curves.csv")
-        (metrics_tmp / "runs.json").write_text(json.dumps(runs, indent=2) + "\n")
-        (metrics_tmp / "summary.json").write_text(json.dumps(seed_mean(runs), indent=2) + "\n")
-        layout.models(variant).parent.mkdir(parents=True, exist_ok=True)
-        layout.metrics(variant).parent.mkdir(parents=True, exist_ok=True)
-        replace_dir(models_tmp, layout.models(variant))
-        replace_dir(metrics_tmp, layout.metrics(variant))
+        history = [row for _, rows in outcomes for row in rows]
+        write_variant_outputs(layout, variant, runs, history, models_tmp)
         checkpoints.clear()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return runs
+
+
+def train_one(
+    spec: RunSpec,
+    data: DeviceData,
+    params: Params,
+    data_params: dict[str, Any],
+    seed_dir: Path,
+    on_epoch: Callable[[int, dict[str, float]], None],
+    join: bool = False,
+    checkpoints: Checkpoints | None = None,
+    resume: dict[str, Any] | None = None,
+    kind: str = "train",
+    extra_tags: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One (variant, seed) as an MLflow run, its weights written to `seed_dir`; returns its
+    entry of `runs.json` and its rows of `history.csv`."""
+    result, run_id = tracked_training(
+        spec, data, params, data_params, seed_dir, on_epoch, join, checkpoints, resume, kind,
+        extra_tags,
+    )  # fmt: skip
+    click.echo(
+        f"{spec.run_name}: best epoch {result.summary['best_epoch']:.0f}, "
+        f"val loss {result.summary['best_val_loss']:.4f}, "
+        f"gap at last epoch {result.summary['loss_gap_last']:+.4f}, "
+        f"test accuracy {result.summary['test_accuracy']:.4f}",
+        err=True,
+    )
+    run = {
+        "variant": spec.variant_name,
+        "seed": spec.seed,
+        "run_id": run_id,
+        "device": result.device,
+        "stopped_early": result.stopped_early,
+        "hyperparameters": spec.hyperparameters(),
+        "summary": result.summary,
+    }
+    return run, history_rows(spec, result)
+
+
+def write_variant_outputs(
+    layout: Layout,
+    variant: str,
+    runs: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    models: Path,
+    missing: list[dict[str, Any]] | None = None,
+) -> None:
+    """Swap in a variant's `metrics/<variant>/` (from its runs) and `models/<variant>/` (the
+    folder `models`, one `seed<k>/` per run), each in one step.
+
+    `missing`: runs of the variant that did not finish (seed, run name, reason), recorded in
+    `missing.json` for the report; the train stage never writes one, it fails as a whole."""
+    metrics = models.parent / "metrics"
+    metrics.mkdir(parents=True)
+    models.mkdir(parents=True, exist_ok=True)
+    if runs:
+        write_csv(history, metrics / "history.csv")
+        write_csv(mean_curves(history), metrics / "curves.csv")
+        (metrics / "summary.json").write_text(json.dumps(seed_mean(runs), indent=2) + "\n")
+    (metrics / "runs.json").write_text(json.dumps(runs, indent=2) + "\n")
+    if missing:
+        (metrics / "missing.json").write_text(json.dumps(missing, indent=2) + "\n")
+    layout.models(variant).parent.mkdir(parents=True, exist_ok=True)
+    layout.metrics(variant).parent.mkdir(parents=True, exist_ok=True)
+    replace_dir(models, layout.models(variant))
+    replace_dir(metrics, layout.metrics(variant))

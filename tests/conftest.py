@@ -3,6 +3,7 @@ the real `python -m pipeline`, `dvc` and `mlflow` commands inside it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -108,6 +109,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def get_json(url: str, payload: dict | None = None) -> dict:
+    """GET `url` (POST `payload` as JSON) against a REST API; the decoded answer."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
 
 
 def wait_for_health(url: str, process: subprocess.Popen, seconds: float = 90) -> None:

@@ -205,3 +205,19 @@ def test_queued_experiment_logs_into_the_root_store(tiny_repo: Path) -> None:
     assert all(float(r.data.params["l2"]) == 0.01 for r in l2)
     # The artifacts outlive the temporary copy.
     assert any((tiny_repo / "mlruns").rglob("model.safetensors"))
+
+
+def test_study_with_the_dvc_executor_runs_the_stages(tmp_path: Path) -> None:
+    repo = scratch_repo(tmp_path / "repo", TINY_PARAMS)
+    run = make_runner(repo)
+    run("python", "-m", "pipeline", "study", "--executor", "dvc")
+    runs = training_runs(client_for(repo))
+    assert len(runs) == N_TRAIN_RUNS
+    assert {r.data.tags["dvc_stage"] for r in runs} == {
+        f"train@{v}" for v in TINY_PARAMS["variants"]
+    }
+    assert (repo / "reports" / "gap_report.md").is_file() and (repo / "dvc.lock").is_file()
+    # Up to date: DVC skips every stage, so nothing trains again.
+    again = run("python", "-m", "pipeline", "study", "--executor", "dvc")
+    assert "Data and pipelines are up to date." in again.stdout + again.stderr
+    assert len(training_runs(client_for(repo))) == N_TRAIN_RUNS

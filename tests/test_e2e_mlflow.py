@@ -7,14 +7,21 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import BIN, TINY_PARAMS, Runner, command_env, free_port, wait_for_health
+from .conftest import (
+    BIN,
+    TINY_PARAMS,
+    Runner,
+    command_env,
+    free_port,
+    get_json,
+    wait_for_health,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -96,13 +103,6 @@ def test_mlflow_run_bad_value_fails_the_run(
 
 
 # --- a real tracking server on loopback -------------------------------------------------------
-
-
-def get_json(url: str, payload: dict | None = None) -> dict:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture
