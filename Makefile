@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study sweep noise test bench lint format ui server clean
+.PHONY: study sweep noise test bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
 	dvc repro
@@ -25,6 +25,9 @@ test: $(VENV)/.installed  ## the whole test suite
 
 bench: $(VENV)/.installed  ## trainer speed against the tutorial loop and the machine's limits
 	python benchmarks/bench.py
+
+bench-grid: $(VENV)/.installed  ## a 12-run grid in-process vs on a local Ray instance (~4 min)
+	python benchmarks/executors.py
 
 lint: $(VENV)/.installed
 	ruff check pipeline tests benchmarks

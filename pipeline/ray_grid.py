@@ -103,14 +103,17 @@ def run_grid(
     """
     import ray
 
-    from .tracking import ensure_experiment, tracking_uri
+    from .tracking import ensure_experiment, launcher_run_id, tracking_uri
 
     # Created once here, so the workers find it; with the local store it gets its artifact
     # location under this root.
     ensure_experiment(params.mlflow.experiment)
     study_id = uuid.uuid4().hex
     tags = {**tags, "executor": "ray", "study_id": study_id}
-    runtime_env: dict[str, Any] = {"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri()}}
+    env = {"MLFLOW_TRACKING_URI": tracking_uri()}
+    if launcher_run_id() is not None:  # under `mlflow run -e main`: the runs become its children
+        env["MLFLOW_RUN_ID"] = launcher_run_id()
+    runtime_env: dict[str, Any] = {"env_vars": env}
     if address is not None:
         # The cluster's workers run this very code, whatever their image holds.
         runtime_env["py_modules"] = [str(Path(__file__).parent)]
