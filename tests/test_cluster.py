@@ -44,6 +44,9 @@ GRID_PARAMS["train"]["epochs"] = 200
 GRID_PARAMS["variants"] = {"baseline": {"description": "nothing"}, "l2": {"l2": 0.001}}
 GRID_PARAMS["mlflow"]["experiment"] = "grid"
 RUN_NAMES = {f"{v}-seed{s}" for v in GRID_PARAMS["variants"] for s in GRID_PARAMS["train"]["seeds"]}
+# The same grid plus a variant whose every run diverges (plain SGD under an absurd L2 penalty).
+FAILING_PARAMS = copy.deepcopy(GRID_PARAMS)
+FAILING_PARAMS["variants"]["unstable"] = {"optimizer": "sgd", "l2": 1.0e12}
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -178,9 +181,10 @@ def results(run: dict) -> dict:
     return {k: v for k, v in run["summary"].items() if k != "train_seconds"}
 
 
-def test_a_killed_task_is_named_and_the_others_finish(tmp_path: Path) -> None:
-    """A local Ray instance and the default SQLite store; one task's worker is SIGKILLed."""
-    repo = scratch_repo(tmp_path / "repo", GRID_PARAMS)
+def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
+    """A local Ray instance and the default SQLite store: one task's worker is SIGKILLed
+    mid-run, and both runs of another variant diverge."""
+    repo = scratch_repo(tmp_path / "repo", FAILING_PARAMS)
     victim = "l2-seed1"
     process = subprocess.Popen(
         [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "0.5"],
@@ -196,12 +200,17 @@ def test_a_killed_task_is_named_and_the_others_finish(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 1, stderr
     assert f"{victim}: FAILED: its worker process died" in stderr
-    assert f"1 run(s) did not finish: {victim}" in stderr.splitlines()[-1]
+    assert "unstable-seed0: FAILED: TrainingDiverged: training diverged at epoch 1" in stderr
+    assert "3 run(s) did not finish:" in stderr.splitlines()[-1]
 
     report = (repo / "reports" / "gap_report.md").read_text()
     assert "## Missing runs" in report and f"**{victim}**: its worker process died" in report
+    assert "**unstable-seed1**: TrainingDiverged" in report
+    assert "| unstable |" not in report, "a variant without a finished run has no row"
     summary = json.loads((repo / "reports" / "summary.json").read_text())
-    assert [m["run_name"] for m in summary["missing_runs"]] == [victim]
+    missing = sorted(m["run_name"] for m in summary["missing_runs"])
+    assert missing == sorted([victim, "unstable-seed0", "unstable-seed1"])
+    assert "unstable" not in summary["variants"]
     assert summary["variants"]["l2"]["n_seeds"] == 1
     assert summary["variants"]["l2"]["vs_baseline"]["best_val_loss"]["n"] == 1
     assert [r["seed"] for r in json.loads((repo / "metrics/l2/runs.json").read_text())] == [0]
@@ -211,7 +220,8 @@ def test_a_killed_task_is_named_and_the_others_finish(tmp_path: Path) -> None:
     experiment = client.get_experiment_by_name("grid").experiment_id
     runs = client.search_runs([experiment], "tags.kind = 'train'")
     status = {r.info.run_name: r.info.status for r in runs}
-    assert len(runs) == len(RUN_NAMES) and set(status) == RUN_NAMES
+    assert len(runs) == len(RUN_NAMES) + 2 and set(status) == RUN_NAMES | set(missing)
+    assert status.pop("unstable-seed0") == status.pop("unstable-seed1") == "FAILED"
     assert status.pop(victim) == "FAILED", "the dead worker's run must not stay RUNNING"
     assert set(status.values()) == {"FINISHED"}
     killed = next(r for r in runs if r.info.run_name == victim)
