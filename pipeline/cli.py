@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .config import OVERRIDABLE, VARIANT_KNOBS, Params, load_params, with_overrides
-from .errors import ConfigError, DataError, TrainingDiverged
+from .errors import ConfigError, DataError, StudyIncomplete, TrainingDiverged
 from .executors import EXECUTORS
 from .paths import Layout, project_root
 
@@ -23,7 +23,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: runs end KILLED and no output is left half-written."""
 
 
+_terminated = False  # set by SIGTERM: Ray's waits re-raise any interrupt as KeyboardInterrupt
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
     raise Terminated()
 
 
@@ -38,10 +43,11 @@ def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except (ConfigError, DataError) as e:
             fail(str(e), BAD_INPUT)
-        except TrainingDiverged as e:
+        except (TrainingDiverged, StudyIncomplete) as e:
             fail(str(e), 1)
         except KeyboardInterrupt as e:
-            name, code = ("SIGTERM", 143) if isinstance(e, Terminated) else ("SIGINT", 130)
+            by_sigterm = isinstance(e, Terminated) or _terminated
+            name, code = ("SIGTERM", 143) if by_sigterm else ("SIGINT", 130)
             click.echo(
                 f"interrupted ({name}): open MLflow runs are marked KILLED; no stage output "
                 "was written (the stage reruns in full, or use `train --resume`)",
@@ -258,7 +264,7 @@ def compare_command(
 @click.option(
     "--address", default=None, metavar="HOST:PORT",
     help="Ray: join this cluster (as `ray start --head` prints it; `auto` finds a local one). "
-    "Default: start a Ray instance on this machine.",
+    "Default: RAY_ADDRESS, else start a Ray instance on this machine.",
 )  # fmt: skip
 @click.option(
     "--cpus-per-run", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -268,7 +274,7 @@ def compare_command(
 @click.option(
     "--gpus-per-run", type=click.FloatRange(min=0), default=None,
     help="Ray: GPUs each run asks for; a fraction packs runs on one GPU.  [default: 1 where "
-    "train.device resolves to CUDA on this machine, else 0]",
+    "train.device is cuda, or auto on a machine with a GPU; else 0]",
 )  # fmt: skip
 @params_option
 @click.pass_context
@@ -299,23 +305,25 @@ def study(
         print_next_steps(layout)
         return
     if executor == "ray":
-        executors.check_ray_settings(address)
+        address = executors.ray_address(address)
         if gpus_per_run is None:
-            from .trainer import resolve_device
-
-            gpus_per_run = 1.0 if resolve_device(params.train.device).type == "cuda" else 0.0
-    ctx.invoke(prepare, params_path=params_path)
-    missing = []
-    if executor == "ray":
-        missing = executors.run_on_ray(params, layout, address, cpus_per_run or 1.0,
-                                       gpus_per_run)  # fmt: skip
+            gpus_per_run = executors.default_gpus(params)
+        executors.check_ray_settings(address, params, gpus_per_run)
+        missing = executors.run_on_ray(
+            params, layout, address, cpus_per_run or 1.0, gpus_per_run,
+            prepare_data=lambda: ctx.invoke(prepare, params_path=params_path),
+        )  # fmt: skip
     else:
+        ctx.invoke(prepare, params_path=params_path)
         executors.run_in_process(params, layout)
+        missing = []
     _report(params, layout, log=True, join=False)
     print_next_steps(layout)
     if missing:
         names = ", ".join(str(m["run_name"]) for m in missing)
-        fail(f"{len(missing)} run(s) did not finish: {names} (the report names them and why)", 1)
+        raise StudyIncomplete(
+            f"{len(missing)} run(s) did not finish: {names} (the report names them and why)"
+        )
 
 
 def print_next_steps(layout: Layout) -> None:

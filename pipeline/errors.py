@@ -21,3 +21,7 @@ class TrainingDiverged(RuntimeError):
 
     def __reduce__(self):  # so it crosses from a worker process intact
         return (TrainingDiverged, (self.epoch, self.reason))
+
+
+class StudyIncomplete(RuntimeError):
+    """Runs of a study did not finish (their tasks failed); names them."""

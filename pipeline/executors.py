@@ -11,16 +11,19 @@ Every executor leaves the same outputs (`models/`, `metrics/`) for the same repo
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from .config import Params
-from .errors import ConfigError
+from .errors import ConfigError, StudyIncomplete
 from .paths import Layout
 
 if TYPE_CHECKING:
@@ -48,8 +51,14 @@ def run_with_dvc(params_path: str) -> None:
         raise SystemExit(code)
 
 
-def check_ray_settings(address: str | None) -> None:
-    """Fail before anything runs where Ray is missing or the runs could not share a store."""
+def ray_address(address: str | None) -> str | None:
+    """--address, else RAY_ADDRESS (which ray.init would follow anyway)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_ray_settings(address: str | None, params: Params, gpus: float) -> None:
+    """Fail before anything runs where Ray is missing, the runs could not share a store, or
+    the GPU settings contradict each other."""
     from .tracking import user_tracking_uri
 
     try:
@@ -58,27 +67,48 @@ def check_ray_settings(address: str | None) -> None:
         raise ConfigError(
             "--executor ray needs Ray: pip install -e '.[cluster]' (make installs it)"
         ) from None
-    uri = user_tracking_uri() or "sqlite"
-    if address is not None and (uri.startswith("sqlite") or uri.startswith("file")
-                                or "://" not in uri):  # fmt: skip
+    # A server that also serves the artifacts; a bare database URI would leave each worker's
+    # artifacts on its own disk.
+    shared = (user_tracking_uri() or "").startswith(("http://", "https://", "databricks"))
+    if address is not None and not shared:
         raise ConfigError(
-            "--address joins a cluster whose workers cannot write this machine's SQLite store; "
-            "start a shared tracking server (make server) and export MLFLOW_TRACKING_URI"
+            f"joining the Ray cluster at {address} needs a tracking server all its workers "
+            "reach: start one (make server) and export MLFLOW_TRACKING_URI=http://HOST:PORT"
         )
+    if params.train.device.startswith("cuda") and gpus == 0:
+        raise ConfigError(f"train.device is {params.train.device!r} but --gpus-per-run is 0")
+
+
+def default_gpus(params: Params) -> float:
+    """One GPU per run where the runs train on CUDA: `train.device: cuda`, or `auto` on a
+    driver that sees a GPU (a CPU-only driver of a GPU cluster passes --gpus-per-run)."""
+    if params.train.device.startswith("cuda"):
+        return 1.0
+    if params.train.device == "auto":
+        import torch
+
+        return 1.0 if torch.cuda.is_available() else 0.0
+    return 0.0
 
 
 def run_on_ray(
-    params: Params, layout: Layout, address: str | None, cpus: float, gpus: float
+    params: Params,
+    layout: Layout,
+    address: str | None,
+    cpus: float,
+    gpus: float,
+    prepare_data: Callable[[], None],
 ) -> list[dict[str, object]]:
-    """Train the grid as Ray tasks and write each variant's outputs from what came back.
-    Returns the runs that did not finish (they are also in the variants' `missing.json`)."""
+    """Connect to Ray, prepare the data, train the grid as Ray tasks, and write each variant's
+    outputs from what came back. Returns the runs that did not finish (they are also in the
+    variants' `missing.json`). Where no run of the baseline finished, nothing is written: the
+    old outputs and report stay, consistent with each other."""
     from .prepare import load_prepared
-    from .ray_grid import Missing, Resources, run_grid
+    from .ray_grid import Missing, Resources, ray_session, run_grid
     from .spec import study_specs
-    from .tracking import context_tags
+    from .tracking import context_tags, launcher_run_id
 
     specs = study_specs(params)
-
     done = 0
 
     def progress(spec: RunSpec, outcome: Finished | Missing) -> None:
@@ -96,18 +126,29 @@ def run_on_ray(
             err=True,
         )
 
-    finished, missing = run_grid(
-        specs, params, load_prepared(layout.prepared), address, Resources(cpus, gpus),
-        context_tags(), progress,
-    )  # fmt: skip
-    for name in params.variants:
-        write_variant(
-            layout,
-            name,
-            sorted((f for f in finished if f.run["variant"] == name), key=lambda f: f.run["seed"]),
-            [m.to_json() for m in missing if m.variant == name],
+    resources = Resources(cpus, gpus)
+    with ray_session(address, resources, launcher_run_id()):
+        prepare_data()
+        finished, missing = run_grid(specs, params, load_prepared(layout.prepared), resources,
+                                     context_tags(), progress)  # fmt: skip
+    lost = [m.to_json() for m in missing]
+    baseline = params.report.baseline
+    if not any(f.run["variant"] == baseline for f in finished):
+        names = ", ".join(str(m["run_name"]) for m in lost)
+        raise StudyIncomplete(
+            f"no run of the baseline {baseline!r} finished, so nothing can be compared; "
+            f"outputs and report are left as they were. Did not finish: {names}"
         )
-    return [m.to_json() for m in missing]
+    # Every variant's outputs, or none: a signal waits until they are written.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        for name in params.variants:
+            runs = sorted((f for f in finished if f.run["variant"] == name),
+                          key=lambda f: f.run["seed"])  # fmt: skip
+            write_variant(layout, name, runs, [m for m in lost if m["variant"] == name])
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return lost
 
 
 def write_variant(

@@ -48,6 +48,10 @@ class VariantRuns:
     # tasks do not stop the others; a DVC train stage fails as a whole instead)
     missing: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def diverged_seeds(self) -> list[int]:
+        return sorted(int(m["seed"]) for m in self.missing if m.get("diverged"))
+
     def per_seed(self, key: str) -> dict[int, float]:
         return {int(r["seed"]): float(r["summary"][key]) for r in self.runs}
 
@@ -57,12 +61,16 @@ class VariantRuns:
         return float(values.mean()), sd
 
 
-def load_variant(layout: Layout, name: str) -> VariantRuns:
+def load_variant(layout: Layout, name: str, seeds: list[int]) -> VariantRuns:
     folder = layout.metrics(name)
     runs_path, history_path = folder / "runs.json", folder / "history.csv"
     missing_path = folder / "missing.json"
-    missing = json.loads(missing_path.read_text()) if missing_path.is_file() else []
     runs = json.loads(runs_path.read_text()) if runs_path.is_file() else None
+    missing = json.loads(missing_path.read_text()) if missing_path.is_file() else []
+    # missing.json is not a DVC output: after `dvc checkout` of a complete stage it may still
+    # lie beside it. Only seeds of the study that have no finished run count as missing.
+    finished = {int(r["seed"]) for r in runs or []}
+    missing = [m for m in missing if m["seed"] in seeds and m["seed"] not in finished]
     if runs == [] and missing:  # every run of the variant failed
         return VariantRuns(name, [], pd.DataFrame(), missing)
     for path in (runs_path, history_path):
@@ -72,6 +80,10 @@ def load_variant(layout: Layout, name: str) -> VariantRuns:
                 f"--variant {name}` or `dvc repro`)"
             )
     return VariantRuns(name, runs, pd.read_csv(history_path), missing)
+
+
+def by_name(variants: list[VariantRuns], name: str) -> VariantRuns:
+    return next(v for v in variants if v.name == name)
 
 
 def regularization_label(hp: dict[str, Any]) -> str:
@@ -100,12 +112,21 @@ def regularization_label(hp: dict[str, Any]) -> str:
 
 
 def compare(variants: list[VariantRuns], baseline: str) -> dict[str, dict[str, PairedDifference]]:
-    base = next(v for v in variants if v.name == baseline)
+    base = by_name(variants, baseline)
     return {
         v.name: {k: paired_difference(v.per_seed(k), base.per_seed(k)) for k in COMPARED}
         for v in variants
         if v.name != baseline
     }
+
+
+def withheld(variant: VariantRuns, baseline: VariantRuns) -> str | None:
+    """Why a comparison gets no verdict: a side diverged on some seeds, and its seeds that
+    are left would flatter it."""
+    for side in (variant, baseline):
+        if side.diverged_seeds:
+            return f"no verdict: {side.name} diverged on seed(s) {side.diverged_seeds}"
+    return None
 
 
 def verdict(key: str, diff: PairedDifference) -> str:
@@ -174,8 +195,10 @@ def summarise(
             mean, sd = v.mean_sd(key)
             entry[key] = {"mean": mean, "sd": sd}
         if v.name in diffs:
+            no_verdict = withheld(v, by_name(variants, cond["baseline"]))
             entry["vs_baseline"] = {
-                k: {**d.to_json(), "verdict": verdict(k, d)} for k, d in diffs[v.name].items()
+                k: {**d.to_json(), "verdict": no_verdict or verdict(k, d)}
+                for k, d in diffs[v.name].items()
             }
         out["variants"][v.name] = entry
     out["ranking_by_best_val_loss"] = ranking(variants)
@@ -184,8 +207,10 @@ def summarise(
 
 
 def ranking(variants: list[VariantRuns]) -> list[str]:
-    """Variants from lowest to highest mean val loss at their best epoch."""
-    return [v.name for v in sorted(variants, key=lambda v: v.mean_sd("best_val_loss")[0])]
+    """Variants from lowest to highest mean val loss at their best epoch; a variant that
+    diverged on some seed is left out (its other seeds would flatter it)."""
+    ranked = [v for v in variants if not v.diverged_seeds]
+    return [v.name for v in sorted(ranked, key=lambda v: v.mean_sd("best_val_loss")[0])]
 
 
 def markdown(
@@ -231,27 +256,41 @@ def markdown(
                 "test_accuracy",
             )
         ]
-        lines.append(f"| {v.name} | {regularization_label(hp)} | " + " | ".join(cells) + " |")
+        label = v.name if len(v.runs) == n_seeds else f"{v.name} (n={len(v.runs)})"
+        lines.append(f"| {label} | {regularization_label(hp)} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"## Change against `{baseline}` (paired by seed, 95 % interval)",
         "",
         "Each cell: mean of (variant − baseline) over seeds [95 % t-interval], n = "
-        + (f"{n_seeds}" if not missing else "the seeds both have finished")
+        + (
+            f"{n_seeds}"
+            if not missing
+            else f"{n_seeds} unless a cell says less (the seeds both have finished)"
+        )
         + ". A change is claimed only where the interval excludes zero.",
         "",
         "| variant | Δ loss gap | verdict | Δ best val loss | verdict | Δ test accuracy (pp) | "
         "verdict |",
         "|---|---|---|---|---|---|---|",
     ]
+    base = by_name(variants, baseline)
     for name, d in diffs.items():
+        no_verdict = withheld(by_name(variants, name), base)
         cells = []
         for key, digits, scale in TABLE_DIFFS:
-            cells += [d[key].describe(digits, scale), verdict(key, d[key])]
+            shown = d[key].describe(digits, scale)
+            if 2 <= d[key].n < n_seeds:
+                shown += f" (n={d[key].n})"
+            cells += [shown, no_verdict or verdict(key, d[key])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## In words", ""]
-    base_gap = next(v for v in variants if v.name == baseline).mean_sd("loss_gap_last")[0]
+    base_gap = base.mean_sd("loss_gap_last")[0]
     for name, d in diffs.items():
+        no_verdict = withheld(by_name(variants, name), base)
+        if no_verdict:
+            lines.append(f"- **{name}**: {no_verdict}; the seeds left would flatter it.")
+            continue
         gap = d["loss_gap_last"]
         words = verdict("loss_gap_last", gap)
         if words in ("closes the gap", "widens the gap"):
@@ -272,7 +311,12 @@ def markdown(
         "Ranked by mean best val loss (lowest first; ties keep the order of params.yaml; "
         "neighbours may not differ clearly): "
         + ", ".join(f"{i}. {name}" for i, name in enumerate(ranking(variants), start=1))
-        + ".",
+        + "."
+        + "".join(
+            f" Left out: {v.name}, which diverged on seed(s) {v.diverged_seeds}."
+            for v in variants
+            if v.diverged_seeds
+        ),
         "",
         "## Gap at the best epoch",
         "",
@@ -322,7 +366,7 @@ def report_stage(params: Params, layout: Layout) -> dict[str, Any]:
     """Read every variant's outputs and write the report, figures and summary."""
     from .figures import draw_all
 
-    loaded = [load_variant(layout, name) for name in params.variants]
+    loaded = [load_variant(layout, name, params.train.seeds) for name in params.variants]
     missing = [m for v in loaded for m in v.missing]
     variants = [v for v in loaded if v.runs]
     baseline = params.report.baseline

@@ -208,8 +208,9 @@ def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
     assert "**unstable-seed1**: TrainingDiverged" in report
     assert "| unstable |" not in report, "a variant without a finished run has no row"
     summary = json.loads((repo / "reports" / "summary.json").read_text())
-    missing = sorted(m["run_name"] for m in summary["missing_runs"])
-    assert missing == sorted([victim, "unstable-seed0", "unstable-seed1"])
+    diverged = {m["run_name"]: m["diverged"] for m in summary["missing_runs"]}
+    assert diverged == {victim: False, "unstable-seed0": True, "unstable-seed1": True}
+    missing = set(diverged)
     assert "unstable" not in summary["variants"]
     assert summary["variants"]["l2"]["n_seeds"] == 1
     assert summary["variants"]["l2"]["vs_baseline"]["best_val_loss"]["n"] == 1
@@ -220,7 +221,7 @@ def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
     experiment = client.get_experiment_by_name("grid").experiment_id
     runs = client.search_runs([experiment], "tags.kind = 'train'")
     status = {r.info.run_name: r.info.status for r in runs}
-    assert len(runs) == len(RUN_NAMES) + 2 and set(status) == RUN_NAMES | set(missing)
+    assert len(runs) == len(RUN_NAMES) + 2 and set(status) == RUN_NAMES | missing
     assert status.pop("unstable-seed0") == status.pop("unstable-seed1") == "FAILED"
     assert status.pop(victim) == "FAILED", "the dead worker's run must not stay RUNNING"
     assert set(status.values()) == {"FINISHED"}
@@ -228,6 +229,31 @@ def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
     assert killed.data.tags["failure"] == "worker lost"
     steps = client.get_metric_history(killed.info.run_id, "val_loss")
     assert len(steps) < GRID_PARAMS["train"]["epochs"], "killed mid-run, not after its end"
+
+
+def test_sigterm_to_the_driver_ends_every_run_and_writes_nothing(tmp_path: Path) -> None:
+    """SIGTERM mid-grid, as a scheduler sends it: the driver cancels its tasks and ends the
+    runs they had open KILLED; no output is written, and the exit code says SIGTERM."""
+    repo = scratch_repo(tmp_path / "repo", GRID_PARAMS)
+    process = subprocess.Popen(
+        [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "0.5"],
+        cwd=repo, env=command_env(**RAY_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_for_running(repo, "l2-seed1", process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr
+    assert "interrupted (SIGTERM)" in stderr
+    assert not (repo / "metrics").exists() and not (repo / "reports").exists()
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("grid").experiment_id])
+    assert runs and {r.info.status for r in runs} <= {"KILLED", "FINISHED"}
+    assert "KILLED" in {r.info.status for r in runs}
 
 
 def wait_for_running(repo: Path, run_name: str, process: subprocess.Popen) -> int:
@@ -253,19 +279,25 @@ def wait_for_running(repo: Path, run_name: str, process: subprocess.Popen) -> in
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("flags", "env", "message"),
     [
-        (["--executor", "ray", "--address", "127.0.0.1:1"],
-         "--address joins a cluster whose workers cannot write this machine's SQLite store"),
-        (["--cpus-per-run", "2"], "--cpus-per-run only apply with --executor ray"),
-        (["--executor", "ray", "--cpus-per-run", "0"], "Invalid value for '--cpus-per-run'"),
+        (["--executor", "ray", "--address", "127.0.0.1:1"], {},
+         "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach"),
+        (["--executor", "ray"], {"RAY_ADDRESS": "127.0.0.1:1"},
+         "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach"),
+        (["--cpus-per-run", "2"], {}, "--cpus-per-run only apply with --executor ray"),
+        (["--executor", "ray", "--cpus-per-run", "0"], {}, "Invalid value for '--cpus-per-run'"),
+        # Asks the local Ray instance for more than it has: refused once connected, before
+        # the data is prepared (the tasks would wait forever).
+        (["--executor", "ray", "--cpus-per-run", "64"], RAY_ENV,
+         "--cpus-per-run 64: no node of the Ray cluster has that many CPUs"),
     ],
 )  # fmt: skip
 def test_bad_executor_settings_fail_before_anything_runs(
-    tmp_path: Path, flags: list[str], message: str
+    tmp_path: Path, flags: list[str], env: dict[str, str], message: str
 ) -> None:
     repo = scratch_repo(tmp_path / "repo", GRID_PARAMS)
-    done = make_runner(repo)(PY, "-m", "pipeline", "study", *flags, check=False)
+    done = make_runner(repo)(PY, "-m", "pipeline", "study", *flags, check=False, **env)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr.strip().splitlines()[-1]
     assert not (repo / "data" / "prepared").exists() and not (repo / "mlflow.db").exists()
