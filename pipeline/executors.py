@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -75,8 +76,21 @@ def check_ray_settings(address: str | None, params: Params, gpus: float) -> None
             f"joining the Ray cluster at {address} needs a tracking server all its workers "
             "reach: start one (make server) and export MLFLOW_TRACKING_URI=http://HOST:PORT"
         )
+    if address is not None:
+        check_reachable(address)
     if params.train.device.startswith("cuda") and gpus == 0:
         raise ConfigError(f"train.device is {params.train.device!r} but --gpus-per-run is 0")
+
+
+def check_reachable(address: str) -> None:
+    """Something must listen at HOST:PORT: ray.init would otherwise retry for minutes."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not port.isdigit():  # `auto`, or a form Ray resolves itself
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise ConfigError(f"no Ray cluster answers at {address}: {e.strerror or e}") from None
 
 
 def default_gpus(params: Params) -> float:

@@ -123,11 +123,13 @@ def ray_session(address: str | None, resources: Resources, launcher: str | None)
                  **local)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"Ray at {address or 'a new local instance'}: {first}. A cluster started with "
-            "token authentication (`ray start`'s default since Ray 2.59) also needs "
-            "RAY_AUTH_MODE=token and its token (`ray get-auth-token`, or RAY_AUTH_TOKEN) here"
-        ) from None
+        hint = (
+            ". A cluster started with token authentication (`ray start`'s default since Ray "
+            "2.59) also needs RAY_AUTH_MODE=token and its token (`ray get-auth-token`, or "
+            "RAY_AUTH_TOKEN) here"
+        )
+        where = address or "a new local instance"
+        raise ConfigError(f"Ray at {where}: {first}{hint if address else ''}") from None
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     try:

@@ -285,6 +285,9 @@ def wait_for_running(repo: Path, run_name: str, process: subprocess.Popen) -> in
          "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach"),
         (["--executor", "ray"], {"RAY_ADDRESS": "127.0.0.1:1"},
          "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach"),
+        (["--executor", "ray", "--address", "127.0.0.1:1"],
+         {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"},
+         "no Ray cluster answers at 127.0.0.1:1: Connection refused"),
         (["--cpus-per-run", "2"], {}, "--cpus-per-run only apply with --executor ray"),
         (["--executor", "ray", "--cpus-per-run", "0"], {}, "Invalid value for '--cpus-per-run'"),
         # Asks the local Ray instance for more than it has: refused once connected, before
