@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ import click
 from .config import Params
 from .errors import ConfigError, StudyIncomplete
 from .paths import Layout
+from .signals import hold_signals
 
 if TYPE_CHECKING:
     from .ray_grid import Finished
@@ -154,14 +154,14 @@ def run_on_ray(
             f"outputs and report are left as they were. Did not finish: {names}"
         )
     # Every variant's outputs, or none: a signal waits until they are written.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    release = hold_signals()
     try:
         for name in params.variants:
             runs = sorted((f for f in finished if f.run["variant"] == name),
                           key=lambda f: f.run["seed"])  # fmt: skip
             write_variant(layout, name, runs, [m for m in lost if m["variant"] == name])
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        release()
     return lost
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import tracking_root
+from .signals import hold_signals
 
 MLFLOW_RUN_ID = "MLFLOW_RUN_ID"
 
@@ -141,7 +141,7 @@ def tracked_run(
         run_id = launcher
     # Ctrl-C or SIGTERM while the run is being created would leave it RUNNING with nobody to
     # end it; such a signal is held until the run is open and the handler below can end it.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    release = hold_signals()
     try:
         if launcher is not None and not join and resume_run_id is None:
             client = mlflow.MlflowClient()
@@ -158,10 +158,10 @@ def tracked_run(
             tags=tags,
         )
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        release()
         raise
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal is raised here
+        release()  # a held signal is raised here
         yield run
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
