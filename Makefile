@@ -21,6 +21,7 @@ noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC e
 	python -m pipeline compare --by label_noise
 
 test: $(VENV)/.installed  ## the whole test suite
+	scripts/postgres-up >/dev/null  # Debian's PostgreSQL, for the tests of `mlflow server` on it
 	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
 
 bench: $(VENV)/.installed  ## trainer speed against the tutorial loop and the machine's limits
