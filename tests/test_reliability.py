@@ -47,7 +47,14 @@ def start(repo: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         list(args), cwd=repo, env=command_env(), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=answer_ctrl_c,
     )  # fmt: skip
+
+
+def answer_ctrl_c() -> None:
+    """SIGINT as in a terminal: a job started in the background of a script inherits it
+    ignored, and Ctrl-C would then reach nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def interrupt_after(process: subprocess.Popen, marker: str, sig: int) -> str:

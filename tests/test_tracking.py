@@ -18,6 +18,7 @@ from .conftest import command_env
 SCRIPT = """
 import os, signal, sys, threading, time, mlflow
 from pipeline import tracking
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not a background job
 other = threading.Thread(target=time.sleep, args=(60,), daemon=True)
 other.start()
 real_start = mlflow.start_run
