@@ -12,10 +12,8 @@ Every executor leaves the same outputs (`models/`, `metrics/`) for the same repo
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,6 +119,7 @@ def run_on_ray(
     from .ray_grid import Missing, Resources, ray_session, run_grid
     from .spec import study_specs
     from .tracking import context_tags, launcher_run_id
+    from .train import summary_line
 
     specs = study_specs(params)
     done = 0
@@ -132,13 +131,7 @@ def run_on_ray(
         if isinstance(outcome, Missing):
             click.echo(f"{head}: FAILED: {outcome.reason}", err=True)
             return
-        s = outcome.run["summary"]
-        click.echo(
-            f"{head}: best epoch {s['best_epoch']:.0f}, val loss {s['best_val_loss']:.4f}, "
-            f"gap at last epoch {s['loss_gap_last']:+.4f}, test accuracy "
-            f"{s['test_accuracy']:.4f}",
-            err=True,
-        )
+        click.echo(f"{head}: {summary_line(outcome.run['summary'])}", err=True)
 
     resources = Resources(cpus, gpus)
     with ray_session(address, resources, launcher_run_id()):
@@ -168,10 +161,9 @@ def run_on_ray(
 def write_variant(
     layout: Layout, variant: str, finished: list[Finished], missing: list[dict[str, object]]
 ) -> None:
-    from .train import write_variant_outputs
+    from .train import variant_staging, write_variant_outputs
 
-    staging = Path(tempfile.mkdtemp(prefix=f".train-{variant}-", dir=layout.root))
-    try:
+    with variant_staging(layout, variant) as staging:
         models = staging / "models"
         for f in finished:
             folder = models / f"seed{f.run['seed']}"
@@ -181,5 +173,3 @@ def write_variant(
         runs = [f.run for f in finished]
         history = [row for f in finished for row in f.history]
         write_variant_outputs(layout, variant, runs, history, models, missing)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

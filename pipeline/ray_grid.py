@@ -73,19 +73,19 @@ def train_task(
     import ray
     import torch
 
-    from .train import data_hyperparameters, train_one
+    from .train import data_hyperparameters, run_record, tracked_training
     from .trainer import DeviceData, resolve_device
 
     torch.set_num_threads(threads)
     data = DeviceData.of(prepared, resolve_device(params.train.device))
     where = {"worker_pid": str(os.getpid()), "ray_node": ray.get_runtime_context().get_node_id()}
     with tempfile.TemporaryDirectory() as tmp:
-        run, history = train_one(
+        result, run_id = tracked_training(
             spec, data, params, data_hyperparameters(prepared), Path(tmp), _quiet,
             extra_tags={**tags, **where},
         )  # fmt: skip
         weights = {path.name: path.read_bytes() for path in Path(tmp).iterdir()}
-    return Finished(run, history, weights)
+    return Finished(*run_record(spec, result, run_id), weights)
 
 
 def _quiet(epoch: int, row: dict[str, float]) -> None:

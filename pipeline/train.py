@@ -16,7 +16,8 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -370,20 +371,21 @@ def train_stage(
         checkpoints.clear()  # a fresh start never mixes with an older, interrupted one
     saved = {spec.seed: checkpoints.load(spec.seed) for spec in specs}  # bad ones fail here
 
-    staging = Path(tempfile.mkdtemp(prefix=f".train-{variant}-", dir=layout.root))
-    try:
+    with variant_staging(layout, variant) as staging:
         models_tmp = staging / "models"
         kind = "train" if write_outputs else "override"
 
         def train_seed(spec: RunSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             reporter = EpochReporter(spec, live_bar=workers.at_once == 1)
             try:
-                return train_one(
+                result, run_id = tracked_training(
                     spec, data, params, data_params, models_tmp / f"seed{spec.seed}", reporter,
                     join, checkpoints, saved[spec.seed], kind=kind,
                 )  # fmt: skip
             finally:
                 reporter.close()
+            click.echo(f"{spec.run_name}: {summary_line(result.summary)}", err=True)
+            return run_record(spec, result, run_id)
 
         if workers.at_once == 1:
             torch.set_num_threads(workers.threads)
@@ -400,37 +402,25 @@ def train_stage(
         history = [row for _, rows in outcomes for row in rows]
         write_variant_outputs(layout, variant, runs, history, models_tmp)
         checkpoints.clear()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return runs
 
 
-def train_one(
-    spec: RunSpec,
-    data: DeviceData,
-    params: Params,
-    data_params: dict[str, Any],
-    seed_dir: Path,
-    on_epoch: Callable[[int, dict[str, float]], None],
-    join: bool = False,
-    checkpoints: Checkpoints | None = None,
-    resume: dict[str, Any] | None = None,
-    kind: str = "train",
-    extra_tags: dict[str, str] | None = None,
+@contextmanager
+def variant_staging(layout: Layout, variant: str) -> Iterator[Path]:
+    """A temporary folder in the root (`.train-<variant>-*`, ignored by git) in which a
+    variant's outputs are put together before `write_variant_outputs` swaps them in; removed
+    afterwards."""
+    staging = Path(tempfile.mkdtemp(prefix=f".train-{variant}-", dir=layout.root))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_record(
+    spec: RunSpec, result: RunResult, run_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One (variant, seed) as an MLflow run, its weights written to `seed_dir`; returns its
-    entry of `runs.json` and its rows of `history.csv`."""
-    result, run_id = tracked_training(
-        spec, data, params, data_params, seed_dir, on_epoch, join, checkpoints, resume, kind,
-        extra_tags,
-    )  # fmt: skip
-    click.echo(
-        f"{spec.run_name}: best epoch {result.summary['best_epoch']:.0f}, "
-        f"val loss {result.summary['best_val_loss']:.4f}, "
-        f"gap at last epoch {result.summary['loss_gap_last']:+.4f}, "
-        f"test accuracy {result.summary['test_accuracy']:.4f}",
-        err=True,
-    )
+    """A finished run's entry of `runs.json` and its rows of `history.csv`."""
     run = {
         "variant": spec.variant_name,
         "seed": spec.seed,
@@ -441,6 +431,15 @@ def train_one(
         "summary": result.summary,
     }
     return run, history_rows(spec, result)
+
+
+def summary_line(summary: dict[str, float]) -> str:
+    """A finished run in one line, as the train stage and the Ray driver print it."""
+    return (
+        f"best epoch {summary['best_epoch']:.0f}, val loss {summary['best_val_loss']:.4f}, "
+        f"gap at last epoch {summary['loss_gap_last']:+.4f}, "
+        f"test accuracy {summary['test_accuracy']:.4f}"
+    )
 
 
 def write_variant_outputs(

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -186,19 +186,10 @@ def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
     mid-run, and both runs of another variant diverge."""
     repo = scratch_repo(tmp_path / "repo", FAILING_PARAMS)
     victim = "l2-seed1"
-    process = subprocess.Popen(
-        [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "0.5"],
-        cwd=repo, env=command_env(**RAY_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        pid = wait_for_running(repo, victim, process)
-        os.kill(pid, signal.SIGKILL)
-        _, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 1, stderr
+    returncode, stderr = study_hit_mid_run(
+        repo, victim, lambda worker, driver: os.kill(worker, signal.SIGKILL), timeout=300
+    )
+    assert returncode == 1, stderr
     assert f"{victim}: FAILED: its worker process died" in stderr
     assert "unstable-seed0: FAILED: TrainingDiverged: training diverged at epoch 1" in stderr
     assert "3 run(s) did not finish:" in stderr.splitlines()[-1]
@@ -235,25 +226,38 @@ def test_sigterm_to_the_driver_ends_every_run_and_writes_nothing(tmp_path: Path)
     """SIGTERM mid-grid, as a scheduler sends it: the driver cancels its tasks and ends the
     runs they had open KILLED; no output is written, and the exit code says SIGTERM."""
     repo = scratch_repo(tmp_path / "repo", GRID_PARAMS)
-    process = subprocess.Popen(
-        [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "0.5"],
-        cwd=repo, env=command_env(**RAY_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        wait_for_running(repo, "l2-seed1", process)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 143, stderr
+    returncode, stderr = study_hit_mid_run(
+        repo, "l2-seed1", lambda worker, driver: driver.send_signal(signal.SIGTERM), timeout=180
+    )
+    assert returncode == 143, stderr
     assert "interrupted (SIGTERM)" in stderr
     assert not (repo / "metrics").exists() and not (repo / "reports").exists()
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("grid").experiment_id])
     assert runs and {r.info.status for r in runs} <= {"KILLED", "FINISHED"}
     assert "KILLED" in {r.info.status for r in runs}
+
+
+def study_hit_mid_run(
+    repo: Path,
+    run_name: str,
+    hit: Callable[[int, subprocess.Popen], None],
+    timeout: float,
+) -> tuple[int, str]:
+    """Run the study on a local Ray instance; once `run_name` is training, `hit(worker pid,
+    driver process)`; return the driver's exit code and stderr once it has ended."""
+    process = subprocess.Popen(
+        [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "0.5"],
+        cwd=repo, env=command_env(**RAY_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        hit(wait_for_running(repo, run_name, process), process)
+        _, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stderr
 
 
 def wait_for_running(repo: Path, run_name: str, process: subprocess.Popen) -> int:
