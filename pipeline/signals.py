@@ -1,10 +1,16 @@
-"""Holding Ctrl-C and SIGTERM over a few lines that must not be cut in two.
+"""Holding Ctrl-C and SIGTERM while code that must not be cut in two runs.
 
-A signal mask does not do it in Python: it holds a signal only in the calling thread, and the
-kernel then hands a process-directed signal to any other thread (MLflow, SQLAlchemy and Ray
-run threads of their own), whose delivery still raises KeyboardInterrupt in the main thread at
-once. Python-level handlers run in the main thread whoever received the signal, so holding
-means: record it in a handler of our own, then restore the usual handler and raise it again.
+A KeyboardInterrupt can surface at any bytecode. Inside an MLflow call (creating a run, a
+store transaction, ending a run while its queued metrics drain) it leaves the run RUNNING
+with nobody to end it, or the store mid-write. So while a run is open the signals are held:
+a handler of our own records them, training stops at its next safe point
+(`stop_if_signalled`, between mini-batches), and the run is ended KILLED before the signal
+goes on to its usual handler.
+
+A signal mask does not do this in Python: it holds a signal only in the calling thread, and
+the kernel then hands a process-directed signal to any other thread (MLflow, SQLAlchemy and
+Ray run threads of their own), whose delivery still raises in the main thread. Python-level
+handlers run in the main thread whoever received the signal, hence a recording handler.
 """
 
 from __future__ import annotations
@@ -15,20 +21,37 @@ from collections.abc import Callable
 
 HELD = (signal.SIGINT, signal.SIGTERM)
 
+# What each hold now in force has caught, innermost last.
+_holds: list[list[int]] = []
+
 
 def hold_signals() -> Callable[[], None]:
     """Hold SIGINT and SIGTERM from now on; return `release`, which restores their handlers
-    and then raises a held signal through its usual handler (Ctrl-C: KeyboardInterrupt).
-    Outside the main thread, where no handler can be set, nothing is held."""
+    and then delivers a held signal to its usual handler (Ctrl-C: KeyboardInterrupt).
+
+    A signal set to be ignored (a job started in the background of a shell ignores SIGINT)
+    stays ignored. Outside the main thread, where no handler can be set, nothing is held."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in HELD}
+    previous = {}
+    for s in HELD:
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            previous[s] = signal.signal(s, lambda signum, frame: caught.append(signum))
+    _holds.append(caught)
 
     def release() -> None:
+        _holds.remove(caught)
         for s, handler in previous.items():
             signal.signal(s, handler)
         for s in dict.fromkeys(caught):
             signal.raise_signal(s)
 
     return release
+
+
+def stop_if_signalled() -> None:
+    """A point where work may stop: raise KeyboardInterrupt if a held signal is waiting. The
+    signal itself still reaches its usual handler when its hold is released."""
+    if any(_holds):
+        raise KeyboardInterrupt

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import tracking_root
-from .signals import hold_signals
+from .signals import hold_signals, stop_if_signalled
 
 MLFLOW_RUN_ID = "MLFLOW_RUN_ID"
 
@@ -139,8 +139,9 @@ def tracked_run(
         experiment_id = ensure_experiment(experiment)
     elif join:
         run_id = launcher
-    # Ctrl-C or SIGTERM while the run is being created would leave it RUNNING with nobody to
-    # end it; such a signal is held until the run is open and the handler below can end it.
+    # Ctrl-C and SIGTERM are held from before the run is created until it has ended: a
+    # KeyboardInterrupt inside an MLflow call would leave the run RUNNING. The body stops at
+    # its next `stop_if_signalled` (training checks between mini-batches).
     release = hold_signals()
     try:
         if launcher is not None and not join and resume_run_id is None:
@@ -161,7 +162,7 @@ def tracked_run(
         release()
         raise
     try:
-        release()  # a held signal is raised here
+        stop_if_signalled()  # a signal while the run was created: the body does not start
         yield run
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
@@ -171,6 +172,8 @@ def tracked_run(
         raise
     else:
         mlflow.end_run(status="FINISHED")
+    finally:
+        release()  # the run has ended: a held signal goes on to its usual handler
 
 
 def mark_launcher_failed(reason: str) -> None:

@@ -30,6 +30,7 @@ from .regularization import (
     penalty,
     weight_statistics,
 )
+from .signals import stop_if_signalled
 from .spec import RunSpec
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
@@ -174,6 +175,7 @@ def train_one_epoch(
     running = split.x.new_zeros(())
     order = torch.randperm(len(split), generator=shuffle, device=split.x.device)
     for start in range(0, len(split), batch):
+        stop_if_signalled()  # Ctrl-C held while an MLflow run is open stops here
         idx = order[start : start + batch]
         logits = net(split.x[idx]).float()  # (B, C)
         data_loss = F.cross_entropy(logits, split.y[idx])

@@ -1,4 +1,4 @@
-"""A run is never left RUNNING by a signal that arrives while it is being created."""
+"""A run is never left RUNNING, nor an MLflow call cut in two, by Ctrl-C at any moment of it."""
 
 from __future__ import annotations
 
@@ -11,39 +11,75 @@ import pytest
 from .conftest import command_env
 
 # Run in a process of its own: signals reach the main thread, as in the CLI (test workers may
-# run tests elsewhere). A SIGINT lands right after MLflow has created the run, before the
-# caller could guard it.
+# run tests elsewhere). A SIGINT lands at one moment of a run's life: right after MLflow has
+# created it, before its parameters are written, or before its end is recorded.
 # The signal goes to the main thread, or to another thread of the process, where the kernel
-# may deliver it when the main thread holds it (MLflow and Ray run threads of their own).
+# may deliver it when the main thread holds it (MLflow and Ray run threads of their own); or
+# SIGINT is ignored, as in a job started in the background of a shell.
 SCRIPT = """
-import os, signal, sys, threading, time, mlflow
-from pipeline import tracking
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not a background job
+import signal, sys, threading, time, mlflow
+from pipeline import signals, tracking
+moment, receiver = sys.argv[1:3]
+signal.signal(signal.SIGINT,
+              signal.SIG_IGN if receiver == "ignored" else signal.default_int_handler)
 other = threading.Thread(target=time.sleep, args=(60,), daemon=True)
 other.start()
-real_start = mlflow.start_run
-def start_then_ctrl_c(*args, **kwargs):
-    run = real_start(*args, **kwargs)
-    target = threading.main_thread() if sys.argv[1] == "main" else other
+
+def ctrl_c():
+    target = other if receiver == "other" else threading.main_thread()
     signal.pthread_kill(target.ident, signal.SIGINT)
     time.sleep(0.2)  # time for the receiving thread to run the signal's C handler
-    return run
-mlflow.start_run = start_then_ctrl_c
+
+owner, name, before = {
+    "creating": (mlflow, "start_run", False),
+    "logging": (mlflow, "log_params", True),
+    "ending": (mlflow.MlflowClient, "set_terminated", True),
+}[moment]
+real = getattr(owner, name)
+def call_with_ctrl_c(*args, **kwargs):
+    setattr(owner, name, real)  # once
+    if before:
+        ctrl_c()
+    result = real(*args, **kwargs)
+    if not before:
+        ctrl_c()
+    return result
+setattr(owner, name, call_with_ctrl_c)
+
 try:
     with tracking.tracked_run("signals", "interrupted", {}):
+        mlflow.log_params({"a": 1, "b": 2})
+        signals.stop_if_signalled()
         print("body ran")
 except KeyboardInterrupt:
     print("interrupted")
 exp = mlflow.get_experiment_by_name("signals")
 [run] = mlflow.MlflowClient().search_runs([exp.experiment_id])
-print(run.info.status)
+print(run.info.status, f"params={len(run.data.params)}")
 """
 
 
-@pytest.mark.parametrize("receiver", ["main", "other"])
-def test_a_signal_during_run_creation_ends_the_run_killed(tmp_path: Path, receiver: str) -> None:
+@pytest.mark.parametrize(
+    ("moment", "receiver", "expected"),
+    [
+        # The body never starts.
+        ("creating", "main", "interrupted KILLED params=0"),
+        ("creating", "other", "interrupted KILLED params=0"),
+        # The parameters are written whole, and the body stops at its next safe point.
+        ("logging", "main", "interrupted KILLED params=2"),
+        ("logging", "other", "interrupted KILLED params=2"),
+        # The body had finished: the run ends FINISHED, then the interrupt goes on.
+        ("ending", "main", "body ran interrupted FINISHED params=2"),
+        # An ignored signal stays ignored.
+        ("logging", "ignored", "body ran FINISHED params=2"),
+    ],
+)
+def test_ctrl_c_at_any_moment_of_a_run_leaves_it_ended(
+    tmp_path: Path, moment: str, receiver: str, expected: str
+) -> None:
     env = command_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    out = subprocess.run([sys.executable, "-c", SCRIPT, receiver], cwd=Path(__file__).parents[1],
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", SCRIPT, moment, receiver],
+                         cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["interrupted", "KILLED"], out.stdout + out.stderr
+    assert out.stdout.split() == expected.split(), out.stdout + out.stderr
