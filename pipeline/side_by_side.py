@@ -13,10 +13,12 @@ message and exits.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -67,9 +69,21 @@ def _interrupt_once(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _child(job: Callable[[], Any], threads: int, conn: Connection) -> None:
+def _stop_with_parent(parent: int) -> None:
+    """Linux: have the kernel send this worker SIGTERM when its parent dies (SIGKILL, the
+    out-of-memory killer), so an orphan ends its run KILLED rather than training on unseen."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _child(job: Callable[[], Any], threads: int, conn: Connection, parent: int) -> None:
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
+    _stop_with_parent(parent)
     torch.set_num_threads(threads)
     try:
         conn.send(("ok", job()))
@@ -105,7 +119,7 @@ def run_jobs(jobs: Sequence[Callable[[], Any]], workers: WorkerPlan) -> list[Any
             while pending and len(running) < workers.at_once:
                 index, job = pending.pop(0)
                 receive, send = ctx.Pipe(duplex=False)
-                process = ctx.Process(target=_child, args=(job, workers.threads, send))
+                process = ctx.Process(target=_child, args=(job, workers.threads, send, os.getpid()))
                 running[receive] = (index, process)  # before start: a signal now still stops it
                 process.start()
                 send.close()

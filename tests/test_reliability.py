@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,11 @@ from .conftest import (
 pytestmark = pytest.mark.e2e
 
 PY = sys.executable
-# Long enough to interrupt mid-run, short enough to run in seconds.
+# Long enough to interrupt mid-run with seconds to spare on a busy machine (an epoch takes
+# ~16 ms; forked seeds may start a few hundred ms apart), short enough to run in seconds.
+EPOCHS = 150
 LONG = json.loads(json.dumps(TINY_PARAMS))
-LONG["train"].update(epochs=40, batch_size=32, checkpoint_every=1, seeds=[0])
+LONG["train"].update(epochs=EPOCHS, batch_size=32, checkpoint_every=1, seeds=[0])
 
 
 def client(repo: Path) -> MlflowClient:
@@ -76,7 +79,7 @@ def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path:
     run = make_runner(repo)
     run(PY, "-m", "pipeline", "prepare")
     process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
-    output = interrupt_after(process, "dropout-seed0 epoch 5/40", signal.SIGTERM)
+    output = interrupt_after(process, f"dropout-seed0 epoch 5/{EPOCHS}", signal.SIGTERM)
     assert process.returncode == 143, output
     assert "interrupted (SIGTERM)" in output
     [killed] = all_runs(repo)
@@ -120,14 +123,8 @@ def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path
     run = make_runner(repo)
     run(PY, "-m", "pipeline", "prepare")
     process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
-    seen, started = [], set()
-    assert process.stdout is not None
-    for line in process.stdout:
-        seen.append(line)
-        started |= {s for s in ("seed0", "seed1") if f"dropout-{s} epoch 5/40" in line}
-        if len(started) == 2:
-            os.kill(process.pid, signal.SIGTERM)  # the parent only
-            break
+    seen = read_until(process, [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)])
+    os.kill(process.pid, signal.SIGTERM)  # the parent only
     seen.append(process.stdout.read())
     process.wait(timeout=120)
     assert process.returncode == 143, "".join(seen)
@@ -150,13 +147,46 @@ def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path
         assert all(torch.equal(ours[k], theirs[k]) for k in ours), seed
 
 
+def test_workers_whose_stage_is_killed_end_their_runs_killed(tmp_path: Path) -> None:
+    """SIGKILL (or the out-of-memory killer) to the stage's process: it can clean up nothing,
+    but its forked workers stop too, and end their runs KILLED rather than train on as
+    orphans."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["seeds"] = [0, 1]
+    repo = scratch_repo(tmp_path / "a", params)
+    make_runner(repo)(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    read_until(process, [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)])
+    os.kill(process.pid, signal.SIGKILL)  # the parent only
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 120
+    while {r.info.status for r in all_runs(repo)} & {"RUNNING"}:
+        assert time.monotonic() < deadline, "a worker's run stayed RUNNING"
+        time.sleep(0.5)
+    runs = all_runs(repo)
+    assert sorted(r.info.run_name for r in runs) == ["dropout-seed0", "dropout-seed1"]
+    assert {r.info.status for r in runs} == {"KILLED"}
+
+
+def read_until(process: subprocess.Popen, markers: list[str]) -> list[str]:
+    """The process's output lines up to the one where the last of `markers` has shown."""
+    seen, waiting = [], set(markers)
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen.append(line)
+        waiting -= {m for m in waiting if m in line}
+        if not waiting:
+            return seen
+    raise AssertionError(f"the output ended before {sorted(waiting)}:\n{''.join(seen)}")
+
+
 def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: Path) -> None:
     params = json.loads(json.dumps(LONG))
     params["train"]["seeds"] = [0]
     params["variants"]["l2"]["l2"] = 0.002  # the last variant trained
     repo = scratch_repo(tmp_path / "repo", params)
     process = start(repo, "dvc", "repro")
-    output = interrupt_after(process, "l2-seed0 epoch 5/40", signal.SIGINT)
+    output = interrupt_after(process, f"l2-seed0 epoch 5/{EPOCHS}", signal.SIGINT)
     assert process.returncode != 0, output
     [l2] = [r for r in all_runs(repo) if r.data.tags.get("variant") == "l2"]
     assert l2.info.status == "KILLED"
