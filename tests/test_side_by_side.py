@@ -71,7 +71,7 @@ def test_sigterm_stops_every_worker_and_each_cleans_up(tmp_path) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGALRM, on_term)
-    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    signal.setitimer(signal.ITIMER_REAL, 3.0)  # every worker has started by then
     started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):

@@ -28,7 +28,12 @@ other.start()
 def ctrl_c():
     target = other if receiver == "other" else threading.main_thread()
     signal.pthread_kill(target.ident, signal.SIGINT)
-    time.sleep(0.2)  # time for the receiving thread to run the signal's C handler
+    if receiver == "ignored":
+        return
+    # Until the main thread has run the Python-level handler, which a hold records.
+    deadline = time.monotonic() + 30
+    while not any(signals._holds) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 owner, name, before = {
     "creating": (mlflow, "start_run", False),
