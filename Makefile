@@ -51,4 +51,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:  ## remove pipeline outputs and the tracking store (keeps the environment)
-	rm -rf data/prepared models metrics sweeps mlflow.db mlruns dvc_plots
+	rm -rf data/prepared models metrics sweeps mlflow.db mlruns dvc_plots .train-*
