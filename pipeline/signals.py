@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 HELD = (signal.SIGINT, signal.SIGTERM)
 
@@ -27,21 +28,38 @@ _holds: list[list[int]] = []
 
 def hold_signals() -> Callable[[], None]:
     """Hold SIGINT and SIGTERM from now on; return `release`, which restores their handlers
-    and then delivers a held signal to its usual handler (Ctrl-C: KeyboardInterrupt).
+    and then delivers a held signal to its usual handler (Ctrl-C: KeyboardInterrupt). The
+    same signal a second time acts at once, as without a hold: Ctrl-C pressed twice stops
+    even a call that hangs (a tracking server that does not answer).
 
-    A signal set to be ignored (a job started in the background of a shell ignores SIGINT)
-    stays ignored. Outside the main thread, where no handler can be set, nothing is held."""
+    Holds nest, released last first. A signal set to be ignored (a job started in the
+    background of a shell ignores SIGINT), or handled outside Python, is left alone. Outside
+    the main thread, where no handler can be set, nothing is held."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     caught: list[int] = []
-    previous = {}
+    previous: dict[int, Any] = {}
+
+    def record(signum: int, frame: Any) -> None:
+        if signum not in caught:
+            caught.append(signum)
+            return
+        caught.remove(signum)  # delivered now, not again on release
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        else:  # SIG_DFL: the default action (SIGTERM ends the process)
+            signal.signal(signum, handler)
+            signal.raise_signal(signum)
+
     for s in HELD:
-        if signal.getsignal(s) is not signal.SIG_IGN:
-            previous[s] = signal.signal(s, lambda signum, frame: caught.append(signum))
+        handler = signal.getsignal(s)
+        if handler is not signal.SIG_IGN and handler is not None:
+            previous[s] = signal.signal(s, record)
     _holds.append(caught)
 
     def release() -> None:
-        _holds.remove(caught)
+        del _holds[next(i for i, held in enumerate(_holds) if held is caught)]
         for s, handler in previous.items():
             signal.signal(s, handler)
         for s in dict.fromkeys(caught):

@@ -88,3 +88,40 @@ def test_ctrl_c_at_any_moment_of_a_run_leaves_it_ended(
                          timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == expected.split(), out.stdout + out.stderr
+
+
+# The body hangs with no safe point to stop at, as a call to a tracking server that does not
+# answer; Ctrl-C is pressed twice.
+STUCK = """
+import signal, threading, time, mlflow
+from pipeline import tracking
+signal.signal(signal.SIGINT, signal.default_int_handler)
+main = threading.main_thread()
+opened = threading.Event()
+def press_twice():
+    opened.wait()
+    for _ in range(2):
+        time.sleep(0.5)
+        signal.pthread_kill(main.ident, signal.SIGINT)
+threading.Thread(target=press_twice, daemon=True).start()
+try:
+    with tracking.tracked_run("signals", "stuck", {}):
+        started = time.monotonic()
+        opened.set()
+        time.sleep(60)
+        print("body ran")
+except KeyboardInterrupt:
+    print("interrupted")
+print("in time" if time.monotonic() - started < 30 else "too late")
+exp = mlflow.get_experiment_by_name("signals")
+[run] = mlflow.MlflowClient().search_runs([exp.experiment_id])
+print(run.info.status)
+"""
+
+
+def test_ctrl_c_pressed_twice_stops_a_run_that_hangs(tmp_path: Path) -> None:
+    env = command_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = subprocess.run([sys.executable, "-c", STUCK], cwd=Path(__file__).parents[1], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["interrupted", "in", "time", "KILLED"], out.stdout + out.stderr
