@@ -23,7 +23,7 @@ import click
 from .config import Params
 from .errors import ConfigError, StudyIncomplete
 from .paths import Layout
-from .signals import hold_signals
+from .signals import signals_held
 
 if TYPE_CHECKING:
     from .ray_grid import Finished
@@ -147,14 +147,11 @@ def run_on_ray(
             f"outputs and report are left as they were. Did not finish: {names}"
         )
     # Every variant's outputs, or none: a signal waits until they are written.
-    release = hold_signals()
-    try:
+    with signals_held():
         for name in params.variants:
             runs = sorted((f for f in finished if f.run["variant"] == name),
                           key=lambda f: f.run["seed"])  # fmt: skip
             write_variant(layout, name, runs, [m for m in lost if m["variant"] == name])
-    finally:
-        release()
     return lost
 
 

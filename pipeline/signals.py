@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 HELD = (signal.SIGINT, signal.SIGTERM)
@@ -26,17 +27,19 @@ HELD = (signal.SIGINT, signal.SIGTERM)
 _holds: list[list[int]] = []
 
 
-def hold_signals() -> Callable[[], None]:
-    """Hold SIGINT and SIGTERM from now on; return `release`, which restores their handlers
-    and then delivers a held signal to its usual handler (Ctrl-C: KeyboardInterrupt). The
-    same signal a second time acts at once, as without a hold: Ctrl-C pressed twice stops
-    even a call that hangs (a tracking server that does not answer).
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM over the block; on leaving it, restore their handlers and then
+    deliver a held signal to its usual handler (Ctrl-C: KeyboardInterrupt). The same signal
+    a second time acts at once, as without a hold: Ctrl-C pressed twice stops even a call
+    that hangs (a tracking server that does not answer).
 
-    Holds nest, released last first. A signal set to be ignored (a job started in the
-    background of a shell ignores SIGINT), or handled outside Python, is left alone. Outside
-    the main thread, where no handler can be set, nothing is held."""
+    Holds nest. A signal set to be ignored (a job started in the background of a shell
+    ignores SIGINT), or handled outside Python, is left alone. Outside the main thread,
+    where no handler can be set, nothing is held."""
     if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+        yield
+        return
     caught: list[int] = []
     previous: dict[int, Any] = {}
 
@@ -57,19 +60,18 @@ def hold_signals() -> Callable[[], None]:
         if handler is not signal.SIG_IGN and handler is not None:
             previous[s] = signal.signal(s, record)
     _holds.append(caught)
-
-    def release() -> None:
+    try:
+        yield
+    finally:
         del _holds[next(i for i, held in enumerate(_holds) if held is caught)]
         for s, handler in previous.items():
             signal.signal(s, handler)
         for s in dict.fromkeys(caught):
             signal.raise_signal(s)
 
-    return release
-
 
 def stop_if_signalled() -> None:
     """A point where work may stop: raise KeyboardInterrupt if a held signal is waiting. The
-    signal itself still reaches its usual handler when its hold is released."""
+    signal itself still reaches its usual handler when its hold ends."""
     if any(_holds):
         raise KeyboardInterrupt

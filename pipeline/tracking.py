@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import tracking_root
-from .signals import hold_signals, stop_if_signalled
+from .signals import signals_held, stop_if_signalled
 
 MLFLOW_RUN_ID = "MLFLOW_RUN_ID"
 
@@ -141,9 +141,9 @@ def tracked_run(
         run_id = launcher
     # Ctrl-C and SIGTERM are held from before the run is created until it has ended: a
     # KeyboardInterrupt inside an MLflow call would leave the run RUNNING. The body stops at
-    # its next `stop_if_signalled` (training checks between mini-batches).
-    release = hold_signals()
-    try:
+    # its next `stop_if_signalled` (training checks between mini-batches); once the run has
+    # ended, a held signal goes on to its usual handler.
+    with signals_held():
         if launcher is not None and not join and resume_run_id is None:
             client = mlflow.MlflowClient()
             parent = client.get_run(launcher)
@@ -158,22 +158,17 @@ def tracked_run(
             run_name=run_name,
             tags=tags,
         )
-    except BaseException:
-        release()
-        raise
-    try:
-        stop_if_signalled()  # a signal while the run was created: the body does not start
-        yield run
-    except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
-    else:
-        mlflow.end_run(status="FINISHED")
-    finally:
-        release()  # the run has ended: a held signal goes on to its usual handler
+        try:
+            stop_if_signalled()  # a signal while the run was created: the body does not start
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        else:
+            mlflow.end_run(status="FINISHED")
 
 
 def mark_launcher_failed(reason: str) -> None:
