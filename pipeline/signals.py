@@ -65,7 +65,10 @@ def signals_held() -> Iterator[None]:
     finally:
         del _holds[next(i for i, held in enumerate(_holds) if held is caught)]
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            # Unless a handler changed it meanwhile: a worker's, called on a second signal,
+            # sets both signals to be ignored during its clean-up.
+            if signal.getsignal(s) is record:
+                signal.signal(s, handler)
         for s in dict.fromkeys(caught):
             signal.raise_signal(s)
 

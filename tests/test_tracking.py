@@ -125,3 +125,30 @@ def test_ctrl_c_pressed_twice_stops_a_run_that_hangs(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["interrupted", "in", "time", "KILLED"], out.stdout + out.stderr
+
+
+# A forked worker's handler stops it once and then ignores both signals, so that its clean-up
+# (ending its run KILLED) is not cut short by the SIGTERM its parent forwards.
+TWICE_IN_A_WORKER = """
+import signal
+from pipeline import signals
+from pipeline.side_by_side import _interrupt_once
+signal.signal(signal.SIGINT, _interrupt_once)
+signal.signal(signal.SIGTERM, _interrupt_once)
+try:
+    with signals.signals_held():
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        print("held")
+except KeyboardInterrupt:
+    print("stopped")
+print(*(signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)))
+"""
+
+
+def test_a_handler_that_ignores_signals_from_then_on_stays_so_after_the_hold() -> None:
+    out = subprocess.run([sys.executable, "-c", TWICE_IN_A_WORKER],
+                         cwd=Path(__file__).parents[1], env=command_env(), capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["stopped", "True", "True"], out.stdout + out.stderr
