@@ -60,15 +60,21 @@ def answer_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def interrupt_after(process: subprocess.Popen, marker: str, sig: int) -> str:
-    """Send `sig` to the process group once `marker` shows in its output; return the output."""
-    seen = []
+def interrupt_after(
+    process: subprocess.Popen, markers: list[str], sig: int, group: bool = True
+) -> str:
+    """Send `sig` to the process group (or, `group=False`, the process alone) once every one
+    of `markers` has shown in its output; return the whole output once it has ended."""
+    seen, waiting = [], set(markers)
     assert process.stdout is not None
     for line in process.stdout:
         seen.append(line)
-        if marker in line:
-            os.killpg(process.pid, sig)
+        waiting -= {m for m in waiting if m in line}
+        if not waiting:
             break
+    else:
+        raise AssertionError(f"the output ended before {sorted(waiting)}:\n{''.join(seen)}")
+    (os.killpg if group else os.kill)(process.pid, sig)
     seen.append(process.stdout.read())
     process.wait(timeout=120)
     return "".join(seen)
@@ -79,7 +85,7 @@ def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path:
     run = make_runner(repo)
     run(PY, "-m", "pipeline", "prepare")
     process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
-    output = interrupt_after(process, f"dropout-seed0 epoch 5/{EPOCHS}", signal.SIGTERM)
+    output = interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
     assert process.returncode == 143, output
     assert "interrupted (SIGTERM)" in output
     [killed] = all_runs(repo)
@@ -123,11 +129,9 @@ def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path
     run = make_runner(repo)
     run(PY, "-m", "pipeline", "prepare")
     process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
-    seen = read_until(process, [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)])
-    os.kill(process.pid, signal.SIGTERM)  # the parent only
-    seen.append(process.stdout.read())
-    process.wait(timeout=120)
-    assert process.returncode == 143, "".join(seen)
+    markers = [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)]
+    output = interrupt_after(process, markers, signal.SIGTERM, group=False)  # the parent only
+    assert process.returncode == 143, output
     killed = all_runs(repo)
     assert sorted(r.info.run_name for r in killed) == ["dropout-seed0", "dropout-seed1"]
     assert {r.info.status for r in killed} == {"KILLED"}
@@ -156,9 +160,8 @@ def test_workers_whose_stage_is_killed_end_their_runs_killed(tmp_path: Path) -> 
     repo = scratch_repo(tmp_path / "a", params)
     make_runner(repo)(PY, "-m", "pipeline", "prepare")
     process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
-    read_until(process, [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)])
-    os.kill(process.pid, signal.SIGKILL)  # the parent only
-    process.wait(timeout=30)
+    markers = [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)]
+    interrupt_after(process, markers, signal.SIGKILL, group=False)  # the parent only
     deadline = time.monotonic() + 120
     while {r.info.status for r in all_runs(repo)} & {"RUNNING"}:
         assert time.monotonic() < deadline, "a worker's run stayed RUNNING"
@@ -168,25 +171,13 @@ def test_workers_whose_stage_is_killed_end_their_runs_killed(tmp_path: Path) -> 
     assert {r.info.status for r in runs} == {"KILLED"}
 
 
-def read_until(process: subprocess.Popen, markers: list[str]) -> list[str]:
-    """The process's output lines up to the one where the last of `markers` has shown."""
-    seen, waiting = [], set(markers)
-    assert process.stdout is not None
-    for line in process.stdout:
-        seen.append(line)
-        waiting -= {m for m in waiting if m in line}
-        if not waiting:
-            return seen
-    raise AssertionError(f"the output ended before {sorted(waiting)}:\n{''.join(seen)}")
-
-
 def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: Path) -> None:
     params = json.loads(json.dumps(LONG))
     params["train"]["seeds"] = [0]
     params["variants"]["l2"]["l2"] = 0.002  # the last variant trained
     repo = scratch_repo(tmp_path / "repo", params)
     process = start(repo, "dvc", "repro")
-    output = interrupt_after(process, f"l2-seed0 epoch 5/{EPOCHS}", signal.SIGINT)
+    output = interrupt_after(process, [f"l2-seed0 epoch 5/{EPOCHS}"], signal.SIGINT)
     assert process.returncode != 0, output
     [l2] = [r for r in all_runs(repo) if r.data.tags.get("variant") == "l2"]
     assert l2.info.status == "KILLED"
