@@ -30,9 +30,11 @@ _holds: list[list[int]] = []
 @contextmanager
 def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM over the block; on leaving it, restore their handlers and then
-    deliver a held signal to its usual handler (Ctrl-C: KeyboardInterrupt). The same signal
-    a second time acts at once, as without a hold: Ctrl-C pressed twice stops even a call
-    that hangs (a tracking server that does not answer).
+    deliver a held signal to its usual handler (Ctrl-C: KeyboardInterrupt). Ctrl-C a second
+    time acts at once, as without a hold: pressed twice, it stops even a call that hangs (a
+    tracking server that does not answer). A repeated SIGTERM is held like the first: one
+    SIGTERM can arrive several times (the kernel's parent-death signal comes once per thread
+    of a worker), and a sender that will not wait sends SIGKILL.
 
     Holds nest. A signal set to be ignored (a job started in the background of a shell
     ignores SIGINT), or handled outside Python, is left alone. Outside the main thread,
@@ -47,11 +49,13 @@ def signals_held() -> Iterator[None]:
         if signum not in caught:
             caught.append(signum)
             return
-        caught.remove(signum)  # delivered now, not again on release
+        if signum != signal.SIGINT:  # a repeated SIGTERM: held like the first
+            return
+        caught.remove(signum)  # Ctrl-C twice: delivered now, not again on release
         handler = previous[signum]
         if callable(handler):
             handler(signum, frame)
-        else:  # SIG_DFL: the default action (SIGTERM ends the process)
+        else:  # SIG_DFL: the default action (the process ends)
             signal.signal(signum, handler)
             signal.raise_signal(signum)
 

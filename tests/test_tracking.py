@@ -152,3 +152,35 @@ def test_a_handler_that_ignores_signals_from_then_on_stays_so_after_the_hold() -
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["stopped", "True", "True"], out.stdout + out.stderr
+
+
+# One SIGTERM can arrive more than once: the kernel sends a worker's parent-death signal once
+# per thread of the worker. The second lands while the run is being ended KILLED.
+SIGTERM_TWICE = """
+import signal, mlflow
+from pipeline import signals, tracking
+from pipeline.side_by_side import _interrupt_once
+signal.signal(signal.SIGTERM, _interrupt_once)
+real = mlflow.MlflowClient.set_terminated
+def set_terminated_after_sigterm(*args, **kwargs):
+    signal.raise_signal(signal.SIGTERM)
+    return real(*args, **kwargs)
+mlflow.MlflowClient.set_terminated = set_terminated_after_sigterm
+try:
+    with tracking.tracked_run("signals", "sigterm-twice", {}):
+        signal.raise_signal(signal.SIGTERM)
+        signals.stop_if_signalled()
+except KeyboardInterrupt:
+    print("interrupted")
+exp = mlflow.get_experiment_by_name("signals")
+[run] = mlflow.MlflowClient().search_runs([exp.experiment_id])
+print(run.info.status)
+"""
+
+
+def test_a_repeated_sigterm_does_not_cut_the_end_of_a_run_short(tmp_path: Path) -> None:
+    env = command_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = subprocess.run([sys.executable, "-c", SIGTERM_TWICE], cwd=Path(__file__).parents[1],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["interrupted", "KILLED"], out.stdout + out.stderr
