@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study sweep noise test bench bench-grid lint format ui server clean
+.PHONY: study sweep noise test test-fast readme bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
 	dvc repro
 	python -m pipeline next-steps
 
 sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/
-	dvc repro sweep/dvc.yaml
+	dvc repro sweep-stages/dvc.yaml
 
 noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC experiments) -> reports/compare/
 	dvc exp run --queue -S 'data.label_noise=0,0.2,0.4'
@@ -22,7 +22,14 @@ noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC e
 
 test: $(VENV)/.installed  ## the whole test suite
 	scripts/postgres-up >/dev/null  # Debian's PostgreSQL, for the tests of `mlflow server` on it
+	scripts/chromium-up  # Debian's Chromium, for the test that loads the MLflow UI page
 	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
+
+test-fast: $(VENV)/.installed  ## the unit tests only (no dvc, mlflow run, servers or Ray)
+	python -m pytest -q -n 2 -m "not e2e"
+
+readme: $(VENV)/.installed  ## copy the gap report's findings table into the README
+	python scripts/readme_findings.py
 
 bench: $(VENV)/.installed  ## trainer speed against the tutorial loop and the machine's limits
 	python benchmarks/bench.py
@@ -31,12 +38,12 @@ bench-grid: $(VENV)/.installed  ## a 12-run grid in-process vs on a local Ray in
 	python benchmarks/executors.py
 
 lint: $(VENV)/.installed
-	ruff check pipeline tests benchmarks
-	ruff format --check pipeline tests benchmarks
+	ruff check pipeline tests benchmarks scripts
+	ruff format --check pipeline tests benchmarks scripts
 
 format: $(VENV)/.installed
-	ruff format pipeline tests benchmarks
-	ruff check --fix pipeline tests benchmarks
+	ruff format pipeline tests benchmarks scripts
+	ruff check --fix pipeline tests benchmarks scripts
 
 ui: $(VENV)/.installed  ## the MLflow UI on 127.0.0.1 against the project's store
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
@@ -51,4 +58,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:  ## remove pipeline outputs and the tracking store (keeps the environment)
-	rm -rf data/prepared models metrics sweeps mlflow.db mlruns dvc_plots .train-*
+	rm -rf data/prepared models metrics sweeps logs mlflow.db mlruns dvc_plots .train-*

@@ -37,11 +37,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import DataConfig, MlflowConfig, Params  # noqa: E402
-from pipeline.prepare import Prepared, prepare  # noqa: E402
+from pipeline import tracking  # noqa: E402
+from pipeline.config import DataConfig, Params  # noqa: E402
+from pipeline.data import Prepared  # noqa: E402
+from pipeline.device import DeviceData, DeviceSplit  # noqa: E402
+from pipeline.model import Architecture, build_mlp  # noqa: E402
+from pipeline.preparation import prepare  # noqa: E402
 from pipeline.regularization import make_optimizer, penalised_parameters  # noqa: E402
+from pipeline.run import RunContext, execute_run, warm_up_model_logging  # noqa: E402
 from pipeline.spec import run_specs  # noqa: E402
-from pipeline.trainer import DeviceData, DeviceSplit, train, train_one_epoch  # noqa: E402
+from pipeline.trainer import Compute, train, train_one_epoch  # noqa: E402
 
 HIDDEN = [512, 512]
 N_SAMPLES = 60_000
@@ -78,8 +83,9 @@ def flop_bound(shapes: list[tuple[int, int]], batch: int, samples: int) -> tuple
     for i, o in shapes:
         layer = 6 * i * o * samples
         # forward (B,i)@(i,o); backward (B,o)@(o,i) and (i,B)@(B,o): one rate per shape
-        rate = np.mean([matmul_rate(batch, i, o), matmul_rate(batch, o, i),
-                        matmul_rate(i, batch, o)])  # fmt: skip
+        rate = np.mean(
+            [matmul_rate(batch, i, o), matmul_rate(batch, o, i), matmul_rate(i, batch, o)]
+        )
         flops += layer
         seconds += layer / rate
     return flops, seconds
@@ -98,8 +104,6 @@ def project_epoch(
     compile: bool = False,
 ) -> tuple[float, float]:
     """(fastest epoch, seconds of the first epoch): the first one pays compilation."""
-    from pipeline.trainer import Compute
-
     x = ((images.reshape(len(images), -1) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
     split = DeviceSplit(torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)))
     params = Params.model_validate(
@@ -107,15 +111,17 @@ def project_epoch(
     )
     spec = run_specs(params, "baseline", [0])[0]
     torch.manual_seed(0)
-    from pipeline.model import Architecture, build_mlp
-
     model = build_mlp(Architecture(784, tuple(HIDDEN), 10))
     optimizer = make_optimizer(model, "adam", 1e-3, 0.0, False)
     shuffle = torch.Generator().manual_seed(0)
     penalised = penalised_parameters(model, False)
     net = Compute.of(model, precision, compile)
-    run = lambda: float(train_one_epoch(net, optimizer, split, batch, shuffle,  # noqa: E731
-                                        spec.variant, penalised))  # fmt: skip
+
+    def run() -> float:
+        return float(
+            train_one_epoch(net, optimizer, split, batch, shuffle, spec.variant, penalised)
+        )
+
     first = best_of(run, repeats=1)  # warm-up (and compilation)
     return best_of(run, repeats=2), first
 
@@ -140,8 +146,14 @@ def tutorial_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> float:
             return self.transform(Image.fromarray(images[i])), int(labels[i])
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512),
-                          nn.ReLU(), nn.Linear(512, 10))  # fmt: skip
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 512),
+        nn.ReLU(),
+        nn.Linear(512, 512),
+        nn.ReLU(),
+        nn.Linear(512, 10),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = nn.CrossEntropyLoss()
     loader = DataLoader(Digits(), batch_size=batch, shuffle=True)
@@ -174,9 +186,6 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
     """
     import mlflow
 
-    from pipeline import tracking
-    from pipeline.train import data_hyperparameters, tracked_training, warm_up_model_logging
-
     params = Params.model_validate({"variants": {"baseline": {}}})
     spec = run_specs(params, "baseline", [0])[0]
     data = DeviceData.of(prepared, torch.device("cpu"))
@@ -206,8 +215,9 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
             # The run's start and end are the fixed cost, measured below; here only the epochs.
             with tracking.tracked_run("bench", f"paired-{i}", {}):
                 # Until the queued metrics are written: their cost counts.
-                tracked.append(timed(lambda: (train(spec, data, on_epoch=log),
-                                              mlflow.flush_async_logging())))  # fmt: skip
+                tracked.append(
+                    timed(lambda: (train(spec, data, on_epoch=log), mlflow.flush_async_logging()))
+                )
         logging_in_calls = sum(in_calls)
 
         # The CPU the tracking itself uses, free of training's noise: the same run's logging
@@ -227,15 +237,12 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
         # costs (imports, MLflow's scan of installed packages); the train stage pays it once,
         # before its workers fork, so every run starts warm.
         warm_up_model_logging()
-        bench_params = params.model_copy(update={"mlflow": MlflowConfig(experiment="bench")})
+        context = RunContext("bench", log_model=True, data_params=prepared.logged())
         fixed = []
-        for i in range(2):
+        for _ in range(2):
             started = time.perf_counter()
-            result, _ = tracked_training(
-                spec, data, bench_params, data_hyperparameters(prepared), Path(tmp) / f"w{i}",
-                lambda epoch, row: None,
-            )  # fmt: skip
-            fixed.append(time.perf_counter() - started - result.summary["train_seconds"])
+            record = execute_run(spec, data, context, lambda epoch, row: None)
+            fixed.append(time.perf_counter() - started - sum(record.epoch_seconds))
         del os.environ["MLFLOW_TRACKING_URI"]
         tracking.user_tracking_uri.cache_clear()
     torch.set_num_threads(threads)
@@ -257,12 +264,14 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
 
 def dvc_noop() -> float | None:
     dvc = str(Path(sys.executable).parent / "dvc")
-    status = subprocess.run([dvc, "status", "dvc.yaml", "--json"], cwd=ROOT, capture_output=True,
-                            text=True)  # fmt: skip
+    status = subprocess.run(
+        [dvc, "status", "dvc.yaml", "--json"], cwd=ROOT, capture_output=True, text=True
+    )
     if status.returncode != 0 or status.stdout.strip() not in ("{}", ""):
         return None  # not up to date: a no-op cannot be measured
-    return best_of(lambda: subprocess.run([dvc, "repro"], cwd=ROOT, capture_output=True,
-                                          check=True))  # fmt: skip
+    return best_of(
+        lambda: subprocess.run([dvc, "repro"], cwd=ROOT, capture_output=True, check=True)
+    )
 
 
 def stage_layout(repeats: int = 2) -> dict[str, float]:
@@ -278,10 +287,23 @@ def stage_layout(repeats: int = 2) -> dict[str, float]:
             for parallel in times:
                 started = time.perf_counter()
                 subprocess.run(
-                    [sys.executable, "-m", "pipeline", "train", "--variant", "baseline",
-                     "--epochs", "10", "--parallel", str(parallel)],
-                    cwd=ROOT, env=env, capture_output=True, check=True,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        "-m",
+                        "pipeline",
+                        "train",
+                        "--variant",
+                        "baseline",
+                        "--epochs",
+                        "10",
+                        "--parallel",
+                        str(parallel),
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    check=True,
+                )
                 times[parallel].append(time.perf_counter() - started)
     sequential, side = min(times[1]), min(times[0])
     return {"sequential_s": sequential, "side_by_side_s": side, "speedup": sequential / side}
@@ -291,12 +313,13 @@ def fresh_process_warm_up() -> dict[str, float]:
     """What a train stage pays before its first run, in a fresh process: imports, then the
     warm-up of model logging (torch.export's start-up, MLflow's scan of installed packages)."""
     code = (
-        "import time; t = time.perf_counter(); import pipeline.cli, pipeline.train, mlflow; "
+        "import time; t = time.perf_counter(); import pipeline.cli, pipeline.run, mlflow; "
         "i = time.perf_counter() - t; t = time.perf_counter(); "
-        "pipeline.train.warm_up_model_logging(); print(i, time.perf_counter() - t)"
+        "pipeline.run.warm_up_model_logging(); print(i, time.perf_counter() - t)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     imports, warm_up = map(float, out.stdout.split()[-2:])
     return {"imports_s": imports, "warm_up_s": warm_up}
 
@@ -306,12 +329,11 @@ def gpu_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[str, f
     epoch bound by kernel launches shows a GPU mostly idle and a few µs of wall per kernel."""
     from torch.profiler import ProfilerActivity, profile
 
-    from pipeline.model import Architecture, build_mlp
-
     device = torch.device("cuda")
     x = ((images.reshape(len(images), -1) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
-    split = DeviceSplit(torch.from_numpy(x).to(device),
-                        torch.from_numpy(labels.astype(np.int64)).to(device))  # fmt: skip
+    split = DeviceSplit(
+        torch.from_numpy(x).to(device), torch.from_numpy(labels.astype(np.int64)).to(device)
+    )
     params = Params.model_validate({"variants": {"baseline": {}}})
     spec = run_specs(params, "baseline", [0])[0]
     model = build_mlp(Architecture(784, tuple(HIDDEN), 10)).to(device)
@@ -329,9 +351,15 @@ def gpu_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[str, f
     kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
     busy = sum(e.device_time for e in kernels) / 1e6
     steps = -(-N_SAMPLES // batch)
-    return {"batch": batch, "epoch_s": wall, "gpu_busy_s": busy, "kernels": len(kernels),
-            "steps": steps, "wall_per_kernel_us": 1e6 * wall / max(1, len(kernels)),
-            "gpu_busy_pct": 100 * busy / wall}  # fmt: skip
+    return {
+        "batch": batch,
+        "epoch_s": wall,
+        "gpu_busy_s": busy,
+        "kernels": len(kernels),
+        "steps": steps,
+        "wall_per_kernel_us": 1e6 * wall / max(1, len(kernels)),
+        "gpu_busy_pct": 100 * busy / wall,
+    }
 
 
 def main() -> None:
@@ -340,10 +368,13 @@ def main() -> None:
     cores = os.cpu_count() or 1
     threads = torch.get_num_threads()
     out: dict[str, object] = {
-        "machine": {"cpu_count": cores, "torch_threads": threads,
-                    "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "cpu_count": cores,
+            "torch_threads": threads,
+            "processor": platform.processor() or platform.machine(),
+        },
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
-    }  # fmt: skip
+    }
     print(f"{cores} cores, torch {torch.__version__} with {threads} threads")
 
     square = matmul_rate(2048, 2048, 2048)
@@ -353,8 +384,15 @@ def main() -> None:
     for batch in (128, 512):
         flops, bound = flop_bound(shapes, batch, N_SAMPLES)
         ours, _ = project_epoch(images, labels, batch)
-        rows.append({"batch": batch, "epoch_flops": flops, "flop_bound_s": bound,
-                     "trainer_epoch_s": ours, "trainer_vs_bound": ours / bound})  # fmt: skip
+        rows.append(
+            {
+                "batch": batch,
+                "epoch_flops": flops,
+                "flop_bound_s": bound,
+                "trainer_epoch_s": ours,
+                "trainer_vs_bound": ours / bound,
+            }
+        )
     tutorial = tutorial_epoch(images, labels, 128)
     bf16, _ = project_epoch(images, labels, 512, precision="bfloat16")
     compiled, first = project_epoch(images, labels, 512, compile=True)
@@ -362,12 +400,17 @@ def main() -> None:
     out["epochs"] = rows
     out["tutorial_epoch_s_batch128"] = tutorial
     out["trainer_speedup_vs_tutorial_batch128"] = tutorial / rows[0]["trainer_epoch_s"]
-    out["options_batch512"] = {"float32_s": rows[1]["trainer_epoch_s"], "bfloat16_s": bf16,
-                               "compiled_s": compiled,
-                               "compiled_first_epoch_s": first}  # fmt: skip
+    out["options_batch512"] = {
+        "float32_s": rows[1]["trainer_epoch_s"],
+        "bfloat16_s": bf16,
+        "compiled_s": compiled,
+        "compiled_first_epoch_s": first,
+    }
     if torch.cuda.is_available():
-        out["gpu"] = {"name": torch.cuda.get_device_name(),
-                      "epochs": [gpu_epoch(images, labels, b) for b in (128, 512)]}  # fmt: skip
+        out["gpu"] = {
+            "name": torch.cuda.get_device_name(),
+            "epochs": [gpu_epoch(images, labels, b) for b in (128, 512)],
+        }
     if not only_epochs:
         prepared = study_data()
         out["tracking"] = tracking_costs(prepared)
@@ -385,8 +428,10 @@ def print_table(out: dict, cores: int) -> None:
     rows = out["epochs"]
     print(f"\nmatmul float32 2048³: {out['matmul_gflops_2048']:.1f} GFLOP/s")
     print(f"{'':34}{'batch 128':>12}{'batch 512':>12}")
-    print(f"{'epoch FLOPs (6·weights·60k)':34}" + "".join(f"{r['epoch_flops'] / 1e9:>11.1f}G"
-                                                         for r in rows))  # fmt: skip
+    print(
+        f"{'epoch FLOPs (6·weights·60k)':34}"
+        + "".join(f"{r['epoch_flops'] / 1e9:>11.1f}G" for r in rows)
+    )
     print(f"{'FLOP lower bound, s':34}" + "".join(f"{r['flop_bound_s']:>12.3f}" for r in rows))
     print(f"{'trainer epoch, s':34}" + "".join(f"{r['trainer_epoch_s']:>12.3f}" for r in rows))
     print(f"{'trainer / bound':34}" + "".join(f"{r['trainer_vs_bound']:>12.2f}" for r in rows))

@@ -17,10 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from pipeline.config import load_params  # noqa: E402
-from pipeline.prepare import load_prepared  # noqa: E402
+from pipeline.data import load_prepared  # noqa: E402
+from pipeline.device import DeviceData, resolve_device  # noqa: E402
+from pipeline.loading import load_params  # noqa: E402
 from pipeline.spec import run_specs  # noqa: E402
-from pipeline.trainer import DeviceData, resolve_device, train  # noqa: E402
+from pipeline.trainer import train  # noqa: E402
 
 
 def main() -> None:

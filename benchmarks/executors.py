@@ -32,8 +32,9 @@ EXECUTORS = {
 
 def scratch_copy(dest: Path) -> Path:
     """The repository's tracked files without outputs; params.yaml cut to the grid."""
-    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.splitlines()  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     for name in listed:
         if name.startswith(("reports/", "metrics/", "sweeps/")) or not (ROOT / name).is_file():
             continue
@@ -46,13 +47,11 @@ def scratch_copy(dest: Path) -> Path:
 
 
 def results(folder: Path) -> dict[str, list[dict[str, float]]]:
-    """Every run's summary, timing left out, by variant."""
+    """Every run's summary (results only: timings are kept apart), by variant."""
     out = {}
     for variant in VARIANTS:
         runs = json.loads((folder / "metrics" / variant / "runs.json").read_text())
-        out[variant] = [
-            {k: v for k, v in r["summary"].items() if k != "train_seconds"} for r in runs
-        ]
+        out[variant] = [r["summary"] for r in runs]
     return out
 
 
@@ -65,15 +64,22 @@ def main() -> None:
         for name, args in EXECUTORS.items():
             repo = scratch_copy(Path(tmp) / name.split()[0])
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=repo, env=env,
-                           check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "pipeline", *args],
+                cwd=repo,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             seconds[name] = time.perf_counter() - started
             trained[name] = results(repo)
     first, second = EXECUTORS
     same = trained[first] == trained[second]
     n_runs = sum(len(runs) for runs in trained[first].values())
-    print(f"{n_runs}-run grid ({' × '.join([str(len(VARIANTS)), '3 seeds'])}, default study "
-          f"settings), whole `python -m pipeline study`, {os.cpu_count()} cores:")  # fmt: skip
+    print(
+        f"{n_runs}-run grid ({' × '.join([str(len(VARIANTS)), '3 seeds'])}, default study "
+        f"settings), whole `python -m pipeline study`, {os.cpu_count()} cores:"
+    )
     for name, value in seconds.items():
         print(f"  {name:<28} {value:7.1f} s")
     print(f"  ray / in-process: {seconds[second] / seconds[first]:.2f}")

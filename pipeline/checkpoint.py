@@ -1,9 +1,11 @@
-"""Checkpoints of a training run, so an interrupted stage can continue (`train --resume`).
+"""Checkpoints of a variant's runs, so an interrupted stage can continue (`train --resume`).
 
-A checkpoint holds only tensors, numbers, strings, lists and dicts. It is written with
-`torch.save` to a temporary name and renamed into place, and read back with
-`torch.load(weights_only=True)`, which refuses any other pickled object: a planted file cannot
-run code.
+While a seed trains, its file `checkpoints/<variant>/seed<k>.pt` holds the training state of
+its last checkpoint; once it has finished, its record, until the stage has written its
+outputs and deletes the folder. A checkpoint holds only tensors, numbers, strings, bytes,
+lists and dicts: it is written with `torch.save` to a temporary name and renamed into place,
+and read back with `torch.load(weights_only=True)`, which refuses any other pickled object, so
+a planted file cannot run code.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -51,3 +54,44 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or "fingerprint" not in payload:
         raise DataError(f"{path}: not a checkpoint of this project; delete it")
     return payload
+
+
+class Checkpoints:
+    """The checkpoints of one variant's seeds, and what they must have been made with.
+
+    Opened with `resume`, it reads every seed's checkpoint at once, so a bad or stale one
+    fails before anything trains; without, it deletes any, so a fresh start never mixes with
+    an older, interrupted one.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str, every: int, seeds: list[int], resume: bool):
+        self.folder, self.fingerprint, self.every = folder, fingerprint, every
+        if not resume:
+            self.clear()
+        self.saved = {seed: self._load(seed) for seed in seeds}
+
+    def path(self, seed: int) -> Path:
+        return self.folder / f"seed{seed}.pt"
+
+    def _load(self, seed: int) -> dict[str, Any] | None:
+        if not self.path(seed).is_file():
+            return None
+        payload = load_checkpoint(self.path(seed))
+        if payload["fingerprint"] != self.fingerprint:
+            raise ConfigError(
+                f"{self.path(seed)} was made with other settings than params.yaml now holds; "
+                "train without --resume to start over"
+            )
+        return payload
+
+    def save_progress(self, seed: int, run_id: str, state: dict[str, Any]) -> None:
+        payload = {"fingerprint": self.fingerprint, "run_id": run_id, "done": False}
+        save_checkpoint(self.path(seed), {**payload, "state": state})
+
+    def save_done(self, seed: int, run_id: str, finished: dict[str, Any]) -> None:
+        """`finished`: the run's record, as `RunRecord.to_checkpoint` gives it."""
+        payload = {"fingerprint": self.fingerprint, "run_id": run_id, "done": True}
+        save_checkpoint(self.path(seed), {**payload, "finished": finished})
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The study's configuration: `params.yaml` parsed once into typed, frozen models.
+"""The study's configuration as typed, frozen models (`loading` reads params.yaml into them).
 
 Every model forbids unknown keys, rejects NaN and infinity, and checks ranges, so a typo or a
 bad value stops the program with one line that names the key before anything is trained or
@@ -7,24 +7,26 @@ tracked. Code below this module receives these objects, never dicts of strings.
 
 from __future__ import annotations
 
-import math
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
+from .techniques import SWEPT, TECHNIQUES, Rate
 
 Dataset = Literal["mnist-5k", "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "npz"]
 Optimizer = Literal["sgd", "adam", "adamw"]
 
-Rate = Annotated[float, Field(ge=0.0, lt=1.0)]  # a dropout or noise probability
-Strength = Annotated[float, Field(ge=0.0)]  # a penalty or decay coefficient
 VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-# Labels pydantic adds to an error's location for the members of a union: not keys.
-_UNION_MEMBER = re.compile(r"(constrained-)?(float|int|str|bool)|list\[.*\]|function-.*")
 
 
 class _Frozen(BaseModel):
@@ -98,24 +100,21 @@ class TrainConfig(_Frozen):
         return device
 
 
-class Variant(_Frozen):
-    """One named set of regularization settings. Everything left out is off.
+# A variant's fields: a description, every technique of the registry (off by default), and
+# two modifiers of how the techniques act.
+Variant = create_model(
+    "Variant",
+    __base__=_Frozen,
+    __doc__="""One named set of regularization settings; everything left out is off.
 
-    Penalty in the loss:  λ1·Σ|w| + λ2·Σw²  over the weights of the linear layers
-    (biases too when `penalize_bias`). `weight_decay` is the optimizer's own decay, a different
-    thing: coupled to the gradient for sgd/adam, decoupled for adamw (Loshchilov & Hutter).
-    """
-
-    description: str = ""
-    dropout: Rate | list[Rate] = 0.0  # after each hidden layer; a list gives one rate per layer
-    input_dropout: Rate = 0.0
-    l1: Strength = 0.0
-    l2: Strength = 0.0
-    penalize_bias: bool = False
-    weight_decay: Strength = 0.0
-    optimizer: Optimizer | None = None  # None: train.optimizer
-    max_norm: float | None = Field(None, gt=0.0)  # cap on each unit's incoming weight norm
-    patience: int | None = Field(None, ge=1)  # early stopping on val loss; None: off
+    Its knobs are the techniques of `techniques.TECHNIQUES`, plus `penalize_bias` (penalties,
+    decay touch biases too) and `optimizer` (None: train.optimizer).
+    """,
+    description=(str, ""),
+    **{t.knob: (t.type, t.off) for t in TECHNIQUES},
+    penalize_bias=(bool, False),
+    optimizer=(Optimizer | None, None),
+)
 
 
 class MlflowConfig(_Frozen):
@@ -131,26 +130,9 @@ class ReportConfig(_Frozen):
     baseline: str = "baseline"  # the variant every other one is compared with, seed by seed
 
 
-# How a strength of the sweep becomes a variant; the λ-like ones are drawn on a log axis.
-SWEEP_TECHNIQUES = {
-    "dropout": lambda s: {"dropout": s},
-    "input_dropout": lambda s: {"input_dropout": s},
-    "l1": lambda s: {"l1": s},
-    "l2": lambda s: {"l2": s},
-    "weight_decay": lambda s: {"optimizer": "adamw", "weight_decay": s},
-}
-LOG_SCALE_TECHNIQUES = ("l1", "l2", "weight_decay")
-
-
-class Sweep(_Frozen):
+class _SweepBase(_Frozen):
     """Strength paths (the `sweep` section): per technique, the strengths to train, each for
     every seed, on top of the baseline's settings. Strength 0 is the baseline itself."""
-
-    dropout: list[Rate] = []
-    input_dropout: list[Rate] = []
-    l1: list[Annotated[float, Field(gt=0.0)]] = []
-    l2: list[Annotated[float, Field(gt=0.0)]] = []
-    weight_decay: list[Annotated[float, Field(gt=0.0)]] = []
 
     @field_validator("*")
     @classmethod
@@ -159,21 +141,26 @@ class Sweep(_Frozen):
             raise ValueError("strengths must be distinct")
         return strengths
 
-    def variant(self, technique: str, strength: float) -> Variant:
+    def variant(self, technique: str, strength: float) -> Any:
         """The variant that trains `technique` at `strength` (validated like params.yaml)."""
-        if technique not in SWEEP_TECHNIQUES:
-            known = ", ".join(SWEEP_TECHNIQUES)
+        if technique not in SWEPT:
+            known = ", ".join(SWEPT)
             raise ConfigError(f"unknown sweep technique {technique!r} (known: {known})")
         try:
-            Sweep(**{technique: [strength]})  # the same range as in params.yaml
-            return Variant(**SWEEP_TECHNIQUES[technique](strength))
+            type(self)(**{technique: [strength]})  # the same range as in params.yaml
+            return Variant(**SWEPT[technique].settings(strength))
         except ValidationError as e:
             raise ConfigError(
                 f"sweep strength {strength!r} for {technique}: {e.errors()[0]['msg']}"
             ) from None
 
     def points(self) -> list[tuple[str, float]]:
-        return [(t, s) for t in SWEEP_TECHNIQUES for s in getattr(self, t)]
+        return [(t, s) for t in SWEPT for s in getattr(self, t)]
+
+
+Sweep = create_model(
+    "Sweep", __base__=_SweepBase, **{k: (list[axis.strength], []) for k, axis in SWEPT.items()}
+)
 
 
 class Params(_Frozen):
@@ -212,111 +199,3 @@ class Params(_Frozen):
             known = ", ".join(self.variants)
             raise ConfigError(f"unknown variant {name!r} (params.yaml defines: {known})")
         return self.variants[name]
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML reads YAML 1.1, where `1e-4` is a string; people (and DVC) mean a float."""
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file, with YAML 1.2 floats; a syntax error becomes a ConfigError."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=_Yaml12Loader)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-
-
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line naming the first offending key, what is wrong and the value given."""
-    first = error.errors()[0]
-    parts = [str(p) for p in first["loc"] if not _UNION_MEMBER.fullmatch(str(p))]
-    key = ".".join(parts) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key {key!r}"
-    if first["type"] == "missing":
-        return f"{source}: {key}: required but missing"
-    value = first.get("input")
-    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-    if isinstance(value, float) and not math.isfinite(value):
-        message = "must be a finite number"
-    return f"{source}: {key}: {message}{shown}"
-
-
-def parse_params(raw: Any, source: str = "params.yaml") -> Params:
-    """Validate an already-parsed mapping into Params, or raise a one-line ConfigError."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(describe_validation_error(e, source)) from None
-
-
-def load_params(path: Path) -> Params:
-    """Read and validate `params.yaml`."""
-    return parse_params(read_yaml(path), source=path.name)
-
-
-# --- overrides (`train --KEY VALUE`, `mlflow run -P KEY=VALUE`) -------------------------------
-
-VARIANT_KNOBS = (
-    "dropout", "input_dropout", "l1", "l2", "penalize_bias", "weight_decay", "optimizer",
-    "max_norm", "patience",
-)  # fmt: skip
-TRAIN_KNOBS = (
-    "lr", "epochs", "batch_size", "momentum", "device", "precision", "compile", "parallel",
-    "threads",
-)  # fmt: skip
-OVERRIDABLE = (*VARIANT_KNOBS, *TRAIN_KNOBS, "seed")
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value read as YAML 1.2: `0.5`, `1e-4`, `[0.2, 0.5]`, `true`, `adamw`."""
-    try:
-        return yaml.load(text, Loader=_Yaml12Loader)
-    except yaml.YAMLError:
-        return text
-
-
-def with_overrides(params: Params, variant: str, overrides: dict[str, str]) -> Params:
-    """`params` with knobs of `variant` (and shared training knobs) replaced, re-validated.
-
-    Variant knobs change only that variant; `seed` trains that one seed. `params.yaml` itself
-    is never edited.
-    """
-    params.variant(variant)
-    raw = params.model_dump()
-    for key, text in overrides.items():
-        value = parse_value(text)
-        if key in VARIANT_KNOBS:
-            raw["variants"][variant][key] = value
-        elif key in TRAIN_KNOBS:
-            raw["train"][key] = value
-        elif key == "seed":
-            raw["train"]["seeds"] = [value]
-        else:
-            raise ConfigError(f"unknown override {key!r} (known: {', '.join(OVERRIDABLE)})")
-    return parse_params(raw, source="override")

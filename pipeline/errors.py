@@ -23,5 +23,9 @@ class TrainingDiverged(RuntimeError):
         return (TrainingDiverged, (self.epoch, self.reason))
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training was asked to stop (a held Ctrl-C or SIGTERM): it ends as Ctrl-C does."""
+
+
 class StudyIncomplete(RuntimeError):
     """Runs of a study did not finish (their tasks failed); names them."""

@@ -1,4 +1,5 @@
-"""Where the study reads and writes, relative to one project root. Nothing happens at import."""
+"""Every path the study reads or writes, relative to one project root. Nothing happens at
+import."""
 
 from __future__ import annotations
 
@@ -23,23 +24,45 @@ def tracking_root() -> Path:
 
 @dataclass(frozen=True)
 class Layout:
-    """The study's files under a root. Stage outputs are the folders DVC tracks."""
+    """The study's files under a root.
+
+    DVC hashes the stage outputs (`data/prepared/`, `models/`, `metrics/`, `sweeps/`), so
+    they hold results only: the same bytes whenever the same settings are trained again on the
+    same machine. What differs from one repetition to the next (MLflow run ids, seconds per
+    epoch) goes to `logs/`, which nothing hashes.
+    """
 
     root: Path
 
+    # --- prepare ---
     @property
     def prepared(self) -> Path:
         return self.root / "data" / "prepared"
 
+    # --- train: one folder per variant in models/ and in metrics/ ---
     def models(self, variant: str) -> Path:
         return self.root / "models" / variant
 
-    def checkpoints(self, variant: str) -> Path:
-        return self.root / "checkpoints" / variant
+    def model_folder(self, variant: str, seed: int) -> Path:
+        """A seed's kept weights: `model.safetensors` and `architecture.json`."""
+        return self.models(variant) / f"seed{seed}"
 
     def metrics(self, variant: str) -> Path:
         return self.root / "metrics" / variant
 
+    def checkpoints(self, variant: str) -> Path:
+        return self.root / "checkpoints" / variant
+
+    def run_log(self, variant: str) -> Path:
+        """The MLflow run and the seconds of each run of a variant (not hashed)."""
+        return self.root / "logs" / "train" / f"{variant}.json"
+
+    @property
+    def staging_prefix(self) -> str:
+        """Temporary folders in the root in which a variant's outputs are put together."""
+        return ".train-"
+
+    # --- strength paths ---
     @property
     def sweeps(self) -> Path:
         return self.root / "sweeps"
@@ -47,14 +70,34 @@ class Layout:
     def sweep_point(self, technique: str, strength: float, seed: int) -> Path:
         return self.sweeps / technique / f"{strength:g}-seed{seed}.json"
 
-    @property
-    def sweep_reports(self) -> Path:
-        return self.root / "reports" / "sweep"
+    def sweep_log(self, point: Path) -> Path:
+        """The MLflow run and the seconds of the sweep point written to `point` (not hashed):
+        under `logs/sweeps/` for a point under `sweeps/`, else beside it."""
+        point = point.absolute()
+        if point.is_relative_to(self.sweeps.absolute()):
+            return self.root / "logs" / "sweeps" / point.relative_to(self.sweeps.absolute())
+        return point.with_name(f"{point.stem}.log.json")
 
+    # --- reports ---
     @property
     def reports(self) -> Path:
         return self.root / "reports"
 
     @property
+    def gap_report(self) -> Path:
+        return self.reports / "gap_report.md"
+
+    @property
+    def summary(self) -> Path:
+        return self.reports / "summary.json"
+
+    @property
     def figures(self) -> Path:
         return self.reports / "figures"
+
+    @property
+    def sweep_reports(self) -> Path:
+        return self.reports / "sweep"
+
+    def compare(self, by: str) -> Path:
+        return self.reports / "compare" / by

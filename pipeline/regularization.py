@@ -1,6 +1,17 @@
-"""Penalties, weight decay and max-norm: which parameters each touches, and how.
+"""The arithmetic of the techniques that act in training: the objective (label smoothing,
+penalties), weight decay and max-norm; which parameters each touches, and how. (Dropout acts
+in the network, see `model`; early stopping in the trainer's loop.)
 
-The penalty added to the data loss (mean cross-entropy over the mini-batch) is
+The training objective of a mini-batch is
+
+    objective = cross-entropy against the targets, smoothed when label_smoothing ε > 0
+                + penalty
+
+Label smoothing (Szegedy et al. 2016) trains against targets that put 1 − ε + ε/C on the true
+class and ε/C on each of the C − 1 others. Like a penalty it changes what is minimised, not
+what is measured: the *data loss* of every definition stays the plain cross-entropy.
+
+The penalty added to the loss is
 
     penalty = λ1·Σ|w| + λ2·Σw²
 
@@ -16,10 +27,30 @@ Optimizer weight decay is kept apart from the penalty. It acts on the same param
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .model import linear_layers
+
+
+def training_objective(
+    logits: torch.Tensor, target: torch.Tensor, variant: Any, penalised: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective to minimise, data loss) of one mini-batch: logits (B, C), target (B,).
+
+    The data loss is the mean plain cross-entropy; the objective adds the variant's label
+    smoothing and penalty to it, and is the data loss itself when both are off.
+    """
+    data_loss = F.cross_entropy(logits, target)
+    objective = data_loss
+    if variant.label_smoothing > 0:
+        objective = F.cross_entropy(logits, target, label_smoothing=variant.label_smoothing)
+    if variant.l1 > 0 or variant.l2 > 0:
+        objective = objective + penalty(penalised, variant.l1, variant.l2)
+    return objective, data_loss
 
 
 def penalised_parameters(model: nn.Module, include_bias: bool) -> list[torch.Tensor]:
@@ -67,13 +98,6 @@ def make_optimizer(
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     raise ValueError(f"unknown optimizer {name!r}")
-
-
-def weight_decay_kind(optimizer: str, weight_decay: float) -> str:
-    """How a variant's weight decay acts, for tables and tags."""
-    if weight_decay == 0:
-        return "none"
-    return "decoupled" if optimizer == "adamw" else "coupled"
 
 
 @torch.no_grad()

@@ -1,10 +1,15 @@
-"""Holding Ctrl-C and SIGTERM while code that must not be cut in two runs.
+"""Every handler of Ctrl-C (SIGINT) and SIGTERM: the command line's, a forked worker's, and
+the hold over code that must not be cut in two.
+
+The command line turns SIGTERM into an interrupt like Ctrl-C (`cli_handles_sigterm`), so both
+end open runs KILLED and exit 143 / 130. A forked worker stops once and then ignores both, so
+its clean-up is not cut short by the signal its parent forwards (`become_worker`).
 
 A KeyboardInterrupt can surface at any bytecode. Inside an MLflow call (creating a run, a
 store transaction, ending a run while its queued metrics drain) it leaves the run RUNNING
 with nobody to end it, or the store mid-write. So while a run is open the signals are held:
-a handler of our own records them, training stops at its next safe point
-(`stop_if_signalled`, between mini-batches), and the run is ended KILLED before the signal
+a handler of our own records them, training stops at its next safe point (the trainer asks
+`stop_requested` before every mini-batch), and the run is ended KILLED before the signal
 goes on to its usual handler.
 
 A signal mask does not do this in Python: it holds a signal only in the calling thread, and
@@ -15,7 +20,10 @@ handlers run in the main thread whoever received the signal, hence a recording h
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,8 +85,77 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(s)
 
 
+def stop_requested() -> bool:
+    """Whether a held signal is waiting: work should stop at its next safe point. The signal
+    itself still reaches its usual handler when its hold ends."""
+    return any(_holds)
+
+
 def stop_if_signalled() -> None:
-    """A point where work may stop: raise KeyboardInterrupt if a held signal is waiting. The
-    signal itself still reaches its usual handler when its hold ends."""
-    if any(_holds):
+    """A point where work may stop: raise KeyboardInterrupt if a held signal is waiting."""
+    if stop_requested():
         raise KeyboardInterrupt
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: runs end KILLED and no output is left half-written."""
+
+
+_terminated = False  # set by SIGTERM: Ray's waits re-raise any interrupt as KeyboardInterrupt
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise Terminated()
+
+
+def cli_handles_sigterm() -> None:
+    """SIGTERM raises `Terminated`, a KeyboardInterrupt, in the main thread."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupt_name(error: KeyboardInterrupt) -> tuple[str, int]:
+    """Which signal stopped the command, and the exit code that says so (128 + its number)."""
+    if isinstance(error, Terminated) or _terminated:
+        return "SIGTERM", 143
+    return "SIGINT", 130
+
+
+@contextmanager
+def sigterm_handler_kept() -> Iterator[None]:
+    """The block may replace the SIGTERM handler (ray.init installs one that exits at once);
+    the command's own, which ends open runs KILLED first, is put back afterwards."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+
+
+# --- forked workers --------------------------------------------------------------------------
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM: one KeyboardInterrupt, so the job ends its MLflow run KILLED; later
+    signals (the parent forwards SIGTERM) must not interrupt that clean-up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def become_worker(parent: int) -> None:
+    """In a forked worker: stop once on Ctrl-C or SIGTERM; and, on Linux, have the kernel send
+    SIGTERM when the parent dies (SIGKILL, the out-of-memory killer), so an orphan ends its run
+    KILLED rather than training on unseen."""
+    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,19 +1,22 @@
-"""One run of the study: a variant's settings resolved against the shared ones, for one seed."""
+"""One run of the study: a variant's settings resolved against the shared ones, for one seed;
+and the lists of runs a study, a variant or a strength path is made of."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from .config import ModelConfig, Params, TrainConfig, Variant
-from .regularization import weight_decay_kind
+from . import techniques
+from .config import ModelConfig, Params, TrainConfig
+from .model import Architecture
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything `train` needs besides the data. Independent of every other run."""
+    """Everything a run needs besides the data. Independent of every other run."""
 
     variant_name: str
-    variant: Variant
+    variant: Any  # config.Variant
     model: ModelConfig
     train: TrainConfig
     seed: int
@@ -33,9 +36,23 @@ class RunSpec:
     def run_name(self) -> str:
         return f"{self.variant_name}-seed{self.seed}"
 
+    @property
+    def label(self) -> str:
+        """What the variant switches on, in the report's words."""
+        return techniques.label(self)
+
+    def architecture(self, n_inputs: int, n_classes: int) -> Architecture:
+        return Architecture(
+            n_inputs=n_inputs,
+            hidden_sizes=tuple(self.model.hidden_sizes),
+            n_classes=n_classes,
+            activation=self.model.activation,
+            dropout=self.dropout_rates,
+            input_dropout=self.variant.input_dropout,
+        )
+
     def hyperparameters(self) -> dict[str, object]:
         """Every resolved hyperparameter, under the same names in every run."""
-        v = self.variant
         return {
             "variant": self.variant_name,
             "seed": self.seed,
@@ -48,15 +65,7 @@ class RunSpec:
             "momentum": self.train.momentum if self.optimizer == "sgd" else 0.0,
             "precision": self.train.precision,
             "compile": self.train.compile,
-            "dropout": list(self.dropout_rates),
-            "input_dropout": v.input_dropout,
-            "l1": v.l1,
-            "l2": v.l2,
-            "penalize_bias": v.penalize_bias,
-            "weight_decay": v.weight_decay,
-            "weight_decay_kind": weight_decay_kind(self.optimizer, v.weight_decay),
-            "max_norm": v.max_norm if v.max_norm is not None else 0.0,
-            "patience": v.patience if v.patience is not None else 0,
+            **techniques.logged(self),
         }
 
 

@@ -14,11 +14,13 @@ import functools
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError
 from .paths import tracking_root
 from .signals import signals_held, stop_if_signalled
 
@@ -141,16 +143,17 @@ def tracked_run(
         run_id = launcher
     # Ctrl-C and SIGTERM are held from before the run is created until it has ended: a
     # KeyboardInterrupt inside an MLflow call would leave the run RUNNING. The body stops at
-    # its next `stop_if_signalled` (training checks between mini-batches); once the run has
-    # ended, a held signal goes on to its usual handler.
+    # its next safe point (training asks `stop_requested` between mini-batches); once the run
+    # has ended, a held signal goes on to its usual handler.
     with signals_held():
         if launcher is not None and not join and resume_run_id is None:
             client = mlflow.MlflowClient()
             parent = client.get_run(launcher)
             child = client.create_run(
-                parent.info.experiment_id, run_name=run_name,
+                parent.info.experiment_id,
+                run_name=run_name,
                 tags={"mlflow.parentRunId": launcher},
-            )  # fmt: skip
+            )
             run_id = child.info.run_id
         run = mlflow.start_run(
             run_id=run_id,
@@ -198,3 +201,64 @@ def _param_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_param_value(v) for v in value) + "]"
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def finished_runs(experiment: str) -> list[Any]:
+    """Every FINISHED run of `experiment`, all pages of the search."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise DataError(f"no MLflow experiment {experiment!r} in {tracking_uri()}")
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [exp.experiment_id],
+            "attributes.status = 'FINISHED'",
+            max_results=1000,
+            page_token=token,
+        )
+        runs += page
+        token = page.token
+        if not token:
+            return runs
+
+
+def close_orphans(experiment: str, tag: str, value: str, status: str, failure: str) -> None:
+    """End the runs tagged `tag=value` that are still RUNNING: their worker died without
+    ending them. Tags each with `failure`."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    for run in client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.{tag} = '{value}' and attributes.status = 'RUNNING'",
+    ):
+        client.set_tag(run.info.run_id, "failure", failure)
+        client.set_terminated(run.info.run_id, status)
+
+
+def next_steps(report: Path) -> str:
+    """Where the report is, and how to open the MLflow UI on this store."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        ui_hint = f"MLflow UI: open {uri} (the tracking server serves it)"
+    else:
+        ui_hint = (
+            f"MLflow UI: python -m pipeline ui  (or: make ui; mlflow ui --backend-store-uri "
+            f"{uri} --host 127.0.0.1), then open http://127.0.0.1:5000"
+        )
+    return f"\nReport: {report}\n{ui_hint}"
+
+
+def serve_ui(host: str, port: int) -> int:
+    """Run the MLflow UI against this store until it ends (Ctrl-C: 130)."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri()]
+    try:
+        return subprocess.call([*command, "--host", host, "--port", str(port)])
+    except KeyboardInterrupt:
+        return 130

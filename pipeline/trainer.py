@@ -1,4 +1,4 @@
-"""The training loop: `train(spec, data) -> RunResult`. No files, no MLflow.
+"""The training loop: `train(spec, data) -> TrainResult`. No files, no MLflow.
 
 Speed: the splits live on the training device for the whole run; a mini-batch is an index
 slice of a shuffled permutation (no DataLoader, no per-sample Python). Metrics are summed on
@@ -19,70 +19,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Variant
-from .errors import ConfigError, TrainingDiverged
+from .device import DeviceData, DeviceSplit
+from .errors import Interrupted, TrainingDiverged
 from .model import Architecture, build_mlp
-from .prepare import Prepared, Split
 from .regularization import (
     apply_max_norm,
     make_optimizer,
     penalised_parameters,
     penalty,
+    training_objective,
     weight_statistics,
 )
-from .signals import stop_if_signalled
 from .spec import RunSpec
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
 
 
-def resolve_device(requested: str) -> torch.device:
-    """`auto` picks CUDA when there is one, else the CPU; an explicit choice must exist."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {requested!r} but torch sees no CUDA device")
-    return device
-
-
-@dataclass(frozen=True)
-class DeviceSplit:
-    x: torch.Tensor  # (N, D) float32 on the device
-    y: torch.Tensor  # (N,) int64 on the device
-
-    @classmethod
-    def of(cls, split: Split, device: torch.device) -> DeviceSplit:
-        return cls(torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device))
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-@dataclass(frozen=True)
-class DeviceData:
-    """The prepared splits, moved once onto the training device."""
-
-    train: DeviceSplit
-    val: DeviceSplit
-    test: DeviceSplit
-    n_features: int
-    n_classes: int
-
-    @classmethod
-    def of(cls, prepared: Prepared, device: torch.device) -> DeviceData:
-        return cls(
-            DeviceSplit.of(prepared.train, device),
-            DeviceSplit.of(prepared.val, device),
-            DeviceSplit.of(prepared.test, device),
-            prepared.n_features,
-            prepared.n_classes,
-        )
+def never() -> bool:
+    return False
 
 
 @dataclass
-class RunResult:
-    """What one run produced: its history, its best weights and their test score."""
+class TrainResult:
+    """What one training produced: its history, its best weights and their test score."""
 
     architecture: Architecture
     model: nn.Module  # holds the best epoch's weights
@@ -146,40 +105,30 @@ def evaluate(net: nn.Module | Compute, split: DeviceSplit) -> tuple[torch.Tensor
     return loss_sum / len(split), correct / len(split)
 
 
-def architecture_of(spec: RunSpec, data: DeviceData) -> Architecture:
-    return Architecture(
-        n_inputs=data.n_features,
-        hidden_sizes=tuple(spec.model.hidden_sizes),
-        n_classes=data.n_classes,
-        activation=spec.model.activation,
-        dropout=spec.dropout_rates,
-        input_dropout=spec.variant.input_dropout,
-    )
-
-
 def train_one_epoch(
     net: nn.Module | Compute,
     optimizer: torch.optim.Optimizer,
     split: DeviceSplit,
     batch: int,
     shuffle: torch.Generator,
-    variant: Variant,
+    variant: Any,
     penalised: list[torch.Tensor],
+    should_stop: Callable[[], bool] = never,
 ) -> torch.Tensor:
     """One pass over `split` in shuffled mini-batches; returns the summed data loss (0-d, on
-    the device), so the caller reads it once."""
+    the device), so the caller reads it once. Stops with `Interrupted` before a mini-batch
+    once `should_stop()` says so."""
     net = net if isinstance(net, Compute) else Compute.of(net)
     model = net.model
     model.train()
-    regularised = variant.l1 > 0 or variant.l2 > 0
     running = split.x.new_zeros(())
     order = torch.randperm(len(split), generator=shuffle, device=split.x.device)
     for start in range(0, len(split), batch):
-        stop_if_signalled()  # Ctrl-C held while an MLflow run is open stops here
+        if should_stop():
+            raise Interrupted
         idx = order[start : start + batch]
         logits = net(split.x[idx]).float()  # (B, C)
-        data_loss = F.cross_entropy(logits, split.y[idx])
-        loss = data_loss + penalty(penalised, variant.l1, variant.l2) if regularised else data_loss
+        loss, data_loss = training_objective(logits, split.y[idx], variant, penalised)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -212,7 +161,8 @@ def train(
     resume: dict[str, Any] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_every: int = 0,
-) -> RunResult:
+    should_stop: Callable[[], bool] = never,
+) -> TrainResult:
     """Train one (variant, seed) and evaluate its best epoch once on the test split.
 
     The seed drives initialisation, shuffling and dropout masks; the split is fixed beforehand.
@@ -222,11 +172,13 @@ def train(
     Every `checkpoint_every` epochs, `on_checkpoint` receives the full training state (weights,
     optimizer, RNG states, history, best so far): plain tensors and numbers, loadable with
     `torch.load(weights_only=True)`. Passing it back as `resume` continues bit for bit.
+    `should_stop` is asked before every mini-batch; once it says so, training ends with
+    `Interrupted`.
     """
-    device = data.train.x.device
+    device = data.device
     torch.manual_seed(spec.seed)  # initialisation and dropout masks
     shuffle = torch.Generator(device=device).manual_seed(spec.seed)
-    arch = architecture_of(spec, data)
+    arch = spec.architecture(data.n_features, data.n_classes)
     model = build_mlp(arch).to(device)
     net = Compute.of(model, spec.train.precision, spec.train.compile)
     v = spec.variant
@@ -250,7 +202,9 @@ def train(
         first_epoch = len(history) + 1
     for epoch in range(first_epoch, spec.train.epochs + 1):
         started = time.perf_counter()
-        running = train_one_epoch(net, optimizer, data.train, batch, shuffle, v, penalised)
+        running = train_one_epoch(
+            net, optimizer, data.train, batch, shuffle, v, penalised, should_stop
+        )
 
         train_loss, train_acc = evaluate(net, data.train)
         val_loss, val_acc = evaluate(net, data.val)
@@ -310,4 +264,4 @@ def train(
         **weight_statistics(model),
         "train_seconds": float(np.sum([r["epoch_seconds"] for r in history])),
     }
-    return RunResult(arch, model, history, summary, stopped_early, str(device))
+    return TrainResult(arch, model, history, summary, stopped_early, str(device))

@@ -11,11 +11,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+
+from pipeline.techniques import SWEPT
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the environment's python, dvc and mlflow
@@ -40,8 +43,8 @@ TINY_PARAMS = {
     },
     "mlflow": {"experiment": "tiny-study", "log_model": True},
     "report": {"baseline": "baseline"},
-    # sweep/dvc.yaml reads every technique's list; empty: no strength paths in these tests
-    "sweep": {"dropout": [], "input_dropout": [], "l1": [], "l2": [], "weight_decay": []},
+    # sweep-stages/dvc.yaml reads every technique's list; empty: no strength paths in these tests
+    "sweep": {technique: [] for technique in SWEPT},
 }
 
 
@@ -119,8 +122,11 @@ def get_json(url: str, payload: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def wait_for_health(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
-    """Poll an MLflow server's /health until it answers; fail if it dies or never does."""
+def wait_for_health(
+    url: str, process: subprocess.Popen, seconds: float = 90, log: Path | None = None
+) -> None:
+    """Poll an MLflow server's /health until it answers; fail if it dies or never does,
+    with the tail of its `log`."""
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -128,8 +134,30 @@ def wait_for_health(url: str, process: subprocess.Popen, seconds: float = 90) ->
             return
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"no MLflow server came up at {url}") from None
+                tail = "\n".join(log.read_text().splitlines()[-30:]) if log else ""
+                raise RuntimeError(f"no MLflow server came up at {url}\n{tail}") from None
             time.sleep(0.5)
+
+
+@contextmanager
+def mlflow_server(backend: str, artifacts: Path, seconds: float = 90) -> Iterator[str]:
+    """`mlflow server` on a free loopback port, with `backend` as its store and serving the
+    artifacts it keeps in `artifacts`: its URL once /health answers. Its output goes to a log
+    beside the artifacts, which a failure to start shows."""
+    port = free_port()
+    log = artifacts.with_name(f"{artifacts.name}-server.log")
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", backend, "--serve-artifacts"]
+    command += ["--artifacts-destination", str(artifacts), "--workers", "1"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, env=command_env(), stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, process, seconds, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.fixture

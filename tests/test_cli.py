@@ -89,8 +89,9 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("case", "edits", "args", "needle"), BAD_INPUT,
-                         ids=[c[0] for c in BAD_INPUT])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "edits", "args", "needle"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT]
+)
 def test_bad_input_fails_before_anything_runs(
     tmp_path: Path, case: str, edits: dict, args: list[str], needle: str
 ) -> None:
@@ -98,8 +99,9 @@ def test_bad_input_fails_before_anything_runs(
     for key, value in edits.items():
         params = edited_dict(params, key, value)
     write_params(tmp_path, params)
-    result = make_runner(tmp_path)(PY, "-m", "pipeline", "train", "--variant", "l2", *args,
-                                   check=False, PYTHONPATH=str(REPO))  # fmt: skip
+    result = make_runner(tmp_path)(
+        PY, "-m", "pipeline", "train", "--variant", "l2", *args, check=False, PYTHONPATH=str(REPO)
+    )
     assert_clean_failure(result, needle)
     assert_nothing_written(tmp_path)
     assert not (tmp_path / "data").exists()
@@ -154,16 +156,18 @@ def test_bad_npz_contents(tmp_path: Path, arrays: dict, needle: str) -> None:
     params = edited("data.dataset", "npz")
     params["data"]["path"] = "mine.npz"
     write_params(tmp_path, params)
-    result = make_runner(tmp_path)(PY, "-m", "pipeline", "prepare", check=False,
-                                   PYTHONPATH=str(REPO))  # fmt: skip
+    result = make_runner(tmp_path)(
+        PY, "-m", "pipeline", "prepare", check=False, PYTHONPATH=str(REPO)
+    )
     assert_clean_failure(result, "mine.npz", needle)
     assert not (tmp_path / "data").exists()
 
 
 def test_split_that_leaves_val_empty(tmp_path: Path) -> None:
     write_params(tmp_path, edited("data.val_fraction", 0.0001))
-    result = make_runner(tmp_path)(PY, "-m", "pipeline", "prepare", check=False,
-                                   PYTHONPATH=str(REPO))  # fmt: skip
+    result = make_runner(tmp_path)(
+        PY, "-m", "pipeline", "prepare", check=False, PYTHONPATH=str(REPO)
+    )
     assert_clean_failure(result, "the val split is empty")
     assert not (tmp_path / "data").exists()
 

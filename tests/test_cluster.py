@@ -2,21 +2,30 @@
 
 Real components on loopback: Debian's PostgreSQL (set up by scripts/postgres-up, which
 .ci/run also calls), `mlflow server` with a database of this module's own and served
-artifacts, a Ray head started with `ray start --head` (2 CPUs), and a local Ray instance.
+artifacts, a Ray head started with `ray start --head --block` (2 CPUs; ports, temp dir
+and token of its own), and a local Ray instance.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
+import secrets
+import shlex
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,11 +36,10 @@ from .conftest import (
     REPO,
     TINY_PARAMS,
     command_env,
-    free_port,
     get_json,
     make_runner,
+    mlflow_server,
     scratch_repo,
-    wait_for_health,
 )
 
 pytestmark = pytest.mark.e2e
@@ -54,8 +62,9 @@ RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
     """A fresh database on the local PostgreSQL, dropped afterwards: its SQLAlchemy URI."""
-    done = subprocess.run([str(REPO / "scripts" / "postgres-up")], capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [str(REPO / "scripts" / "postgres-up")], capture_output=True, text=True, check=True
+    )
     project_uri = done.stdout.strip().splitlines()[-1]
     name = f"test_{uuid.uuid4().hex[:12]}"
     psql = ["psql", project_uri, "-v", "ON_ERROR_STOP=1", "-qc"]
@@ -71,45 +80,204 @@ def postgres_server(
     postgres_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """`mlflow server` on a free loopback port: PostgreSQL store, artifacts it serves."""
-    port = free_port()
     artifacts = tmp_path_factory.mktemp("served-artifacts")
-    process = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", postgres_database, "--serve-artifacts",
-         "--artifacts-destination", str(artifacts), "--workers", "1"],
-        env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, process, seconds=180)  # the first start migrates the schema
+    # The first start migrates the schema: more time.
+    with mlflow_server(postgres_database, artifacts, seconds=180) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class RayHead:
+    """A Ray head of this module's own: its GCS address, and the environment a driver needs
+    to join it (RAY_ENV and the head's token)."""
+
+    address: str
+    env: dict[str, str]
+
+
+# Every port `ray start --head` would otherwise take at a fixed default (6379, 8265, 52365,
+# 10001) or choose itself: each gets a free one, so the head cannot collide with another
+# Ray instance on the machine.
+HEAD_PORT_FLAGS = (
+    "--port",  # the GCS
+    "--dashboard-port",  # `--include-dashboard false` still starts a minimal dashboard
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--metrics-export-port",
+    "--node-manager-port",
+    "--object-manager-port",
+    "--runtime-env-agent-port",
+    # Ray starts its client server (at 10001 by default) only where ray[client] (grpcio)
+    # is installed, and refuses the flag where it is not.
+    *(["--ray-client-server-port"] if importlib.util.find_spec("grpc") else []),
+)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports, free on every interface (held open together while chosen,
+    so none comes twice)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 @pytest.fixture(scope="module")
-def ray_head() -> Iterator[str]:
-    """`ray start --head` with 2 CPUs; its GCS address."""
-    port = free_port()
-    env = command_env(**RAY_ENV)
-    subprocess.run(
-        [str(BIN / "ray"), "start", "--head", "--port", str(port), "--num-cpus", "2",
-         "--include-dashboard", "false", "--disable-usage-stats"],
-        env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+def ray_head() -> Iterator[RayHead]:
+    """`ray start --head --block` with 2 CPUs, in a session of its own, with its own ports,
+    temp dir and token; stopped by signalling its process group, never by `ray stop`
+    (which stops every Ray instance on the machine)."""
+    ports = dict(zip(HEAD_PORT_FLAGS, free_ports(len(HEAD_PORT_FLAGS)), strict=True))
+    # In /tmp, not pytest's tmp_path: Ray puts Unix sockets under it, and their paths must
+    # stay under 108 characters.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-head-", dir="/tmp"))
+    env = {**RAY_ENV, "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # Without draining on SIGTERM: the GCS gets the same SIGTERM, and the head's drain request
+    # to it would wait out its 30 s timeout.
+    head_env = {**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        *(str(arg) for flag, port in ports.items() for arg in (flag, port)),
+        # 0 and 0: each worker binds a port the kernel picks, not one of 10002-19999.
+        "--min-worker-port",
+        "0",
+        "--max-worker-port",
+        "0",
+        "--temp-dir",
+        str(temp_dir),
+        "--num-cpus",
+        "2",
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+        "--log-style",
+        "record",
+    ]
+    output = temp_dir / "ray-start.out"
+    with output.open("wb") as out:
+        head = subprocess.Popen(
+            command,
+            env=command_env(**head_env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    address = f"127.0.0.1:{ports['--port']}"
+    ready = False
     try:
-        yield f"127.0.0.1:{port}"
+        wait_for_head(head, address, env, command, output, temp_dir, seconds=240)
+        ready = True
+        yield RayHead(address, env)
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True,
-                       timeout=120)  # fmt: skip
+        stop_session(head)
+        if ready:  # else the failure names the directory, for its logs
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def wait_for_head(
+    head: subprocess.Popen,
+    address: str,
+    env: dict[str, str],
+    command: list[str],
+    output: Path,
+    temp_dir: Path,
+    seconds: float,
+) -> None:
+    """Until the GCS accepts connections and `ray status` (authenticated) lists the head's
+    node; fail with Ray's output and logs if the head exits or is not ready in time."""
+    deadline = time.monotonic() + seconds
+    host, port = address.rsplit(":", 1)
+    status = None
+    while True:
+        if head.poll() is not None:
+            why = f"`ray start --head` exited {head.returncode}"
+            break
+        if time.monotonic() > deadline:
+            why = f"the Ray head was not ready at {address} after {seconds:.0f} s"
+            break
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+        except OSError:
+            time.sleep(0.5)
+            continue
+        try:
+            status = subprocess.run(
+                [str(BIN / "ray"), "status", "--address", address],
+                env=command_env(**env),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            continue
+        if status.returncode == 0 and " node_" in status.stdout:  # under "Active:"
+            return
+        time.sleep(1)
+    last_status = ""
+    if status is not None:
+        last_status = (
+            f"\n--- `ray status`, exit {status.returncode}\n{status.stdout}{status.stderr}"
+        )
+    pytest.fail(
+        f"{why}\n$ {shlex.join(command)}\n--- its output\n"
+        f"{output.read_text(errors='replace')}{last_status}\n"
+        f"--- the ends of its logs under {temp_dir}\n{log_tails(temp_dir)}",
+        pytrace=False,
+    )
+
+
+def log_tails(temp_dir: Path, lines: int = 25) -> str:
+    """The last lines of every log file of the Ray sessions under `temp_dir`."""
+    parts = []
+    for log in sorted(temp_dir.glob("session_*/logs/*")):
+        if log.parent.parent.is_symlink() or not log.is_file() or not log.stat().st_size:
+            continue  # session_latest is a link to the session itself
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"-- {log.relative_to(temp_dir)}\n" + "\n".join(tail))
+    return "\n".join(parts) or "(none)"
+
+
+def stop_session(leader: subprocess.Popen, grace: float = 60) -> None:
+    """Stop the session `leader` leads: SIGTERM to its process group, then, once the session
+    is empty or after `grace` seconds, SIGKILL to whatever is left in it (Ray's workers have
+    process groups of their own in the session). Returns once the leader is reaped."""
+    with suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while session_members(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in session_members(leader.pid):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    leader.wait(timeout=60)
+
+
+def session_members(session: int) -> list[int]:
+    """The live (not zombie) processes of a session, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 3 and fields[0] != "Z" and int(fields[3]) == session:
+            found.append(int(entry.name))
+    return found
 
 
 def server_runs(url: str, experiment: str) -> tuple[str, list[dict]]:
     api = f"{url}/api/2.0/mlflow"
     exp = get_json(f"{api}/experiments/get-by-name?experiment_name={experiment}")["experiment"]
-    found = get_json(f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]],
-                                            "max_results": 1000})["runs"]  # fmt: skip
+    found = get_json(
+        f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000}
+    )["runs"]
     return exp["experiment_id"], found
 
 
@@ -131,12 +299,24 @@ def most_at_once(intervals: list[tuple[int, int]]) -> int:
 
 
 def test_ray_cluster_runs_the_grid_into_the_shared_server(
-    tmp_path: Path, postgres_server: str, ray_head: str
+    tmp_path: Path, postgres_server: str, ray_head: RayHead
 ) -> None:
     repo = scratch_repo(tmp_path / "repo", GRID_PARAMS)
     run = make_runner(repo)
-    done = run(PY, "-m", "pipeline", "study", "--executor", "ray", "--address", ray_head,
-               "--cpus-per-run", "0.5", MLFLOW_TRACKING_URI=postgres_server, **RAY_ENV)  # fmt: skip
+    done = run(
+        PY,
+        "-m",
+        "pipeline",
+        "study",
+        "--executor",
+        "ray",
+        "--address",
+        ray_head.address,
+        "--cpus-per-run",
+        "0.5",
+        MLFLOW_TRACKING_URI=postgres_server,
+        **ray_head.env,
+    )
     assert "[4/4]" in done.stderr
     assert not (repo / "mlflow.db").exists() and not (repo / "mlruns").exists()
 
@@ -152,13 +332,16 @@ def test_ray_cluster_runs_the_grid_into_the_shared_server(
         tags = tags_of(r)
         assert tags["executor"] == "ray" and tags["worker_pid"] and tags["ray_node"]
         for key in ("train_loss", "val_loss", "loss_gap"):
-            history = get_json(f"{api}/metrics/get-history?run_id={info['run_id']}"
-                               f"&metric_key={key}&max_results=10000")["metrics"]  # fmt: skip
+            history = get_json(
+                f"{api}/metrics/get-history?run_id={info['run_id']}"
+                f"&metric_key={key}&max_results=10000"
+            )["metrics"]
             assert sorted(m["step"] for m in history) == list(range(1, epochs + 1)), key
         files = get_json(f"{api}/artifacts/list?run_id={info['run_id']}&path=weights")["files"]
         assert {Path(f["path"]).name for f in files} == {"model.safetensors", "architecture.json"}
-    models = get_json(f"{api}/logged-models/search", {"experiment_ids": [experiment_id],
-                                                      "max_results": 100})["models"]  # fmt: skip
+    models = get_json(
+        f"{api}/logged-models/search", {"experiment_ids": [experiment_id], "max_results": 100}
+    )["models"]
     by_run = sorted(m["info"]["source_run_id"] for m in models)
     assert by_run == sorted(r["info"]["run_id"] for r in trained), "one model per run"
     intervals = [(int(r["info"]["start_time"]), int(r["info"]["end_time"])) for r in trained]
@@ -167,8 +350,10 @@ def test_ray_cluster_runs_the_grid_into_the_shared_server(
     # The same report as in-process training: with one thread per run, bit for bit the same.
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     assert summary["missing_runs"] == []
-    on_ray = {v: json.loads((repo / "metrics" / v / "runs.json").read_text())
-              for v in GRID_PARAMS["variants"]}  # fmt: skip
+    on_ray = {
+        v: json.loads((repo / "metrics" / v / "runs.json").read_text())
+        for v in GRID_PARAMS["variants"]
+    }
     run(PY, "-m", "pipeline", "study")  # in-process, into a local SQLite store
     for variant, runs in on_ray.items():
         local = json.loads((repo / "metrics" / variant / "runs.json").read_text())
@@ -179,7 +364,7 @@ def test_ray_cluster_runs_the_grid_into_the_shared_server(
 
 def results(run: dict) -> dict:
     """A run's summary without its timing."""
-    return {k: v for k, v in run["summary"].items() if k != "train_seconds"}
+    return run["summary"]
 
 
 def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
@@ -249,9 +434,12 @@ def study_hit_mid_run(
     driver process)`; return the driver's exit code and stderr once it has ended."""
     process = subprocess.Popen(
         [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "0.5"],
-        cwd=repo, env=command_env(**RAY_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=repo,
+        env=command_env(**RAY_ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         hit(wait_for_running(repo, run_name, process), process)
         _, stderr = process.communicate(timeout=timeout)
@@ -293,21 +481,32 @@ def wait_for_running(repo: Path, run_name: str, process: subprocess.Popen) -> in
 @pytest.mark.parametrize(
     ("flags", "env", "message"),
     [
-        (["--executor", "ray", "--address", "127.0.0.1:1"], {},
-         "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach"),
-        (["--executor", "ray"], {"RAY_ADDRESS": "127.0.0.1:1"},
-         "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach"),
-        (["--executor", "ray", "--address", "127.0.0.1:1"],
-         {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"},
-         "no Ray cluster answers at 127.0.0.1:1: Connection refused"),
+        (
+            ["--executor", "ray", "--address", "127.0.0.1:1"],
+            {},
+            "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach",
+        ),
+        (
+            ["--executor", "ray"],
+            {"RAY_ADDRESS": "127.0.0.1:1"},
+            "joining the Ray cluster at 127.0.0.1:1 needs a tracking server all its workers reach",
+        ),
+        (
+            ["--executor", "ray", "--address", "127.0.0.1:1"],
+            {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"},
+            "no Ray cluster answers at 127.0.0.1:1: Connection refused",
+        ),
         (["--cpus-per-run", "2"], {}, "--cpus-per-run only apply with --executor ray"),
         (["--executor", "ray", "--cpus-per-run", "0"], {}, "Invalid value for '--cpus-per-run'"),
         # Asks the local Ray instance for more than it has: refused once connected, before
         # the data is prepared (the tasks would wait forever).
-        (["--executor", "ray", "--cpus-per-run", "64"], RAY_ENV,
-         "--cpus-per-run 64: no node of the Ray cluster has that many CPUs"),
+        (
+            ["--executor", "ray", "--cpus-per-run", "64"],
+            RAY_ENV,
+            "--cpus-per-run 64: no node of the Ray cluster has that many CPUs",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_executor_settings_fail_before_anything_runs(
     tmp_path: Path, flags: list[str], env: dict[str, str], message: str
 ) -> None:

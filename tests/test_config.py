@@ -7,26 +7,42 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from pipeline.config import (
-    ConfigError,
-    DataConfig,
-    Params,
-    TrainConfig,
-    Variant,
-    load_params,
-    parse_params,
-    read_yaml,
-)
+from pipeline.config import DataConfig, Params, TrainConfig, Variant
+from pipeline.errors import ConfigError
+from pipeline.loading import load_params, parse_params, read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PARAMS = REPO / "params.yaml"
+
+# A valid configuration of every section, with the variants the edits below change; the
+# tests edit this, never the repository's params.yaml (which people tune).
+VALID: dict[str, Any] = {
+    "data": {"dataset": "digits", "val_fraction": 0.2, "test_fraction": 0.2},
+    "model": {"hidden_sizes": [64, 32]},
+    "train": {"epochs": 3, "lr": 0.001, "seeds": [0, 1, 2], "device": "cpu"},
+    "variants": {
+        "baseline": {"description": "nothing"},
+        "dropout": {"dropout": 0.5, "input_dropout": 0.2},
+        "l2": {"l2": 0.001},
+        "l1": {"l1": 0.00003},
+        "weight_decay": {"optimizer": "adamw", "weight_decay": 1.0},
+    },
+    "mlflow": {"experiment": "config-tests"},
+    "report": {"baseline": "baseline"},
+    "sweep": {"l2": [0.001, 0.01]},
+}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def valid() -> dict[str, Any]:
-    return read_yaml(PARAMS)
+    return copy.deepcopy(VALID)
+
+
+def params_text() -> str:
+    """VALID as a params.yaml file holds it."""
+    return yaml.safe_dump(VALID, sort_keys=False)
 
 
 def edited(raw: dict[str, Any], edits: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
@@ -39,14 +55,19 @@ def edited(raw: dict[str, Any], edits: list[tuple[tuple[str, ...], Any]]) -> dic
     return out
 
 
-def test_the_repository_params_are_valid(valid: dict[str, Any]) -> None:
+def test_the_repository_params_are_valid() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert params.report.baseline in params.variants
+
+
+def test_a_valid_configuration_parses_into_typed_values(valid: dict[str, Any]) -> None:
     params = parse_params(valid)
     assert isinstance(params, Params)
-    assert params.report.baseline in params.variants
     assert params.train.lr == 0.001
     assert params.variants["weight_decay"].optimizer == "adamw"
     assert params.variants["dropout"].dropout == 0.5
     assert params.variants["baseline"].l2 == 0.0  # everything left out is off
+    assert params.sweep.l2 == [0.001, 0.01] and params.sweep.dropout == []
 
 
 BAD = [
@@ -171,7 +192,7 @@ def test_variant_name_with_trailing_newline(valid: dict[str, Any]) -> None:
 
 
 def test_yaml_nan_and_inf_in_text_are_parsed_and_rejected(tmp_path: Path) -> None:
-    text = PARAMS.read_text()
+    text = params_text()
     assert "  lr: 0.001\n" in text
     for literal in (".nan", ".inf", "-.inf"):
         path = tmp_path / "params.yaml"
@@ -197,7 +218,7 @@ def test_yaml_exponent_floats_without_a_dot(tmp_path: Path) -> None:
 
 def test_yaml_exponent_lr_loads_as_params(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text(PARAMS.read_text().replace("  lr: 0.001\n", "  lr: 1e-4\n"))
+    path.write_text(params_text().replace("  lr: 0.001\n", "  lr: 1e-4\n"))
     assert load_params(path).train.lr == 0.0001
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,13 +13,10 @@ import pytest
 from mlflow import MlflowClient
 
 from .conftest import (
-    BIN,
     TINY_PARAMS,
     Runner,
-    command_env,
-    free_port,
     get_json,
-    wait_for_health,
+    mlflow_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -107,23 +103,10 @@ def test_mlflow_run_bad_value_fails_the_run(
 
 @pytest.fixture
 def tracking_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
-    process = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-         "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts",
-         "--workers", "1"],
-        env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, process)
+    with mlflow_server(f"sqlite:///{store / 'mlflow.db'}", store / "artifacts") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_study_against_a_tracking_server(
@@ -134,11 +117,13 @@ def test_study_against_a_tracking_server(
 
     api = f"{tracking_server}/api/2.0/mlflow"
     exp = get_json(f"{api}/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
-    found = get_json(f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]],
-                                            "max_results": 100})["runs"]  # fmt: skip
+    found = get_json(
+        f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100}
+    )["runs"]
     by_name = {r["info"]["run_name"]: r for r in found}
-    expected = {f"{v}-seed{s}" for v in TINY_PARAMS["variants"]
-                for s in TINY_PARAMS["train"]["seeds"]}  # fmt: skip
+    expected = {
+        f"{v}-seed{s}" for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
+    }
     assert set(by_name) == expected | {"report"}
     for name in expected:
         run = by_name[name]
@@ -152,22 +137,22 @@ def test_study_against_a_tracking_server(
         artifacts = get_json(f"{api}/artifacts/list?run_id={run['info']['run_id']}&path=weights")[
             "files"
         ]
-        assert {Path(f["path"]).name for f in artifacts} >= {"model.safetensors",
-                                                             "architecture.json"}  # fmt: skip
-    models = get_json(f"{api}/logged-models/search", {"experiment_ids": [exp["experiment_id"]],
-                                                      "max_results": 100})["models"]  # fmt: skip
+        assert {Path(f["path"]).name for f in artifacts} >= {
+            "model.safetensors",
+            "architecture.json",
+        }
+    models = get_json(
+        f"{api}/logged-models/search",
+        {"experiment_ids": [exp["experiment_id"]], "max_results": 100},
+    )["models"]
     assert len(models) == len(expected)
     assert not (tiny_repo / "mlruns").exists(), "artifacts go to the server"
 
 
-# CI installs Debian's chromium (.ci/run); there a missing browser is a failure, not a skip.
-@pytest.mark.skipif(
-    shutil.which("chromium") is None and os.environ.get("CI") != "true",
-    reason="Debian's chromium is not installed (apt-get install chromium)",
-)
 def test_experiment_page_lists_the_runs(
     tiny_repo: Path, run_in: Runner, tracking_server: str, tmp_path: Path
 ) -> None:
+    assert shutil.which("chromium"), "no chromium: scripts/chromium-up installs it (make test does)"
     params = json.loads(json.dumps(TINY_PARAMS))
     params["mlflow"]["log_model"] = False
     (tiny_repo / "params.yaml").write_text(json.dumps(params))
@@ -176,11 +161,19 @@ def test_experiment_page_lists_the_runs(
     exp = get_json(f"{api}/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
     page = f"{tracking_server}/#/experiments/{exp['experiment_id']}/runs"
     chromium = [
-        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=20000", "--window-size=1600,1000",
-    ]  # fmt: skip
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=20000",
+        "--window-size=1600,1000",
+    ]
     names = ("baseline-seed0", "dropout-seed1", "l2-seed0", "report")
     for _ in range(3):  # a busy machine may dump the page before its runs table has rendered
         dom = subprocess.run(
@@ -196,16 +189,26 @@ def test_experiment_page_lists_the_runs(
 
 
 def test_mlflow_run_main_groups_the_study_under_one_parent(tiny_repo: Path, run_in: Runner) -> None:
-    run_in("mlflow", "run", ".", "-e", "main", "--env-manager", "local",
-           "--experiment-name", EXPERIMENT)  # fmt: skip
+    run_in(
+        "mlflow",
+        "run",
+        ".",
+        "-e",
+        "main",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        EXPERIMENT,
+    )
     runs = runs_of(tiny_repo)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    expected = {f"{v}-seed{s}" for v in TINY_PARAMS["variants"]
-                for s in TINY_PARAMS["train"]["seeds"]} | {"report"}  # fmt: skip
+    expected = {
+        f"{v}-seed{s}" for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
+    } | {"report"}
     assert {r.info.run_name for r in children} == expected
     assert all(r.info.status == "FINISHED" for r in children)
     # A study under `mlflow run` is a full study: DVC's outputs are written.

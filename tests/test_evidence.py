@@ -42,11 +42,15 @@ def test_l1_zeroes_the_irrelevant_inputs_of_a_linear_teacher(tmp_path: Path) -> 
     data = tmp_path / "teacher.npz"
     linear_teacher(data)
     params = copy.deepcopy(TINY_PARAMS)
-    params["data"] = {"dataset": "npz", "path": str(data), "val_fraction": 0.3,
-                      "test_fraction": 0.3, "split_seed": 0}  # fmt: skip
+    params["data"] = {
+        "dataset": "npz",
+        "path": str(data),
+        "val_fraction": 0.3,
+        "test_fraction": 0.3,
+        "split_seed": 0,
+    }
     params["model"] = {"hidden_sizes": [32]}
-    params["train"].update(epochs=60, batch_size=32, lr=0.003, seeds=[0, 1, 2],
-                           checkpoint_every=0)  # fmt: skip
+    params["train"].update(epochs=60, batch_size=32, lr=0.003, seeds=[0, 1, 2], checkpoint_every=0)
     params["variants"] = {"baseline": {}, "l1": {"l1": 0.01}}
     params["mlflow"]["log_model"] = False
     repo = scratch_repo(tmp_path / "repo", params)
@@ -88,11 +92,14 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     repo = scratch_repo(tmp_path / "repo", SWEEP)
     run = make_runner(repo)
     run("dvc", "repro")
-    first = run("dvc", "repro", "sweep/dvc.yaml").stdout
+    first = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
     assert running_stages(first) == {
-        "sweep-dropout@0.3-0", "sweep-dropout@0.3-1", "sweep-l2@0.01-0", "sweep-l2@0.01-1",
+        "sweep-dropout@0.3-0",
+        "sweep-dropout@0.3-1",
+        "sweep-l2@0.01-0",
+        "sweep-l2@0.01-1",
         "sweep-report",
-    }  # fmt: skip
+    }
 
     summary = json.loads((repo / "reports" / "sweep" / "summary.json").read_text())
     assert set(summary) == {"dropout", "l2"}
@@ -123,17 +130,26 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     exp = client.get_experiment_by_name(SWEEP["mlflow"]["experiment"])
     sweep_runs = client.search_runs([exp.experiment_id], "tags.kind = 'sweep'")
     assert sorted(r.info.run_name for r in sweep_runs) == [
-        "dropout=0.3-seed0", "dropout=0.3-seed1", "l2=0.01-seed0", "l2=0.01-seed1",
-    ]  # fmt: skip
-    assert {r.info.run_id for r in sweep_runs} == {l2[0]["run_id"], l2[1]["run_id"]} | {
-        r.info.run_id for r in sweep_runs if r.data.tags["sweep_technique"] == "dropout"
+        "dropout=0.3-seed0",
+        "dropout=0.3-seed1",
+        "l2=0.01-seed0",
+        "l2=0.01-seed1",
+    ]
+    # The point files hold results; each point's MLflow run is named in logs/, not hashed.
+    assert all("run_id" not in point for point in l2.values())
+    logged = {
+        json.loads((repo / "logs" / "sweeps" / "l2" / f"0.01-seed{seed}.json").read_text())[
+            "run_id"
+        ]
+        for seed in (0, 1)
     }
+    assert {r.info.run_id for r in sweep_runs if r.data.tags["sweep_technique"] == "l2"} == logged
 
     # One more strength: only its points (and the report) run.
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["sweep"]["l2"].append(0.1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    again = run("dvc", "repro", "sweep/dvc.yaml").stdout
+    again = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
     assert running_stages(again) == {"sweep-l2@0.1-0", "sweep-l2@0.1-1", "sweep-report"}
 
 
@@ -170,8 +186,10 @@ def test_compare_reads_studies_back_from_mlflow_grouped_by_label_noise(tmp_path:
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name(params["mlflow"]["experiment"])
     runs = client.search_runs([exp.experiment_id], "params.label_noise = '0.3'")
-    gap = {(r.data.tags["variant"], int(r.data.tags["seed"])): r.data.metrics["loss_gap_last"]
-           for r in runs}  # fmt: skip
+    gap = {
+        (r.data.tags["variant"], int(r.data.tags["seed"])): r.data.metrics["loss_gap_last"]
+        for r in runs
+    }
     assert len(gap) == 4
     noisy = summary["0.3"]
     assert list(noisy) == ["baseline", "l2"]  # the baseline first, then params.yaml's order

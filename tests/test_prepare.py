@@ -11,17 +11,13 @@ import numpy as np
 import pytest
 
 from pipeline.config import DataConfig
-from pipeline.prepare import (
-    SPLITS,
-    Prepared,
-    Split,
+from pipeline.data import SPLITS, Prepared, Split, load_prepared, write_prepared
+from pipeline.preparation import (
     add_label_noise,
-    load_prepared,
     prepare,
     quotas,
     stratified_split,
     stratified_subsample,
-    write_prepared,
 )
 from pipeline.sources import DataError, load_npz, load_source
 

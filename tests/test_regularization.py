@@ -13,9 +13,9 @@ from pipeline.regularization import (
     make_optimizer,
     penalised_parameters,
     penalty,
-    weight_decay_kind,
     weight_statistics,
 )
+from pipeline.techniques import weight_decay_kind
 
 W1 = [[0.5, -1.0, 0.0], [2.0, 0.25, -0.5]]
 B1 = [0.1, -0.2]

@@ -48,10 +48,15 @@ def all_runs(repo: Path) -> list:
 
 def start(repo: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        list(args), cwd=repo, env=command_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        list(args),
+        cwd=repo,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
         preexec_fn=answer_ctrl_c,
-    )  # fmt: skip
+    )
 
 
 def answer_ctrl_c() -> None:
@@ -113,10 +118,10 @@ def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path:
     assert resumed_weights.keys() == straight_weights.keys()
     for key, tensor in resumed_weights.items():
         assert torch.equal(tensor, straight_weights[key]), key
-    ours = json.loads((repo / "metrics" / "dropout" / "runs.json").read_text())[0]["summary"]
-    theirs = json.loads((other / "metrics" / "dropout" / "runs.json").read_text())[0]["summary"]
-    ours.pop("train_seconds"), theirs.pop("train_seconds")
-    assert ours == theirs
+    # The stage's outputs hold results only (no run id, no seconds): the same bytes.
+    for name in ("runs.json", "history.csv", "summary.json", "curves.csv"):
+        ours = (repo / "metrics" / "dropout" / name).read_bytes()
+        assert ours == (other / "metrics" / "dropout" / name).read_bytes(), name
 
 
 def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path) -> None:
@@ -195,8 +200,19 @@ def test_divergence_fails_the_run_and_keeps_finished_results(
 ) -> None:
     run_in(PY, "-m", "pipeline", "prepare")
     run_in(PY, "-m", "pipeline", "train", "--variant", "baseline")
-    result = run_in(PY, "-m", "pipeline", "train", "--variant", "l2", "--lr", "1e6",
-                    "--optimizer", "sgd", check=False)  # fmt: skip
+    result = run_in(
+        PY,
+        "-m",
+        "pipeline",
+        "train",
+        "--variant",
+        "l2",
+        "--lr",
+        "1e6",
+        "--optimizer",
+        "sgd",
+        check=False,
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "diverged at epoch" in errors[0]
@@ -251,8 +267,7 @@ def test_planted_pickle_checkpoint_is_refused(
     folder = tiny_repo / "checkpoints" / "baseline"
     folder.mkdir(parents=True)
     torch.save({"fingerprint": "x", "evil": Payload(marker)}, folder / "seed0.pt")
-    result = run_in(PY, "-m", "pipeline", "train", "--variant", "baseline", "--resume",
-                    check=False)  # fmt: skip
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "baseline", "--resume", check=False)
     assert result.returncode == 2
     assert "seed0.pt: refused" in result.stderr
     assert not marker.exists(), "the planted payload was unpickled"
@@ -277,16 +292,26 @@ def test_ui_binds_to_loopback(tiny_repo: Path) -> None:
         process.wait(timeout=30)
 
 
-def test_same_seed_twice_gives_identical_metrics(tiny_repo: Path, run_in: Runner) -> None:
+def test_same_seed_twice_gives_identical_outputs(tiny_repo: Path, run_in: Runner) -> None:
+    """What DVC hashes holds results only: training the same stage again gives the same bytes
+    (the runs' ids and seconds, which differ, go to logs/), so dvc.lock does not change."""
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["mlflow"]["log_model"] = False
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
     run_in(PY, "-m", "pipeline", "prepare")
-    summaries = []
+    outputs, logs = [], []
     for _ in range(2):
         run_in(PY, "-m", "pipeline", "train", "--variant", "dropout")
-        runs = json.loads((tiny_repo / "metrics" / "dropout" / "runs.json").read_text())
-        for r in runs:
-            r["summary"].pop("train_seconds")
-        summaries.append([r["summary"] for r in runs])
-    assert summaries[0] == summaries[1]
+        files = sorted((tiny_repo / "metrics" / "dropout").iterdir())
+        files += sorted((tiny_repo / "models" / "dropout").rglob("*.*"))
+        outputs.append({f.relative_to(tiny_repo): f.read_bytes() for f in files})
+        logs.append(json.loads((tiny_repo / "logs" / "train" / "dropout.json").read_text()))
+    assert len(outputs[0]) == 4 + 2 * len(params["train"]["seeds"])
+    assert outputs[0] == outputs[1]
+    runs = all_runs(tiny_repo)
+    assert len(runs) == 4
+    # Each seed's run id and seconds are in the log, one MLflow run per training.
+    for log in logs:
+        assert [entry["run_name"] for entry in log] == ["dropout-seed0", "dropout-seed1"]
+        assert all(len(entry["epoch_seconds"]) == params["train"]["epochs"] for entry in log)
+    assert {entry["run_id"] for log in logs for entry in log} == {r.info.run_id for r in runs}

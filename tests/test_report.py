@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 from pipeline.config import Params
+from pipeline.data import Prepared, Split, write_prepared
+from pipeline.outputs import write_variant
 from pipeline.paths import Layout
-from pipeline.report import report_stage
+from pipeline.records import MissingRun, RunRecord
 from pipeline.spec import run_specs
+from pipeline.stages import report as report_stage
 
 from .conftest import TINY_PARAMS
 
@@ -39,57 +42,76 @@ BEST_VAL = {
 }
 
 
-def write_variant(layout: Layout, params: Params, name: str, missing: list[dict]) -> None:
-    specs = {s.seed: s for s in run_specs(params, name)}
-    folder = layout.metrics(name)
-    folder.mkdir(parents=True)
-    runs, rows = [], []
-    for seed, best in BEST_VAL[name].items():
-        summary = {
-            "best_val_loss": best, "best_epoch": 3.0, "train_loss_last": 0.1,
-            "val_loss_last": best + 0.05, "loss_gap_last": best - 0.05, "accuracy_gap_last": 0.02,
-            "loss_gap_best": best - 0.1, "accuracy_gap_best": 0.01, "test_accuracy": 0.9,
-            "near_zero_fraction": 0.0,
-        }  # fmt: skip
-        runs.append({"variant": name, "seed": seed, "run_id": f"{name}{seed}", "device": "cpu",
-                     "stopped_early": False, "hyperparameters": specs[seed].hyperparameters(),
-                     "summary": summary})  # fmt: skip
-        for epoch in (1, 2, 3, 4):
-            rows.append({"variant": name, "seed": seed, "epoch": epoch, "train_loss": 0.1,
-                         "val_loss": best, "loss_gap": best - 0.1, "train_accuracy": 0.99,
-                         "val_accuracy": 0.9})  # fmt: skip
-        weights = layout.models(name) / f"seed{seed}"
-        weights.mkdir(parents=True)
-        save_file({"0.weight": np.full((4, 3), 0.1, np.float32)}, weights / "model.safetensors")
-    (folder / "runs.json").write_text(json.dumps(runs))
-    header = list(rows[0])
-    (folder / "history.csv").write_text(
-        "\n".join([",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows])
+def record(params: Params, name: str, seed: int, best: float) -> RunRecord:
+    """A finished run with made-up numbers, as a train stage hands it to the outputs."""
+    [spec] = run_specs(params, name, [seed])
+    summary = {
+        "best_val_loss": best,
+        "best_epoch": 3.0,
+        "train_loss_last": 0.1,
+        "val_loss_last": best + 0.05,
+        "loss_gap_last": best - 0.05,
+        "accuracy_gap_last": 0.02,
+        "loss_gap_best": best - 0.1,
+        "accuracy_gap_best": 0.01,
+        "test_loss": 0.3,
+        "test_accuracy": 0.9,
+        "near_zero_fraction": 0.0,
+        "weight_norm": 1.0,
+    }
+    epoch = {
+        "train_loss": 0.1,
+        "val_loss": best,
+        "loss_gap": best - 0.1,
+        "train_accuracy": 0.99,
+        "val_accuracy": 0.9,
+    }
+    weights = save({"0.weight": np.full((4, 3), 0.1, np.float32)})
+    return RunRecord(
+        name,
+        seed,
+        spec.hyperparameters(),
+        "cpu",
+        False,
+        summary,
+        [epoch] * 4,
+        model_files={"model.safetensors": weights},
     )
-    if missing:
-        (folder / "missing.json").write_text(json.dumps(missing))
 
 
-def missing_entry(variant: str, seed: int, diverged: bool) -> dict:
+def write_prepared_meta(layout: Layout) -> None:
+    split = Split(np.zeros((2, 3), np.float32), np.array([0, 1]))
+    meta = {
+        "dataset": "digits",
+        "sizes": {"train": 10, "val": 5, "test": 5},
+        "label_noise": 0.0,
+        "n_features": 3,
+        "n_classes": 2,
+    }
+    write_prepared(Prepared(split, split, split, meta), {}, layout.prepared)
+
+
+def missing_entry(variant: str, seed: int, diverged: bool) -> MissingRun:
     reason = "TrainingDiverged: training diverged at epoch 2" if diverged else "its worker died"
-    return {"variant": variant, "seed": seed, "run_name": f"{variant}-seed{seed}",
-            "reason": reason, "diverged": diverged}  # fmt: skip
+    return MissingRun(variant, seed, f"{variant}-seed{seed}", reason, diverged)
 
 
 @pytest.fixture
 def report(tmp_path: Path) -> tuple[dict, str]:
     params = Params.model_validate(yaml.safe_load(yaml.safe_dump(PARAMS)))
     layout = Layout(tmp_path)
-    layout.prepared.mkdir(parents=True)
-    meta = {"dataset": "digits", "sizes": {"train": 10, "val": 5, "test": 5}, "label_noise": 0.0}
-    (layout.prepared / "meta.json").write_text(json.dumps(meta))
-    write_variant(layout, params, "baseline", [])
-    write_variant(layout, params, "diverging", [missing_entry("diverging", 2, diverged=True)])
-    write_variant(layout, params, "lost_one", [missing_entry("lost_one", 1, diverged=False)])
-    # A stale file beside a complete variant (as `dvc checkout` of its stage leaves it).
-    write_variant(layout, params, "complete", [missing_entry("complete", 0, diverged=False)])
-    summary = report_stage(params, layout)
-    return summary, (layout.reports / "gap_report.md").read_text()
+    write_prepared_meta(layout)
+    missing = {
+        "diverging": [missing_entry("diverging", 2, diverged=True)],
+        "lost_one": [missing_entry("lost_one", 1, diverged=False)],
+        # A stale record beside a complete variant (as `dvc checkout` of its stage leaves it).
+        "complete": [missing_entry("complete", 0, diverged=False)],
+    }
+    for name, best in BEST_VAL.items():
+        records = [record(params, name, seed, value) for seed, value in best.items()]
+        write_variant(layout, name, records, missing.get(name, []))
+    report_stage.report(params, layout, log=False, join=False)
+    return json.loads(layout.summary.read_text()), layout.gap_report.read_text()
 
 
 def test_missing_runs_are_named_and_a_stale_record_is_ignored(report: tuple[dict, str]) -> None:

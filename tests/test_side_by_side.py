@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
 import torch
 
 from pipeline.errors import TrainingDiverged
-from pipeline.side_by_side import JobFailed, WorkerPlan, plan_workers, run_jobs
+from pipeline.executors import forked
+from pipeline.executors.forked import JobFailed, WorkerPlan, plan_workers, run_jobs
 
 
 @pytest.mark.parametrize(
@@ -56,30 +58,70 @@ def test_a_worker_that_dies_is_reported() -> None:
         run_jobs([lambda: os._exit(3)], WorkerPlan(1, 1))
 
 
-def test_sigterm_stops_every_worker_and_each_cleans_up(tmp_path) -> None:
+def test_sigterm_stops_every_worker_and_each_cleans_up(tmp_path, monkeypatch) -> None:
     """The parent's SIGTERM handler raises; the workers still running get SIGTERM and run
     their clean-up (here: write a file) before the parent re-raises."""
 
     def job(i: int) -> None:
         try:
+            (tmp_path / f"started-{i}").touch()  # the parent is signalled once every job says so
             time.sleep(60)
         except KeyboardInterrupt:
             (tmp_path / f"cleaned-{i}").write_text("ok")
             raise
 
+    raised: list[int] = []
+
     def on_term(signum, frame):
-        raise KeyboardInterrupt
+        if not raised:  # once: the signal may be sent again below
+            raised.append(signum)
+            raise KeyboardInterrupt
+
+    # The signal must not land while the parent forks: an exception raised in a fork's
+    # after-fork hooks (logging registers one) is printed and dropped.
+    waiting = threading.Event()
+    real_wait = forked.wait
+
+    def wait_and_say_so(*args, **kwargs):
+        waiting.set()  # every worker of the batch has been forked
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(forked, "wait", wait_and_say_so)
+    main = threading.main_thread()
+    done = threading.Event()
+
+    def signal_once_all_started() -> None:
+        """Once every job has started and the parent waits on them (at most 30 s: then the
+        assertions below say what did not happen), SIGALRM to the main thread; again until its
+        handler has run, as a signal that lands just before the thread enters its wait is
+        handled only once that wait returns."""
+        deadline = time.monotonic() + 30
+        markers = [tmp_path / f"started-{i}" for i in range(3)]
+        while not (waiting.is_set() and all(m.exists() for m in markers)):
+            if time.monotonic() > deadline:
+                break
+            if done.wait(0.01):  # run_jobs ended without it: nothing to interrupt
+                return
+        while not raised and not done.is_set():
+            signal.pthread_kill(main.ident, signal.SIGALRM)
+            done.wait(0.1)
 
     previous = signal.signal(signal.SIGALRM, on_term)
-    signal.setitimer(signal.ITIMER_REAL, 3.0)  # every worker has started by then
+    sender = threading.Thread(target=signal_once_all_started, daemon=True)
     started = time.monotonic()
+    sender.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             run_jobs([lambda i=i: job(i) for i in range(3)], WorkerPlan(3, 1))
     finally:
+        done.set()
+        sender.join()
         signal.signal(signal.SIGALRM, previous)
     assert time.monotonic() - started < 30
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cleaned-0", "cleaned-1", "cleaned-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        *(f"cleaned-{i}" for i in range(3)),
+        *(f"started-{i}" for i in range(3)),
+    ]
 
 
 class _Unrebuildable(Exception):

@@ -12,16 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import ModelConfig, TrainConfig, Variant
+from pipeline.data import Prepared, Split
+from pipeline.device import DeviceData, resolve_device
+from pipeline.errors import TrainingDiverged
 from pipeline.model import linear_layers
-from pipeline.prepare import Prepared, Split
 from pipeline.spec import RunSpec
-from pipeline.trainer import (
-    EPOCH_METRICS,
-    DeviceData,
-    TrainingDiverged,
-    resolve_device,
-    train,
-)
+from pipeline.trainer import EPOCH_METRICS, train
 
 CPU = torch.device("cpu")
 

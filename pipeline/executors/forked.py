@@ -1,4 +1,4 @@
-"""Run independent jobs in forked processes, a few at a time, and gather what they return.
+"""Independent jobs in forked processes, a few at a time, and what they return.
 
 Why processes: a study is many small trainings. On a CPU, two small runs side by side with one
 thread each finish sooner than the same runs one after another with two threads each (matrix
@@ -13,12 +13,10 @@ message and exits.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import pickle
 import signal
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -27,6 +25,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import torch
+
+from ..signals import become_worker
 
 
 class JobFailed(Exception):
@@ -61,29 +61,8 @@ def plan_workers(n_jobs: int, parallel: int, threads: int, cores: int | None = N
     return WorkerPlan(at_once, threads or max(1, cores // at_once))
 
 
-def _interrupt_once(signum: int, frame: object) -> None:
-    """Ctrl-C or SIGTERM: one KeyboardInterrupt, so the job ends its MLflow run KILLED; later
-    signals (the parent forwards SIGTERM) must not interrupt that clean-up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def _stop_with_parent(parent: int) -> None:
-    """Linux: have the kernel send this worker SIGTERM when its parent dies (SIGKILL, the
-    out-of-memory killer), so an orphan ends its run KILLED rather than training on unseen."""
-    if not sys.platform.startswith("linux"):
-        return
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the call above
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _child(job: Callable[[], Any], threads: int, conn: Connection, parent: int) -> None:
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)
-    _stop_with_parent(parent)
+    become_worker(parent)
     torch.set_num_threads(threads)
     try:
         conn.send(("ok", job()))

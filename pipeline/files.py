@@ -1,26 +1,49 @@
-"""Writes that a killed process cannot leave half done: a reader sees the old or the new."""
+"""Files written whole, and the plain formats they hold.
+
+A file is written to a temporary name beside its place and renamed into it, a folder is
+filled beside its place and swapped in, so a reader (or DVC) sees the old or the new, never a
+half-written one, whenever the process is killed.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write `text` to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_text(value: Any, indent: int = 2) -> str:
+    """JSON as every output of the study writes it: indented, with a final newline."""
+    return json.dumps(value, indent=indent) + "\n"
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows of equal keys as CSV, a header first (floats as Python writes them: exact)."""
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -1,0 +1,106 @@
+"""The prepared splits: their types, and their files in `data/prepared/`.
+
+Format, readable with numpy alone (`np.load(..., allow_pickle=False)`):
+- `train.npz`, `val.npz`, `test.npz`: `x` float32 (N, D) flattened features, `y` int64 (N,);
+- `normalization.npz`: `mean`, `std` applied as (x - mean) / std, scalars or (D,);
+- `meta.json`: dataset, sizes, class counts, input shape, how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+from .files import replace_dir
+
+SPLITS = ("train", "val", "test")
+HINT = "run `python -m pipeline prepare` (or `dvc repro prepare`) first"
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray  # (N, D) float32
+    y: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True)
+class Prepared:
+    train: Split
+    val: Split
+    test: Split
+    meta: dict[str, Any]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.meta["n_features"])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.meta["n_classes"])
+
+    def logged(self) -> dict[str, Any]:
+        """The data settings every run records next to its own hyperparameters."""
+        return {
+            "dataset": self.meta["dataset"],
+            "n_train": self.meta["sizes"]["train"],
+            "n_val": self.meta["sizes"]["val"],
+            "label_noise": self.meta["label_noise"],
+            "split_seed": self.meta["split_seed"],
+        }
+
+
+def write_prepared(prepared: Prepared, norm: dict[str, np.ndarray], out_dir: Path) -> None:
+    """Write into a temporary folder beside `out_dir`, then swap it in whole."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        for name in SPLITS:
+            split = getattr(prepared, name)
+            np.savez(tmp / f"{name}.npz", x=split.x, y=split.y)
+        np.savez(tmp / "normalization.npz", **norm)
+        (tmp / "meta.json").write_text(json.dumps(prepared.meta, indent=2) + "\n")
+        replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_meta(in_dir: Path) -> dict[str, Any]:
+    """`meta.json` of the prepared data, or a DataError that says to prepare first."""
+    if not (in_dir / "meta.json").is_file():
+        raise DataError(f"{in_dir}: no prepared data (meta.json missing); {HINT}")
+    try:
+        return json.loads((in_dir / "meta.json").read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{in_dir / 'meta.json'}: corrupted ({e.msg}); {HINT}") from None
+
+
+def load_prepared(in_dir: Path) -> Prepared:
+    """Read what `prepare` wrote, refusing anything that is missing, pickled or inconsistent."""
+    meta = load_meta(in_dir)
+    splits = {}
+    for name in SPLITS:
+        path = in_dir / f"{name}.npz"
+        if not path.is_file():
+            raise DataError(f"{path}: missing; {HINT}")
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                split = Split(arrays["x"], arrays["y"])
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(f"{path}: corrupted ({type(e).__name__}: {e}); {HINT}") from None
+        if (
+            split.x.ndim != 2
+            or split.x.shape != (len(split.y), meta.get("n_features"))
+            or split.x.dtype != np.float32
+            or split.y.dtype != np.int64
+        ):
+            raise DataError(f"{path}: arrays do not match meta.json; {HINT}")
+        splits[name] = split
+    return Prepared(splits["train"], splits["val"], splits["test"], meta)

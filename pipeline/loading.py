@@ -1,0 +1,125 @@
+"""params.yaml and command-line values, read into the typed configuration of `config`.
+
+YAML is read as YAML 1.2 (`1e-4` is a float, as DVC reads it too). Any problem becomes one
+line that names the file or the key, what is wrong and the value given: a `ConfigError`.
+Overrides (`train --KNOB VALUE`, `mlflow run -P KNOB=VALUE`) are validated like params.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .config import Params
+from .errors import ConfigError
+from .techniques import TECHNIQUES
+
+# Labels pydantic adds to an error's location for the members of a union: not keys.
+_UNION_MEMBER = re.compile(r"(constrained-)?(float|int|str|bool)|list\[.*\]|function-.*")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `1e-4` is a string; people (and DVC) mean a float."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, with YAML 1.2 floats; a syntax error becomes a ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=_Yaml12Loader)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line naming the first offending key, what is wrong and the value given."""
+    first = error.errors()[0]
+    parts = [str(p) for p in first["loc"] if not _UNION_MEMBER.fullmatch(str(p))]
+    key = ".".join(parts) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}"
+    if first["type"] == "missing":
+        return f"{source}: {key}: required but missing"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    if isinstance(value, float) and not math.isfinite(value):
+        message = "must be a finite number"
+    return f"{source}: {key}: {message}{shown}"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate an already-parsed mapping into Params, or raise a one-line ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e, source)) from None
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate `params.yaml`."""
+    return parse_params(read_yaml(path), source=path.name)
+
+
+# --- overrides (`train --KEY VALUE`, `mlflow run -P KEY=VALUE`) -------------------------------
+
+VARIANT_KNOBS = (*(t.knob for t in TECHNIQUES), "penalize_bias", "optimizer")
+TRAIN_KNOBS = (
+    *("lr", "epochs", "batch_size", "momentum", "device", "precision", "compile"),
+    *("parallel", "threads"),
+)
+OVERRIDABLE = (*VARIANT_KNOBS, *TRAIN_KNOBS, "seed")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value read as YAML 1.2: `0.5`, `1e-4`, `[0.2, 0.5]`, `true`, `adamw`."""
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError:
+        return text
+
+
+def with_overrides(params: Params, variant: str, overrides: dict[str, str]) -> Params:
+    """`params` with knobs of `variant` (and shared training knobs) replaced, re-validated.
+
+    Variant knobs change only that variant; `seed` trains that one seed. `params.yaml` itself
+    is never edited.
+    """
+    params.variant(variant)
+    raw = params.model_dump()
+    for key, text in overrides.items():
+        value = parse_value(text)
+        if key in VARIANT_KNOBS:
+            raw["variants"][variant][key] = value
+        elif key in TRAIN_KNOBS:
+            raw["train"][key] = value
+        elif key == "seed":
+            raw["train"]["seeds"] = [value]
+        else:
+            raise ConfigError(f"unknown override {key!r} (known: {', '.join(OVERRIDABLE)})")
+    return parse_params(raw, source="override")

@@ -1,0 +1,1 @@
+"""The reports: thin views over `analysis`, each written as markdown, JSON and figures."""

@@ -1,0 +1,233 @@
+"""The reports' figures (seaborn's theme; per-epoch statistics computed here, which is much
+faster than letting seaborn aggregate). Each takes plain numbers and writes one PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DPI = 110
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def draw_gap_figures(
+    history: pd.DataFrame,
+    final_gaps: dict[str, dict[int, float]],
+    weights: Callable[[str], Iterable[dict[str, np.ndarray]]],
+    out: Path,
+) -> None:
+    """The gap report's four figures. `history`: one row per (variant, seed, epoch);
+    `final_gaps`: each variant's loss gap at the end of training, by seed, in the report's
+    order; `weights(variant)`: the kept models' state dicts."""
+    order = list(final_gaps)
+    learning_curves(history, order, out / "learning_curves.png")
+    gap_per_epoch(history, order, out / "loss_gap.png")
+    final_gap(final_gaps, out / "final_gap.png")
+    weight_magnitudes(order, weights, out / "weight_magnitudes.png")
+
+
+def _panels(plt, n: int, width: float, height: float):
+    """A grid of up to four panels a row, sharing axes; the unused ones hidden."""
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, height * rows), sharex=True, sharey=True, squeeze=False
+    )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def learning_curves(history: pd.DataFrame, order: list[str], path: Path) -> None:
+    """Train vs val data loss per epoch, one panel per variant; line = mean, band = sd over the
+    seeds that reached the epoch."""
+    plt, _ = pyplot()
+    stats = history.groupby(["variant", "epoch"])[["train_loss", "val_loss"]].agg(["mean", "std"])
+    fig, axes = _panels(plt, len(order), 3.1, 2.6)
+    for ax, name in zip(axes.flat, order, strict=False):
+        curves = stats.loc[name]
+        for key, label, color in (
+            ("train_loss", "train", "tab:blue"),
+            ("val_loss", "val", "tab:red"),
+        ):
+            mean, sd = curves[(key, "mean")], curves[(key, "std")].fillna(0.0)
+            ax.plot(curves.index, mean, color=color, label=label)
+            ax.fill_between(curves.index, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
+        ax.set_title(name)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("data loss (eval mode)")
+    axes.flat[0].legend(title="split")
+    fig.suptitle("Learning curves: train vs val loss (mean ± sd over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def gap_per_epoch(history: pd.DataFrame, order: list[str], path: Path) -> None:
+    """Loss gap (val − train) per epoch, one line per variant."""
+    plt, sns = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.lineplot(
+        data=history, x="epoch", y="loss_gap", hue="variant", hue_order=order, errorbar="sd", ax=ax
+    )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("loss gap = val loss − train loss")
+    ax.set_title("Generalization gap per epoch (mean ± sd over seeds)")
+    ax.legend(title="variant", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def final_gap(final_gaps: dict[str, dict[int, float]], path: Path) -> None:
+    """Loss gap at the end of training per variant: mean ± sd over seeds, each seed a dot."""
+    plt, sns = pyplot()
+    rows = [
+        {"variant": name, "seed": s, "loss gap": gap}
+        for name, gaps in final_gaps.items()
+        for s, gap in gaps.items()
+    ]
+    frame = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.barplot(
+        data=frame,
+        x="variant",
+        y="loss gap",
+        errorbar="sd",
+        color="tab:gray",
+        alpha=0.6,
+        ax=ax,
+        capsize=0.2,
+    )
+    # swarmplot, not stripplot: its dots are placed without random jitter, so the figure is
+    # the same file every time the same numbers come in.
+    sns.swarmplot(data=frame, x="variant", y="loss gap", color="black", size=4, ax=ax)
+    ax.set_title("Loss gap at the end of training (bar: mean ± sd; dots: seeds)")
+    ax.set_ylabel("val loss − train loss")
+    ax.tick_params(axis="x", rotation=30)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def weight_magnitudes(
+    order: list[str], weights: Callable[[str], Iterable[dict[str, np.ndarray]]], path: Path
+) -> None:
+    """Histogram of log10 |w| of the kept models' linear weights: L1 piles weights near zero.
+
+    Counted with numpy and drawn as steps: the models hold millions of weights, far too many
+    rows for a data frame (seaborn's displot took ~10 s for the default study)."""
+    plt, _ = pyplot()
+    edges = np.linspace(-7.0, 1.0, 61)  # log10 |w|; |w| < 1e-7 is counted at -7
+    fig, axes = _panels(plt, len(order), 3.1, 2.4)
+    for ax, name in zip(axes.flat, order, strict=False):
+        counts = np.zeros(len(edges) - 1)
+        for state in weights(name):
+            for key, w in state.items():
+                if key.endswith("weight") and w.ndim == 2:
+                    logs = np.log10(np.maximum(np.abs(w.ravel()), 1e-7))
+                    counts += np.histogram(np.clip(logs, edges[0], edges[-1]), edges)[0]
+        ax.stairs(counts / counts.sum(), edges, fill=True, alpha=0.35, color="C0")
+        ax.stairs(counts / counts.sum(), edges, color="C0")
+        ax.set_title(name)
+    for ax in axes[-1]:
+        ax.set_xlabel("log10 |w|")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("fraction of weights")
+    fig.suptitle("Weight magnitudes of the kept models (all seeds; |w| < 1e-7 at -7)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def strength_paths(paths: dict[str, dict], titles: list[str], path: Path) -> None:
+    """Rows: techniques; columns: the path metrics. Line: mean over seeds; band: min to max
+    over seeds; dashed line and grey band: the baseline (strength 0); dotted red: the strength
+    of lowest val loss. Per technique, `paths` holds `strengths` (those tried), `values`
+    (per metric, an array (strengths, seeds) in the metric's scale), `baseline` (per metric,
+    an array (seeds,)), `best` (a strength, or None for the baseline) and `log` (the axis)."""
+    plt, _ = pyplot()
+    rows, cols = len(paths), len(titles)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for r, (technique, p) in enumerate(paths.items()):
+        xs = np.array(p["strengths"])
+        for c, (values, base) in enumerate(zip(p["values"], p["baseline"], strict=True)):
+            ax = axes[r][c]
+            ax.plot(xs, values.mean(axis=1), marker="o", color="tab:blue")
+            ax.fill_between(
+                xs, values.min(axis=1), values.max(axis=1), color="tab:blue", alpha=0.2, lw=0
+            )
+            ax.axhline(base.mean(), color="black", ls="--", lw=1, label="baseline (strength 0)")
+            ax.axhspan(base.min(), base.max(), color="black", alpha=0.07, lw=0)
+            if p["best"] is not None:
+                ax.axvline(p["best"], color="tab:red", lw=0.8, ls=":")
+            if p["log"]:
+                ax.set_xscale("log")
+            ax.set_xlabel(technique)
+            if r == 0:
+                ax.set_title(titles[c])
+    axes[0][0].legend(fontsize="small")
+    fig.suptitle(
+        "Strength paths: mean over seeds (band: min–max); dotted red: lowest val loss", y=1.0
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def across_groups(
+    by: str,
+    groups: list[str],
+    panels: list[tuple[str, dict[str, list[tuple[int, float, float]]], bool]],
+    path: Path,
+) -> None:
+    """Each variant's mean against the grouping value, with error bars (the 95 % t-interval of
+    the mean over seeds). `panels`: (title, per variant [(group index, mean, half-width)],
+    whether to draw the zero line), in the metric's scale."""
+    plt, _ = pyplot()
+    numeric = all(_is_number(g) for g in groups)
+    xs = [float(g) for g in groups] if numeric else list(range(len(groups)))
+    variants = list(dict.fromkeys(name for _, series, _ in panels for name in series))
+    # Each variant a little to the side, so that the error bars do not hide each other.
+    spread = (max(xs) - min(xs)) if len(xs) > 1 else 1.0
+    dodge = 0.25 * spread / max(1, len(xs) - 1) / max(1, len(variants))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2))
+    for ax, (title, series, zero_line) in zip(axes, panels, strict=True):
+        for i, name in enumerate(variants):
+            points = series.get(name, [])
+            shift = (i - (len(variants) - 1) / 2) * dodge
+            x = np.array([xs[g] for g, _, _ in points]) + shift
+            mean = np.array([m for _, m, _ in points])
+            half = np.array([h for _, _, h in points])
+            ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, label=name, color=f"C{i % 10}")
+        ax.set_xlabel(by)
+        ax.set_xticks(xs, groups)
+        if zero_line:
+            ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(title)
+    axes[-1].legend(title="variant", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(f"Across {by}: mean over seeds with 95 % intervals")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,250 @@
+"""The gap report: how much each variant closes the generalization gap, with evidence.
+
+Built from what the train stages wrote (never from MLflow): `reports/gap_report.md`,
+`reports/summary.json` (DVC metrics) and the figures. Definitions are in `metrics`; a change
+against the baseline is `analysis.against_baseline`, called a change only where its interval
+excludes zero.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+from ..analysis import Comparison, compare_variants, ranking
+from ..metrics import COMPARED, METRICS, REPORT_SUMMARY
+from ..outputs import VariantRuns
+from ..records import MissingRun
+from .tables import interval, mean_sd, table
+
+# The first table: the state at the end of training, and the best epoch's scores.
+END_OF_TRAINING = (
+    "train_loss_last",
+    "val_loss_last",
+    "loss_gap_last",
+    "accuracy_gap_last",
+    "best_val_loss",
+    "test_accuracy",
+)
+FIGURES = (
+    ("Learning curves", "learning_curves"),
+    ("Loss gap per epoch", "loss_gap"),
+    ("Final gap per variant", "final_gap"),
+    ("Weight magnitudes", "weight_magnitudes"),
+)
+
+
+def conditions(meta: dict[str, Any], variants: Sequence[VariantRuns], baseline: str) -> dict:
+    """What the numbers rest on: data, seeds, network and training, device, versions."""
+    first = variants[0].records[0].hyperparameters
+    return {
+        "dataset": meta["dataset"],
+        "sizes": meta["sizes"],
+        "label_noise": meta["label_noise"],
+        "seeds": sorted({r.seed for v in variants for r in v.records}),
+        "hidden_sizes": first["hidden_sizes"],
+        "epochs": first["epochs"],
+        "batch_size": first["batch_size"],
+        "lr": first["lr"],
+        "device": sorted({r.device for v in variants for r in v.records}),
+        "torch": version("torch"),
+        "python": platform.python_version(),
+        "baseline": baseline,
+    }
+
+
+def summarise(
+    variants: Sequence[VariantRuns],
+    diffs: dict[str, dict[str, Comparison]],
+    cond: dict[str, Any],
+    missing: Sequence[MissingRun],
+) -> dict[str, Any]:
+    """The JSON that DVC reads as the study's metrics."""
+    out: dict[str, Any] = {"conditions": cond, "variants": {}}
+    for v in variants:
+        entry: dict[str, Any] = {"n_seeds": len(v.records)}
+        for key in REPORT_SUMMARY:
+            mean, sd = v.mean_sd(key)
+            entry[key] = {"mean": mean, "sd": sd}
+        if v.name in diffs:
+            entry["vs_baseline"] = {k: c.to_json() for k, c in diffs[v.name].items()}
+        out["variants"][v.name] = entry
+    out["ranking_by_best_val_loss"] = ranking(variants)
+    out["missing_runs"] = [m.to_json() for m in missing]
+    return out
+
+
+def markdown(
+    variants: Sequence[VariantRuns],
+    labels: dict[str, str],
+    diffs: dict[str, dict[str, Comparison]],
+    cond: dict[str, Any],
+    missing: Sequence[MissingRun],
+) -> str:
+    baseline = cond["baseline"]
+    n_seeds = len(cond["seeds"])
+    lines = [
+        "# Generalization gap report",
+        "",
+        f"Dataset **{cond['dataset']}** (train {cond['sizes']['train']}, val "
+        f"{cond['sizes']['val']}, test {cond['sizes']['test']}; label noise "
+        f"{cond['label_noise']:g}), MLP {cond['hidden_sizes']}, {cond['epochs']} epochs, batch "
+        f"{cond['batch_size']}, lr {cond['lr']:g}, seeds {cond['seeds']} "
+        f"({'some runs missing' if missing else f'{n_seeds} per variant'}), "
+        f"device {', '.join(cond['device'])}, torch {cond['torch']}, Python {cond['python']}.",
+        "",
+        "Losses are the data loss (cross-entropy, eval mode, no penalty) over the whole split. "
+        "*Loss gap* = val loss − train loss; *accuracy gap* = train − val accuracy; both at the "
+        "end of training (the last epoch trained). Test accuracy uses the weights of the epoch "
+        "of lowest val loss. Values are mean ± sd over seeds.",
+        "",
+        *missing_section(missing),
+        "## Gap at the end of training",
+        "",
+    ]
+    header = [
+        "variant",
+        "regularization",
+        "train loss",
+        "val loss",
+        "loss gap",
+        "accuracy gap",
+        "best val loss",
+        "test accuracy",
+    ]
+    rows = []
+    for v in variants:
+        name = v.name if len(v.records) == n_seeds else f"{v.name} (n={len(v.records)})"
+        rows.append([name, labels[v.name], *(mean_sd(*v.mean_sd(k)) for k in END_OF_TRAINING)])
+    lines += table(header, rows)
+    lines += [
+        "",
+        f"## Change against `{baseline}` (paired by seed, 95 % interval)",
+        "",
+        "Each cell: mean of (variant − baseline) over seeds [95 % t-interval], n = "
+        + (
+            f"{n_seeds}"
+            if not missing
+            else f"{n_seeds} unless a cell says less (the seeds both have finished)"
+        )
+        + ". A change is claimed only where the interval excludes zero.",
+        "",
+    ]
+    header = [
+        "variant",
+        "Δ loss gap",
+        "verdict",
+        "Δ best val loss",
+        "verdict",
+        "Δ test accuracy (pp)",
+        "verdict",
+    ]
+    rows = []
+    for name, comparisons in diffs.items():
+        cells = [name]
+        for key in COMPARED:
+            c = comparisons[key]
+            shown = interval(c.diff, c.metric)
+            if 2 <= c.diff.n < n_seeds:
+                shown += f" (n={c.diff.n})"
+            cells += [shown, c.verdict]
+        rows.append(cells)
+    lines += table(header, rows)
+    lines += ["", "## In words", "", *in_words(variants, diffs, baseline)]
+    lines += [
+        "",
+        "Ranked by mean best val loss (lowest first; ties keep the order of params.yaml; "
+        "neighbours may not differ clearly): "
+        + ", ".join(f"{i}. {name}" for i, name in enumerate(ranking(variants), start=1))
+        + "."
+        + "".join(
+            f" Left out: {v.name}, which diverged on seed(s) {v.diverged_seeds}."
+            for v in variants
+            if v.diverged_seeds
+        ),
+        "",
+        "## Gap at the best epoch",
+        "",
+    ]
+    rows = [
+        [
+            v.name,
+            mean_sd(*v.mean_sd("best_epoch"), digits=METRICS["best_epoch"].digits),
+            *(
+                mean_sd(*v.mean_sd(k))
+                for k in ("loss_gap_best", "accuracy_gap_best", "near_zero_fraction")
+            ),
+        ]
+        for v in variants
+    ]
+    lines += table(["variant", "best epoch", "loss gap", "accuracy gap", "near-zero weights"], rows)
+    lines += [
+        "",
+        "Near-zero weights: fraction of linear-layer weights with |w| < 1e-3 in the kept model.",
+        "",
+        "## Figures",
+        "",
+    ]
+    for title, name in FIGURES:
+        lines += [f"![{title}](figures/{name}.png)", ""]
+    return "\n".join(lines)
+
+
+def in_words(
+    variants: Sequence[VariantRuns], diffs: dict[str, dict[str, Comparison]], baseline: str
+) -> list[str]:
+    """One sentence per variant: its verdict on the gap, and on test accuracy."""
+    base = next(v for v in variants if v.name == baseline)
+    base_gap = base.mean_sd("loss_gap_last")[0]
+    lines = []
+    for name, comparisons in diffs.items():
+        gap = comparisons["loss_gap_last"]
+        if gap.withheld:
+            lines.append(f"- **{name}**: {gap.withheld}; the seeds left would flatter it.")
+            continue
+        words = gap.verdict
+        if words in gap.metric.words:
+            d = gap.diff
+            share = f" ({abs(d.mean) / base_gap:.0%} of the baseline's gap)" if base_gap > 0 else ""
+            sentence = (
+                f"- **{name}** {words} by {abs(d.mean):.3f}{share}, 95 % interval "
+                f"[{d.low:+.3f}, {d.high:+.3f}]"
+            )
+        else:
+            sentence = f"- **{name}**: {words} in the loss gap ({gap.diff.describe()})"
+        acc = comparisons["test_accuracy"]
+        sentence += f"; test accuracy {acc.verdict} ({interval(acc.diff, acc.metric)} pp)."
+        lines.append(sentence)
+    return lines
+
+
+def missing_section(missing: Sequence[MissingRun]) -> list[str]:
+    """The runs that did not finish, by name, above every table that lacks them."""
+    if not missing:
+        return []
+    return [
+        "## Missing runs",
+        "",
+        f"{len(missing)} run(s) did not finish and are left out of every table below; each "
+        "comparison pairs only the seeds that both sides have.",
+        "",
+        *(f"- **{m.run_name}**: {m.reason}" for m in missing),
+        "",
+    ]
+
+
+def gap_report(
+    variants: Sequence[VariantRuns],
+    labels: dict[str, str],
+    meta: dict[str, Any],
+    baseline: str,
+    missing: Sequence[MissingRun],
+) -> tuple[dict[str, Any], str]:
+    """(summary.json, gap_report.md) of the finished variants."""
+    diffs = compare_variants(variants, baseline, COMPARED)
+    cond = conditions(meta, variants, baseline)
+    return summarise(variants, diffs, cond, missing), markdown(
+        variants, labels, diffs, cond, missing
+    )

@@ -1,0 +1,185 @@
+"""One run: one spec, trained inside one MLflow run, gives one `RunRecord`.
+
+This is the only caller of the trainer. Around `trainer.train` it opens (or joins, or resumes)
+the MLflow run, logs the params, each epoch's metrics, the summary, the weights and the model,
+keeps the checkpoints of `train --resume`, and hands back a typed record of the finished run.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from . import signals, tracking
+from .checkpoint import Checkpoints
+from .config import MlflowConfig
+from .device import DeviceData
+from .errors import TrainingDiverged
+from .files import csv_text, json_text
+from .records import EPOCH_SECONDS, RUN_SECONDS, RunRecord
+from .spec import RunSpec
+from .trainer import TrainResult, train
+
+# Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
+PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the runs of one command share besides the data: where they are tracked, what kind
+    of run they are (`train`: the study as params.yaml defines it; `override`: with overrides
+    or under `mlflow run`; `sweep`: a strength-path point), and their extra tags."""
+
+    experiment: str
+    log_model: bool
+    data_params: Mapping[str, Any]  # `Prepared.logged()`
+    kind: str = "train"
+    tags: Mapping[str, str] = field(default_factory=dict)
+    join: bool = False  # fill the run `mlflow run` started instead of a new one
+
+    @classmethod
+    def of(cls, settings: MlflowConfig, data_params: Mapping[str, Any], **how: Any) -> RunContext:
+        """The context of runs under params.yaml's `mlflow` section, on the data `data_params`."""
+        return cls(settings.experiment, settings.log_model, data_params, **how)
+
+
+def execute_run(
+    spec: RunSpec,
+    data: DeviceData,
+    context: RunContext,
+    on_epoch: Callable[[int, dict[str, float]], None],
+    checkpoints: Checkpoints | None = None,
+) -> RunRecord:
+    """Train `spec` in an MLflow run (continuing its checkpoint's run, if any) and record it."""
+    import mlflow
+
+    saved = checkpoints.saved.get(spec.seed) if checkpoints is not None else None
+    if saved is not None and saved["done"]:  # finished before the stage was interrupted
+        return RunRecord.from_checkpoint(saved["finished"])
+    tags = {
+        "kind": context.kind,
+        "variant": spec.variant_name,
+        "seed": str(spec.seed),
+        "dataset": context.data_params["dataset"],
+        **tracking.context_tags(),
+        **context.tags,  # a Ray worker may run outside the repository: the driver's win
+    }
+    resume_run = saved["run_id"] if saved is not None else None
+    with tracking.tracked_run(
+        context.experiment, spec.run_name, tags, context.join, resume_run_id=resume_run
+    ) as run:
+        run_id = run.info.run_id
+        tracking.log_params_once({**spec.hyperparameters(), **context.data_params})
+
+        def log_epoch(epoch: int, row: dict[str, float]) -> None:
+            # Queued, not awaited: MLflow writes it in the background and flushes the queue
+            # when the run ends (FINISHED, FAILED or KILLED alike).
+            mlflow.log_metrics(row, step=epoch, synchronous=False)
+            on_epoch(epoch, row)
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            assert checkpoints is not None
+            checkpoints.save_progress(spec.seed, run_id, state)
+
+        try:
+            result = train(
+                spec,
+                data,
+                on_epoch=log_epoch,
+                resume=saved["state"] if saved is not None else None,
+                on_checkpoint=checkpoint if checkpoints is not None else None,
+                checkpoint_every=checkpoints.every if checkpoints is not None else 0,
+                should_stop=signals.stop_requested,
+            )
+        except TrainingDiverged as e:
+            mlflow.set_tags(
+                {"failure": "diverged", "failure_epoch": str(e.epoch), "failure_reason": e.reason}
+            )
+            raise
+        record = record_of(spec, result, run_id)
+        mlflow.log_metrics(result.summary)
+        mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
+        with tempfile.TemporaryDirectory() as tmp:
+            weights, history = Path(tmp) / "weights", Path(tmp) / "history.csv"
+            weights.mkdir()
+            for name, content in record.model_files.items():
+                (weights / name).write_bytes(content)
+            mlflow.log_artifacts(str(weights), artifact_path="weights")
+            history.write_text(csv_text(record.history_rows(timings=True)))
+            mlflow.log_artifact(str(history))
+        if context.log_model:
+            log_model(result.model, data)
+    if checkpoints is not None:
+        checkpoints.save_done(spec.seed, run_id, record.to_checkpoint())
+    return record
+
+
+def record_of(spec: RunSpec, result: TrainResult, run_id: str) -> RunRecord:
+    """The record of a finished training: its results apart from its timings, and its weights
+    as the files `models/<variant>/seed<k>/` holds (a state dict in safetensors, loadable
+    without unpickling, and the architecture as JSON)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    hyperparameters = spec.hyperparameters()
+    architecture = {
+        "architecture": result.architecture.to_json(),
+        "hyperparameters": hyperparameters,
+    }
+    return RunRecord(
+        variant=spec.variant_name,
+        seed=spec.seed,
+        hyperparameters=hyperparameters,
+        device=result.device,
+        stopped_early=result.stopped_early,
+        summary={k: v for k, v in result.summary.items() if k != RUN_SECONDS},
+        history=[{k: v for k, v in row.items() if k != EPOCH_SECONDS} for row in result.history],
+        run_id=run_id,
+        epoch_seconds=[row[EPOCH_SECONDS] for row in result.history],
+        model_files={
+            "model.safetensors": safetensors_bytes(state),
+            "architecture.json": json_text(architecture).encode(),
+        },
+    )
+
+
+def log_model(model: nn.Module, data: DeviceData) -> None:
+    """The MLflow model, with an input example and signature, and pinned requirements."""
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    model = model.cpu().eval()
+    example = data.val.x[:5].cpu().numpy()
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.log_model(
+        model,
+        name="model",
+        input_example=example,
+        signature=infer_signature(example, output),
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+
+
+@functools.cache
+def warm_up_model_logging() -> None:
+    """Pay once what a process's first `log_model` costs (importing torch.export, MLflow's scan
+    of the installed packages, a first export: about 2 s), so that forked workers start warm."""
+    import mlflow.pytorch
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - imported once, before the fork
+
+    example = np.zeros((2, 2), np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.pytorch.save_model(
+            nn.Linear(2, 2),
+            Path(tmp) / "model",
+            input_example=example,
+            pip_requirements=PIP_REQUIREMENTS,
+        )

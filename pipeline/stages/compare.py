@@ -1,0 +1,39 @@
+"""`compare`: one report across studies, read back from the MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import tracking
+from ..config import Params
+from ..files import json_text, staged_dir
+from ..paths import Layout
+from ..reports import compare as across
+from ..reports import figures
+
+
+def compare(
+    params: Params,
+    layout: Layout,
+    by: str,
+    where: dict[str, str],
+    experiment: str | None,
+    out: str | None,
+) -> None:
+    """One report across studies from the MLflow store, grouped by a logged parameter, of the
+    runs whose parameters match `where`: `reports/compare/<by>/` (or `out`)."""
+    experiment = experiment or params.mlflow.experiment
+    target = Path(out) if out else layout.compare(by)
+    runs = across.training_runs(tracking.finished_runs(experiment), experiment, by, where)
+    found, left_out = across.latest(runs)
+    summary = across.summarise(found, params.report.baseline, list(params.variants))
+    with staged_dir(target) as staging:
+        figures.across_groups(
+            by, list(summary), across.figure_panels(summary), staging / "compare.png"
+        )
+        text = across.markdown(summary, by, params.report.baseline, where, left_out)
+        (staging / "compare.md").write_text(text)
+        (staging / "summary.json").write_text(json_text(summary))
+    click.echo(f"comparison: {target / 'compare.md'}")

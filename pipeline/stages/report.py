@@ -1,0 +1,69 @@
+"""The report stage: the gap report from every variant's outputs, `reports/`, and an MLflow
+run of it."""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+
+from .. import outputs, tracking
+from ..config import Params
+from ..data import load_meta
+from ..errors import DataError
+from ..files import json_text, staged_dir, write_atomic
+from ..paths import Layout
+from ..reports import figures
+from ..reports.gap import gap_report
+from ..spec import run_specs
+
+
+def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
+    """The gap report from every variant's outputs: `reports/`, and an MLflow run of it."""
+    loaded = [outputs.read_variant(layout, params, name) for name in params.variants]
+    missing = [m for v in loaded for m in v.missing]
+    variants = [v for v in loaded if v.records]
+    baseline = params.report.baseline
+    if not any(v.name == baseline for v in variants):
+        raise DataError(
+            f"no run of the baseline {baseline!r} finished, so nothing can be compared: "
+            + "; ".join(f"{m.run_name}: {m.reason}" for m in missing)
+        )
+    labels = {v.name: run_specs(params, v.name)[0].label for v in variants}
+    summary, text = gap_report(variants, labels, load_meta(layout.prepared), baseline, missing)
+    history = pd.DataFrame([row for v in variants for r in v.records for row in r.history_rows()])
+    by_name = {v.name: v for v in variants}
+    with staged_dir(layout.figures) as staging:
+        figures.draw_gap_figures(
+            history,
+            {v.name: v.per_seed("loss_gap_last") for v in variants},
+            lambda name: (
+                outputs.read_weights(layout, name, r.seed) for r in by_name[name].records
+            ),
+            staging,
+        )
+    write_atomic(layout.gap_report, text)
+    write_atomic(layout.summary, json_text(summary))
+    if log:
+        log_report(params, layout, summary, join)
+    click.echo(f"report: {layout.gap_report.relative_to(layout.root)}")
+
+
+def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str:
+    """Log the report as an MLflow run of its own; return its run id."""
+    import mlflow
+
+    tags = {
+        "kind": "report",
+        "dataset": summary["conditions"]["dataset"],
+        **tracking.context_tags(),
+    }
+    with tracking.tracked_run(params.mlflow.experiment, "report", tags, join) as run:
+        metrics = {}
+        for name, entry in summary["variants"].items():
+            metrics[f"loss_gap_last.{name}"] = entry["loss_gap_last"]["mean"]
+            metrics[f"test_accuracy.{name}"] = entry["test_accuracy"]["mean"]
+        mlflow.log_metrics(metrics)
+        for path in (layout.gap_report, layout.summary):
+            mlflow.log_artifact(str(path))
+        mlflow.log_artifacts(str(layout.figures), artifact_path="figures")
+        return run.info.run_id

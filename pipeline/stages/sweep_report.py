@@ -1,0 +1,30 @@
+"""The sweep-report stage: `reports/sweep/`, each technique's path against its strength."""
+
+from __future__ import annotations
+
+import click
+
+from .. import outputs
+from ..config import Params
+from ..files import json_text, staged_dir
+from ..metrics import METRICS, PATH_METRICS
+from ..paths import Layout
+from ..reports import figures, sweep
+
+
+def sweep_report(params: Params, layout: Layout) -> None:
+    """`reports/sweep/`: each technique's path against its strength, and its best strength."""
+    baseline = outputs.read_variant(layout, params, params.report.baseline)
+    points, unreadable = outputs.read_sweep_points(layout)
+    for path in unreadable:
+        click.echo(
+            f"warning: {path.relative_to(layout.root)} is not a sweep point; left out", err=True
+        )
+    paths = sweep.strength_paths(params, baseline, points)
+    summary = sweep.summarise(paths)
+    with staged_dir(layout.sweep_reports) as staging:
+        titles = [METRICS[key].title for key in PATH_METRICS]
+        figures.strength_paths(sweep.figure_data(paths), titles, staging / "strength_paths.png")
+        (staging / "sweep.md").write_text(sweep.markdown(summary, params))
+        (staging / "summary.json").write_text(json_text(summary))
+    click.echo(f"sweep report: {(layout.sweep_reports / 'sweep.md').relative_to(layout.root)}")

@@ -1,0 +1,84 @@
+"""The train stage of one variant: every seed, one MLflow run each; then its `models/` and
+`metrics/`."""
+
+from __future__ import annotations
+
+import click
+
+from .. import outputs, tracking
+from ..checkpoint import Checkpoints, fingerprint
+from ..config import Params
+from ..data import load_prepared
+from ..executors.local import on_device, plan_for_seeds, run_here
+from ..paths import Layout
+from ..records import RunRecord
+from ..run import RunContext
+from ..spec import run_specs
+
+
+def train(
+    params: Params,
+    layout: Layout,
+    variant: str,
+    overridden: set[str] | None = None,
+    resume: bool = False,
+) -> list[RunRecord]:
+    """The train stage: every seed of `variant`, one MLflow run each; then `models/` and
+    `metrics/` of it.
+
+    A run whose `params` differ from params.yaml (`overridden`: the knobs changed on the
+    command line) or that runs under `mlflow run` (which fills the one run MLflow started with
+    one seed) lives in MLflow only, so DVC's outputs keep matching params.yaml. `resume`
+    continues from the checkpoints an interrupted run of this stage left: finished seeds are
+    not trained again, an interrupted one continues in its own MLflow run.
+    """
+    launched = tracking.launcher_run_id() is not None
+    # How the seeds share the cores changes no result; any other override does.
+    tracked_only = launched or bool((overridden or set()) - {"parallel", "threads"})
+    if tracked_only:
+        click.echo(
+            "note: a run with overrides or under `mlflow run` is logged to MLflow only; "
+            "DVC's models/ and metrics/ are left untouched",
+            err=True,
+        )
+    seeds = params.train.seeds[:1] if launched else None
+    return train_variant(params, layout, variant, seeds, tracked_only, launched, resume)
+
+
+def train_variant(
+    params: Params,
+    layout: Layout,
+    variant: str,
+    seeds: list[int] | None = None,
+    tracked_only: bool = False,
+    join: bool = False,
+    resume: bool = False,
+) -> list[RunRecord]:
+    """`seeds` of `variant` (all of params.yaml's by default), run here; unless `tracked_only`,
+    its outputs then. `join`: fill the run `mlflow run` started."""
+    specs = run_specs(params, variant, seeds)
+    prepared = load_prepared(layout.prepared)
+    data = on_device(params.train.device, prepared)
+    checkpoints = None
+    if not tracked_only and params.train.checkpoint_every:
+        made_with = {
+            "data": prepared.logged(),
+            "variant": variant,
+            "specs": [s.hyperparameters() for s in specs],
+        }
+        checkpoints = Checkpoints(
+            layout.checkpoints(variant),
+            fingerprint(made_with),
+            params.train.checkpoint_every,
+            [s.seed for s in specs],
+            resume,
+        )
+    kind = "override" if tracked_only else "train"
+    context = RunContext.of(params.mlflow, prepared.logged(), kind=kind, join=join)
+    plan = plan_for_seeds(params.train, len(specs), data.device)
+    records = run_here(specs, data, context, plan, checkpoints)
+    if not tracked_only:
+        outputs.write_variant(layout, variant, records)
+        if checkpoints is not None:
+            checkpoints.clear()
+    return records

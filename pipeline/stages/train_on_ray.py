@@ -1,0 +1,62 @@
+"""The training of `study --executor ray`: every variant × seed as one Ray task each, then
+every variant's `models/` and `metrics/`. A run that fails does not stop the others: the
+report names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import outputs, tracking
+from ..config import Params
+from ..data import Prepared
+from ..errors import StudyIncomplete
+from ..executors import on_ray
+from ..paths import Layout
+from ..records import MissingRun
+from ..run import RunContext
+from ..signals import signals_held
+from ..spec import study_specs
+
+
+@dataclass(frozen=True)
+class RayPlan:
+    address: str | None  # None: start a Ray instance on this machine
+    resources: on_ray.Resources
+
+
+def plan(params: Params, address: str | None, cpus: float | None, gpus: float | None) -> RayPlan:
+    """Where the tasks run and what each asks for; a cluster that cannot be reached or a
+    setting that cannot work fails here, before anything is prepared."""
+    address = on_ray.ray_address(address)
+    gpus = on_ray.default_gpus(params) if gpus is None else gpus
+    on_ray.check_settings(address, params, gpus)
+    return RayPlan(address, on_ray.Resources(cpus or 1.0, gpus))
+
+
+def train_on_ray(
+    params: Params, layout: Layout, prepared: Prepared, plan: RayPlan
+) -> list[MissingRun]:
+    """Train the grid; write every variant's outputs; return the runs that did not finish.
+    Where no run of the baseline finished, nothing is written: the old outputs and report
+    stay, consistent with each other."""
+    with on_ray.ray_session(plan.address, plan.resources):
+        context = RunContext.of(params.mlflow, prepared.logged(), tags=tracking.context_tags())
+        records, missing = on_ray.run_on_ray(
+            study_specs(params), prepared, params, context, plan.resources
+        )
+    baseline = params.report.baseline
+    if not any(r.variant == baseline for r in records):
+        raise StudyIncomplete(
+            f"no run of the baseline {baseline!r} finished, so nothing can be compared; "
+            "outputs and report are left as they were. Did not finish: "
+            + ", ".join(m.run_name for m in missing)
+        )
+    with signals_held():  # every variant's outputs, or none: a signal waits for the writes
+        for name in params.variants:
+            outputs.write_variant(
+                layout,
+                name,
+                [r for r in records if r.variant == name],
+                [m for m in missing if m.variant == name],
+            )
+    return missing

@@ -1,0 +1,95 @@
+"""`study`: the three stages in one process (prepare, train every variant × seed, report), the
+seeds run here or as Ray tasks; or the stages of dvc.yaml by `dvc repro`. The one command that
+runs several stages, so it lives beside the command line, not among the stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from . import tracking
+from .command import fail_cleanly, load, params_option, stage
+from .errors import ConfigError, StudyIncomplete
+from .executors import EXECUTORS
+from .paths import project_root
+
+
+@click.command()
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="inprocess",
+    show_default=True,
+    help="Who trains the grid: this process (seeds side by side), `dvc repro`, or one Ray task "
+    "per run.",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Ray: join this cluster (as `ray start --head` prints it; `auto` finds a local one). "
+    "Default: RAY_ADDRESS, else start a Ray instance on this machine.",
+)
+@click.option(
+    "--cpus-per-run",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Ray: CPUs each run asks for (its torch threads: the whole part, at least 1); a "
+    "fraction packs several runs per CPU.  [default: 1]",
+)
+@click.option(
+    "--gpus-per-run",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Ray: GPUs each run asks for; a fraction packs runs on one GPU.  [default: 1 where "
+    "train.device is cuda, or auto on a machine with a GPU; else 0]",
+)
+@params_option
+@fail_cleanly
+def study(
+    executor: str,
+    address: str | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float | None,
+    params_path: str,
+) -> None:
+    """prepare, train every variant × seed, report: the whole study in one command.
+
+    With `--executor ray`, a run that fails (an error, its worker killed, its node lost) does
+    not stop the others: the report names it, and the command exits with 1.
+    """
+    params, layout = load(params_path)
+    ray = {"--address": address, "--cpus-per-run": cpus_per_run, "--gpus-per-run": gpus_per_run}
+    given = [flag for flag, value in ray.items() if value is not None]
+    if executor != "ray" and given:
+        raise ConfigError(f"{', '.join(given)} only apply with --executor ray")
+    if executor == "dvc":
+        if Path(params_path).resolve() != (project_root() / "params.yaml").resolve():
+            raise ConfigError(
+                "--executor dvc reads params.yaml, as dvc.yaml says; --params is not used"
+            )
+        code = subprocess.call(["dvc", "repro", "dvc.yaml"])  # ends with its report stage
+        if code != 0:
+            sys.exit(code)
+        click.echo(tracking.next_steps(layout.gap_report))
+        return
+    # Ray's settings are checked before anything is prepared or trained.
+    on_ray = stage("train_on_ray") if executor == "ray" else None
+    plan = on_ray.plan(params, address, cpus_per_run, gpus_per_run) if on_ray else None
+    prepared = stage("prepare").prepare(params, layout)
+    missing = []
+    if on_ray:
+        missing = on_ray.train_on_ray(params, layout, prepared, plan)
+    else:
+        for name in params.variants:
+            stage("train").train_variant(params, layout, name)
+    stage("report").report(params, layout, log=True, join=False)
+    click.echo(tracking.next_steps(layout.gap_report))
+    if missing:
+        raise StudyIncomplete(
+            f"{len(missing)} run(s) did not finish: "
+            f"{', '.join(m.run_name for m in missing)} (the report names them and why)"
+        )

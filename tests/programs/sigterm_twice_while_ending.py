@@ -1,0 +1,42 @@
+"""A repeated SIGTERM does not cut the end of a run short. One SIGTERM can arrive more than
+once (the kernel sends a worker's parent-death signal once per thread of the worker); here
+the second lands while the run is being ended KILLED.
+
+    python tests/programs/sigterm_twice_while_ending.py
+
+Prints `interrupted`, then the run's status (KILLED).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import mlflow
+
+from pipeline import signals, tracking
+from pipeline.signals import _interrupt_once
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    real = mlflow.MlflowClient.set_terminated
+
+    def set_terminated_after_sigterm(*args: Any, **kwargs: Any) -> Any:
+        signal.raise_signal(signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    mlflow.MlflowClient.set_terminated = set_terminated_after_sigterm
+    try:
+        with tracking.tracked_run("signals", "sigterm-twice", {}):
+            signal.raise_signal(signal.SIGTERM)
+            signals.stop_if_signalled()
+    except KeyboardInterrupt:
+        print("interrupted")
+    exp = mlflow.get_experiment_by_name("signals")
+    [run] = mlflow.MlflowClient().search_runs([exp.experiment_id])
+    print(run.info.status)
+
+
+if __name__ == "__main__":
+    main()

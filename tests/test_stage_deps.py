@@ -1,0 +1,105 @@
+"""Each DVC stage depends on exactly the package code it runs: an edit to that code reruns the
+stage (so no output is stale), and an edit to any other code does not (so editing the report
+does not retrain). The code a stage runs is the import closure of its stage module and of
+`loading` (which turns params.yaml into what the stage gets); the command line that dispatches
+to it and the packages' docstring-only `__init__` files are not counted."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.sweep_stages import sweep_dvc_yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "pipeline"
+
+
+def module_file(dotted: str) -> Path | None:
+    """The file of `pipeline.<dotted>` (a module, not a package), if there is one."""
+    path = PACKAGE.joinpath(*dotted.split(".")) if dotted else PACKAGE
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def imports_of(path: Path) -> set[Path]:
+    """The package's modules `path` imports, at the top or inside functions."""
+    package = path.relative_to(PACKAGE).parent.parts
+    found: set[Path] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(package[: len(package) - node.level + 1])
+            base += node.module.split(".") if node.module else []
+            names = [".".join(base)] + [".".join([*base, a.name]) for a in node.names]
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            assert not any(a.name.startswith("pipeline") for a in node.names), "use relative"
+            assert not (getattr(node, "module", "") or "").startswith("pipeline"), path
+            continue
+        else:
+            continue
+        found |= {f for f in map(module_file, names) if f is not None}
+    return found
+
+
+def code_of(stage_module: str) -> set[str]:
+    todo = [PACKAGE / "stages" / f"{stage_module}.py", PACKAGE / "loading.py"]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(imports_of(path))
+    return {str(p.relative_to(REPO)) for p in seen}
+
+
+def code_deps(stage: dict) -> set[str]:
+    return {d for d in stage["deps"] if isinstance(d, str) and d.startswith("pipeline/")}
+
+
+def test_init_files_hold_no_code_that_could_change_a_result() -> None:
+    for init in PACKAGE.rglob("__init__.py"):
+        body = ast.parse(init.read_text()).body
+        kinds = {type(node) for node in body}
+        assert kinds <= {ast.Expr, ast.Assign}, init  # a docstring, constant names
+
+
+STUDY = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+SWEEP = yaml.safe_load(sweep_dvc_yaml())["stages"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "module"),
+    [
+        (STUDY["prepare"], "prepare"),
+        (STUDY["train"]["do"], "train"),
+        (STUDY["report"], "report"),
+        (SWEEP["sweep-l2"], "sweep_point"),
+        (SWEEP["sweep-report"], "sweep_report"),
+    ],
+    ids=["prepare", "train", "report", "sweep-point", "sweep-report"],
+)
+def test_a_stage_depends_on_the_code_it_runs_and_no_other(stage: dict, module: str) -> None:
+    declared, runs = code_deps(stage), code_of(module)
+    assert runs - declared == set(), "runs but not a dependency"
+    assert declared - runs == set(), "a dependency it does not run"
+
+
+def test_report_code_is_not_a_dependency_of_training() -> None:
+    train = code_of("train") | code_of("sweep_point")
+    assert not any("reports/" in path or "analysis" in path for path in train)
+
+
+def test_only_the_commands_import_a_stage() -> None:
+    """Stage modules are not a library: a stage that needs another's work gets it from files,
+    and only the command line (and `study`, which runs three stages) imports them."""
+    stages = set((PACKAGE / "stages").glob("*.py")) - {PACKAGE / "stages" / "__init__.py"}
+    importers = {
+        str(path.relative_to(REPO)) for path in PACKAGE.rglob("*.py") if imports_of(path) & stages
+    }
+    assert importers == set()  # the commands import theirs by name when they run: see below
+    text = (PACKAGE / "cli.py").read_text() + (PACKAGE / "study_command.py").read_text()
+    called = set(re.findall(r'stage\("(\w+)"\)', text))
+    assert called == {path.stem for path in stages}
