@@ -163,6 +163,21 @@ def test_divergence_raises_with_the_epoch(data: DeviceData) -> None:
     assert f"epoch {info.value.epoch}" in str(info.value)
 
 
+def test_a_loss_that_explodes_but_stays_finite_is_divergence(data: DeviceData) -> None:
+    # Adam moves each weight by about lr per step whatever the gradient, so lr 1e6 throws
+    # the weights to ~1e6: every logit is finite, the loss far above a uniform guess's ln 3.
+    with pytest.raises(TrainingDiverged) as info:
+        train(spec(lr=1e6), data)
+    assert info.value.epoch == 1
+    assert "over 100 × the chance level ln 3 = 1.1" in str(info.value)
+
+
+def test_a_healthy_run_stays_far_below_the_divergence_threshold(data: DeviceData) -> None:
+    # Random labels: nothing to learn, the network memorises; the worst a working run gets.
+    result = train(spec(epochs=20, lr=0.05), DeviceData.of(problem(random_labels=True), CPU))
+    assert max(row["train_loss"] for row in result.history) < 2 * math.log(3)
+
+
 def sum_sq(model: nn.Module) -> float:
     return float(sum(layer.weight.detach().square().sum() for layer in linear_layers(model)))
 
