@@ -1,8 +1,8 @@
 """Files written whole, and the plain formats they hold.
 
-A file is written to a temporary name beside its place and renamed into it, a folder is
-filled beside its place and swapped in, so a reader (or DVC) sees the old or the new, never a
-half-written one, whenever the process is killed.
+A file is written to a temporary name beside its place, flushed to disk and renamed into it;
+a folder is filled beside its place, flushed and swapped in; so a reader (or DVC) sees the old
+or the new, never a half-written one, whenever the process is killed or the machine stops.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode("utf-8") if isinstance(text, str) else text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -46,8 +48,21 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def _sync(folder: Path) -> None:
+    """Flush every file under `folder` to disk, so a rename never publishes unwritten data."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
 def replace_dir(new: Path, target: Path) -> None:
-    """Put folder `new` at `target`, moving any old one aside first and deleting it after."""
+    """Put folder `new` at `target`, moving any old one aside first and deleting it after.
+    Only for a folder the caller owns whole (a stage's declared output)."""
+    _sync(new)
     old = target.with_name(f".{target.name}-old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -57,13 +72,17 @@ def replace_dir(new: Path, target: Path) -> None:
 
 
 @contextmanager
-def staged_dir(target: Path) -> Iterator[Path]:
-    """A fresh temporary folder beside `target` to fill; it replaces `target` only when the
-    block ends without error, and is removed otherwise."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+def files_into(target: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside `target` to fill; when the block ends without error,
+    each file made in it is renamed into `target`, beside whatever `target` already holds
+    (a report folder may be one the user keeps other files in: only the files written here
+    are replaced). On an error nothing in `target` changes."""
+    target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
     try:
         yield staging
-        replace_dir(staging, target)
+        _sync(staging)
+        for path in sorted(staging.iterdir()):
+            os.replace(path, target / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -33,6 +33,7 @@ from .files import csv_text, json_text, replace_dir, write_atomic
 from .metrics import CURVES, VARIANT_SUMMARY
 from .paths import Layout
 from .records import MissingRun, RunRecord
+from .signals import signals_held
 from .spec import run_specs
 
 
@@ -88,8 +89,9 @@ def write_variant(
             (metrics / "missing.json").write_text(json_text([m.to_json() for m in missing]))
         for target in (layout.models(variant), layout.metrics(variant)):
             target.parent.mkdir(parents=True, exist_ok=True)
-        replace_dir(models, layout.models(variant))
-        replace_dir(metrics, layout.metrics(variant))
+        with signals_held():  # both folders or neither: a signal waits for the two swaps
+            replace_dir(models, layout.models(variant))
+            replace_dir(metrics, layout.metrics(variant))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     write_atomic(layout.run_log(variant), json_text([r.provenance() for r in records]))

@@ -205,6 +205,24 @@ def test_compare_reads_studies_back_from_mlflow_grouped_by_label_noise(tmp_path:
     assert (out / "compare.png").stat().st_size > 10_000
     assert "| 0.3 | l2 | 2 |" in (out / "compare.md").read_text()
 
+    # --out writes its three files beside what a folder holds: a user's file and the gap
+    # report survive, and a rerun replaces only the comparison's own files.
+    mine = repo / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("mine\n")
+    gap_report = (repo / "reports" / "gap_report.md").read_bytes()
+    for folder in ("notes", "reports"):
+        run("python", "-m", "pipeline", "compare", "--by", "label_noise", "--out", folder)
+        assert (repo / folder / "compare.md").read_text() == (out / "compare.md").read_text()
+    assert (mine / "todo.txt").read_text() == "mine\n"
+    assert (repo / "reports" / "gap_report.md").read_bytes() == gap_report
+    assert sorted(p.name for p in mine.iterdir()) == [
+        "compare.md",
+        "compare.png",
+        "summary.json",
+        "todo.txt",
+    ]
+
     bad = run("python", "-m", "pipeline", "compare", "--by", "noise_level", check=False)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1

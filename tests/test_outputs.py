@@ -14,6 +14,7 @@ from safetensors.numpy import save
 from pipeline import outputs
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.errors import DataError
+from pipeline.files import files_into
 from pipeline.loading import parse_params
 from pipeline.metrics import CURVES, VARIANT_SUMMARY
 from pipeline.paths import Layout
@@ -180,3 +181,22 @@ def test_the_outputs_do_not_depend_on_the_order_the_runs_finished_in(tmp_path: P
         }
 
     assert written([0, 1], tmp_path / "a") == written([1, 0], tmp_path / "b")
+
+
+def test_a_report_folder_gets_its_own_files_and_keeps_everything_else(tmp_path: Path) -> None:
+    target = tmp_path / "reports"
+    target.mkdir()
+    (target / "mine.txt").write_text("a user's file\n")
+    (target / "report.md").write_text("old report\n")
+    with files_into(target) as staging:
+        (staging / "report.md").write_text("new report\n")
+        (staging / "figure.png").write_bytes(b"png")
+    assert (target / "mine.txt").read_text() == "a user's file\n"
+    assert (target / "report.md").read_text() == "new report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]  # no staging left
+
+    with pytest.raises(RuntimeError), files_into(target) as staging:
+        (staging / "report.md").write_text("half\n")
+        raise RuntimeError("drawing failed")
+    assert (target / "report.md").read_text() == "new report\n"
+    assert sorted(p.name for p in target.iterdir()) == ["figure.png", "mine.txt", "report.md"]

@@ -8,7 +8,7 @@ import click
 
 from .. import tracking
 from ..config import Params
-from ..files import json_text, staged_dir
+from ..files import files_into, json_text
 from ..paths import Layout
 from ..reports import compare as across
 from ..reports import figures
@@ -29,7 +29,7 @@ def compare(
     runs = across.training_runs(tracking.finished_runs(experiment), experiment, by, where)
     found, left_out = across.latest(runs)
     summary = across.summarise(found, params.report.baseline, list(params.variants))
-    with staged_dir(target) as staging:
+    with files_into(target) as staging:
         figures.across_groups(
             by, list(summary), across.figure_panels(summary), staging / "compare.png"
         )

@@ -10,7 +10,7 @@ from .. import outputs, tracking
 from ..config import Params
 from ..data import load_meta
 from ..errors import DataError
-from ..files import json_text, staged_dir, write_atomic
+from ..files import files_into, json_text, write_atomic
 from ..paths import Layout
 from ..reports import figures
 from ..reports.gap import gap_report
@@ -32,7 +32,7 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     summary, text = gap_report(variants, labels, load_meta(layout.prepared), baseline, missing)
     history = pd.DataFrame([row for v in variants for r in v.records for row in r.history_rows()])
     by_name = {v.name: v for v in variants}
-    with staged_dir(layout.figures) as staging:
+    with files_into(layout.figures) as staging:
         figures.draw_gap_figures(
             history,
             {v.name: v.per_seed("loss_gap_last") for v in variants},

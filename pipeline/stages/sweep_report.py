@@ -6,7 +6,7 @@ import click
 
 from .. import outputs
 from ..config import Params
-from ..files import json_text, staged_dir
+from ..files import files_into, json_text
 from ..metrics import METRICS, PATH_METRICS
 from ..paths import Layout
 from ..reports import figures, sweep
@@ -22,7 +22,7 @@ def sweep_report(params: Params, layout: Layout) -> None:
         )
     paths = sweep.strength_paths(params, baseline, points)
     summary = sweep.summarise(paths)
-    with staged_dir(layout.sweep_reports) as staging:
+    with files_into(layout.sweep_reports) as staging:
         titles = [METRICS[key].title for key in PATH_METRICS]
         figures.strength_paths(sweep.figure_data(paths), titles, staging / "strength_paths.png")
         (staging / "sweep.md").write_text(sweep.markdown(summary, params))
