@@ -24,7 +24,26 @@ _UNION_MEMBER = re.compile(r"(constrained-)?(float|int|str|bool)|list\[.*\]|func
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML reads YAML 1.1, where `1e-4` is a string; people (and DVC) mean a float."""
+    """PyYAML reads YAML 1.1, where `1e-4` is a string; people (and DVC) mean a float. And a
+    key written twice in one mapping is refused: PyYAML keeps the last silently, and other
+    parsers (DVC's among them) may not agree on which one counts."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` brings keys, is not one
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} written twice in one mapping (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.add_implicit_resolver(

@@ -114,6 +114,12 @@ def prepare(cfg: DataConfig) -> tuple[Prepared, dict[str, np.ndarray]]:
     mean, std = normalization(x[idx["train"]], cfg.normalize)
     labels = {"train": y_train, "val": y[idx["val"]], "test": y[idx["test"]]}
     splits = {s: Split(((x[idx[s]] - mean) / std).astype(np.float32), labels[s]) for s in SPLITS}
+    for name, split in splits.items():
+        if not np.isfinite(split.x).all():  # float32 arithmetic overflowed in normalising
+            raise DataError(
+                f"{cfg.path or cfg.dataset}: the {name} split is not finite after "
+                f"normalize: {cfg.normalize} in float32; rescale x"
+            )
     meta = {
         "dataset": cfg.dataset,
         "input_shape": input_shape,

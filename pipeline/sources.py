@@ -51,7 +51,13 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path}: no such file (data.path must name an .npz with arrays x and y)")
     try:
-        with np.load(path, allow_pickle=False) as arrays:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"{path}: a single .npy array, not an .npz archive; save both arrays with "
+                "np.savez(path, x=x, y=y)"
+            )
+        with loaded as arrays:
             missing = {"x", "y"} - set(arrays.files)
             if missing:
                 raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}")
@@ -115,6 +121,11 @@ def _checked(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.nd
         raise DataError(f"{name}: x must be numeric, got dtype {x.dtype}")
     if not np.isfinite(x.astype(np.float64, copy=False)).all():
         raise DataError(f"{name}: x holds NaN or infinite values")
+    largest = float(np.abs(x).max(initial=0))
+    if largest > float(np.finfo(np.float32).max):  # training is in float32, where this is infinite
+        raise DataError(
+            f"{name}: x holds values up to {largest:.3g}, beyond float32's ±3.4e38; rescale x"
+        )
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.mod(y, 1) == 0):
             raise DataError(f"{name}: labels y must be integers, got non-integer values")

@@ -278,3 +278,17 @@ def test_defaults_are_off() -> None:
     assert (v.dropout, v.input_dropout, v.l1, v.l2, v.weight_decay) == (0.0, 0.0, 0.0, 0.0, 0.0)
     assert v.optimizer is None and v.max_norm is None and v.patience is None
     assert v.penalize_bias is False
+
+
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("variants:\n  dropout:\n    dropout: 0.3\n    l2: 0.01\n    dropout: 0.5\n")
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert str(info.value) == (
+        f"{path}: not valid YAML (line 5): key 'dropout' written twice in one mapping "
+        "(lines 3 and 5)"
+    )
+    # The same key in different mappings, and YAML's merge key, are not repeats.
+    path.write_text("a: &shared\n  x: 1\nb:\n  <<: *shared\n  y: 2\nc:\n  x: 3\n")
+    assert read_yaml(path) == {"a": {"x": 1}, "b": {"x": 1, "y": 2}, "c": {"x": 3}}

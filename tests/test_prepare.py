@@ -393,6 +393,7 @@ def npz_cfg(path: Path) -> DataConfig:
         ({"x": np.zeros((4, 2)), "y": np.array([0, 2, 0, 2])}, "0..C-1"),
         ({"x": np.zeros((4, 2)), "y": np.array([-1, 0, -1, 0])}, "0..C-1"),
         ({"x": np.zeros((4, 2)), "y": np.array([0, 0, 0, 0])}, "at least two classes"),
+        ({"x": np.array([[0.0, 1e300], [1.0, 2.0]]), "y": np.array([0, 1])}, "beyond float32"),
     ],
     ids=[
         "length",
@@ -408,6 +409,7 @@ def npz_cfg(path: Path) -> DataConfig:
         "class-gap",
         "negative",
         "one-class",
+        "float32-overflow",
     ],
 )
 def test_load_source_npz_rejects(tmp_path: Path, arrays: dict, message: str) -> None:
@@ -434,6 +436,25 @@ def test_load_npz_missing_file_and_garbage(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00garbage" * 20)
     with pytest.raises(DataError, match=r"bad\.npz: not a readable \.npz"):
         load_npz(bad)
+
+
+def test_load_npz_refuses_a_single_npy_array(tmp_path: Path) -> None:
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((4, 2)))
+    with pytest.raises(DataError, match=r"x\.npy: a single \.npy array, not an \.npz archive"):
+        load_npz(path)
+
+
+def test_prepare_refuses_features_whose_normalisation_overflows(tmp_path: Path) -> None:
+    # Every value fits float32, but one lies 6e38 from the mean of the rest: subtracting the
+    # mean in float32 gives infinity, which must fail at prepare, not as "diverged" later.
+    path = tmp_path / "wide.npz"
+    x = np.full((60, 2), -3e38)
+    x[:, 0] = np.arange(60) % 2
+    x[::5, 1] = 3e38  # one row in five: the mean stays near -3e38
+    np.savez(path, x=x, y=np.arange(60) % 2)
+    with pytest.raises(DataError, match=r"wide\.npz: the \w+ split is not finite after normalize"):
+        prepare(DataConfig(dataset="npz", path=str(path), normalize="per_feature"))
 
 
 def test_load_npz_refuses_pickled_objects(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from safetensors.numpy import save
 
 from pipeline.config import Params
 from pipeline.data import Prepared, Split, write_prepared
+from pipeline.errors import DataError
 from pipeline.outputs import write_variant
 from pipeline.paths import Layout
 from pipeline.records import MissingRun, RunRecord
@@ -143,3 +144,15 @@ def test_a_lost_run_leaves_a_paired_comparison_on_the_other_seeds(
     assert lost["verdict"] == "better"
     assert "(n=2)" in next(line for line in text.splitlines() if line.startswith("| lost_one |"))
     assert summary["ranking_by_best_val_loss"][0] == "lost_one"
+
+
+def test_the_report_without_prepared_data_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    params = Params.model_validate(yaml.safe_load(yaml.safe_dump(PARAMS)))
+    layout = Layout(tmp_path)
+    for name, best in BEST_VAL.items():
+        records = [record(params, name, seed, value) for seed, value in best.items()]
+        write_variant(layout, name, records)
+    with pytest.raises(DataError, match=r"no prepared data \(meta\.json missing\)"):
+        report_stage.report(params, layout, log=False, join=False)
+    assert not layout.gap_report.exists() and not layout.summary.exists()
+    assert not layout.figures.exists()
