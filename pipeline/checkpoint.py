@@ -34,7 +34,10 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,8 +82,8 @@ class Checkpoints:
         payload = load_checkpoint(self.path(seed))
         if payload["fingerprint"] != self.fingerprint:
             raise ConfigError(
-                f"{self.path(seed)} was made with other settings than params.yaml now holds; "
-                "train without --resume to start over"
+                f"{self.path(seed)} was made with other settings, data or device than this "
+                "run has; train without --resume to start over"
             )
         return payload
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import tracking
-from .command import fail_cleanly, key_values, load, params_option, stage
+from .command import OneLineErrors, fail_cleanly, key_values, load, params_option, stage
 from .errors import ConfigError
 from .loading import OVERRIDABLE, VARIANT_KNOBS, with_overrides
 from .paths import Layout, project_root
@@ -18,7 +18,7 @@ from .sweep_stages import sweep_dvc_yaml
 from .techniques import listing
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """A reproducible study of overfitting and regularization.
 

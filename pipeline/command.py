@@ -15,12 +15,36 @@ import click
 
 from . import tracking
 from .config import Params
-from .errors import ConfigError, DataError, StudyIncomplete, TrainingDiverged
+from .errors import ConfigError, DataError, MetricsLost, StudyIncomplete, TrainingDiverged
 from .loading import load_params
 from .paths import Layout, project_root
 from .signals import cli_handles_sigterm, interrupt_name
 
 BAD_INPUT = 2  # exit code for anything the user can fix in params.yaml, flags or data files
+
+
+class OneLineErrors(click.Group):
+    """A command group whose usage mistakes (an unknown option, a value of the wrong type, a
+    missing argument) are one line and exit 2, like every other mistake, instead of click's
+    usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:  # a bare command: its help, as click does
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx else "python -m pipeline"
+            click.echo(f"error: {e.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(BAD_INPUT)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,7 +58,7 @@ def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except (ConfigError, DataError) as e:
             fail(str(e), BAD_INPUT)
-        except (TrainingDiverged, StudyIncomplete) as e:
+        except (TrainingDiverged, MetricsLost, StudyIncomplete) as e:
             fail(str(e), 1)
         except KeyboardInterrupt as e:
             name, code = interrupt_name(e)

@@ -8,6 +8,7 @@ Format, readable with numpy alone (`np.load(..., allow_pickle=False)`):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -45,6 +46,15 @@ class Prepared:
     @property
     def n_classes(self) -> int:
         return int(self.meta["n_classes"])
+
+    def digest(self) -> str:
+        """SHA-256 of every split's arrays: the data's content, normalization included."""
+        h = hashlib.sha256()
+        for name in SPLITS:
+            for array in (getattr(self, name).x, getattr(self, name).y):
+                h.update(f"{name}{array.dtype}{array.shape}".encode())
+                h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
 
     def logged(self) -> dict[str, Any]:
         """The data settings every run records next to its own hyperparameters."""

@@ -23,6 +23,10 @@ class TrainingDiverged(RuntimeError):
         return (TrainingDiverged, (self.epoch, self.reason))
 
 
+class MetricsLost(RuntimeError):
+    """Per-epoch metrics of a run did not reach the tracking store: the run is not FINISHED."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Training was asked to stop (a held Ctrl-C or SIGTERM): it ends as Ctrl-C does."""
 

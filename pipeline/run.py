@@ -64,6 +64,8 @@ def execute_run(
 
     saved = checkpoints.saved.get(spec.seed) if checkpoints is not None else None
     if saved is not None and saved["done"]:  # finished before the stage was interrupted
+        # Killed between recording the seed done and ending its run: end it now.
+        tracking.end_if_running(saved["run_id"], "FINISHED")
         return RunRecord.from_checkpoint(saved["finished"])
     tags = {
         "kind": context.kind,
@@ -79,15 +81,17 @@ def execute_run(
     ) as run:
         run_id = run.info.run_id
         tracking.log_params_once({**spec.hyperparameters(), **context.data_params})
+        # A resumed run retrains the epochs after its checkpoint; those it had logged before
+        # the interrupt are in the store already and are not logged twice.
+        metrics = tracking.EpochMetrics(run_id, resumed=resume_run is not None)
 
         def log_epoch(epoch: int, row: dict[str, float]) -> None:
-            # Queued, not awaited: MLflow writes it in the background and flushes the queue
-            # when the run ends (FINISHED, FAILED or KILLED alike).
-            mlflow.log_metrics(row, step=epoch, synchronous=False)
+            metrics.log(epoch, row)
             on_epoch(epoch, row)
 
         def checkpoint(state: dict[str, Any]) -> None:
             assert checkpoints is not None
+            metrics.confirm()  # a checkpoint never gets ahead of the metrics in the store
             checkpoints.save_progress(spec.seed, run_id, state)
 
         try:
@@ -105,6 +109,7 @@ def execute_run(
                 {"failure": "diverged", "failure_epoch": str(e.epoch), "failure_reason": e.reason}
             )
             raise
+        metrics.confirm()  # every epoch in the store, or the run is not FINISHED
         record = record_of(spec, result, run_id)
         mlflow.log_metrics(result.summary)
         mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
@@ -118,8 +123,11 @@ def execute_run(
             mlflow.log_artifact(str(history))
         if context.log_model:
             log_model(result.model, data)
-    if checkpoints is not None:
-        checkpoints.save_done(spec.seed, run_id, record.to_checkpoint())
+        if checkpoints is not None:
+            # Recorded done while the run is open and the signals are held: a signal that
+            # came during the model's logging can no longer leave a FINISHED run that a
+            # resume would open again.
+            checkpoints.save_done(spec.seed, run_id, record.to_checkpoint())
     return record
 
 

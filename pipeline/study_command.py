@@ -4,8 +4,11 @@ runs several stages, so it lives beside the command line, not among the stages."
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import click
@@ -15,6 +18,32 @@ from .command import fail_cleanly, load, params_option, stage
 from .errors import ConfigError, StudyIncomplete
 from .executors import EXECUTORS
 from .paths import project_root
+from .signals import interrupt_name
+
+# How long `dvc repro` may take to stop after an interrupt (its stage ends its runs KILLED and
+# DVC releases its lock) before its process group is killed outright.
+DVC_STOP_SECONDS = 120
+
+
+def repro_with_dvc() -> int:
+    """`dvc repro dvc.yaml` in a process group of its own, and its exit code.
+
+    An interrupt here (Ctrl-C, SIGTERM) reaches the group once, as Ctrl-C: the stage it runs
+    ends its MLflow runs KILLED, DVC, which ignores Ctrl-C while a stage runs, then fails that
+    stage and releases its lock. The group is waited for, so nothing goes on as an orphan; a
+    second interrupt, or a group that has not stopped in DVC_STOP_SECONDS, kills it."""
+    process = subprocess.Popen(["dvc", "repro", "dvc.yaml"], start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        try:
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=DVC_STOP_SECONDS)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        raise
 
 
 @click.command()
@@ -71,7 +100,16 @@ def study(
             raise ConfigError(
                 "--executor dvc reads params.yaml, as dvc.yaml says; --params is not used"
             )
-        code = subprocess.call(["dvc", "repro", "dvc.yaml"])  # ends with its report stage
+        try:
+            code = repro_with_dvc()  # ends with its report stage
+        except KeyboardInterrupt as e:
+            name, code = interrupt_name(e)
+            click.echo(
+                f"interrupted ({name}): `dvc repro` and its stage have stopped, its MLflow runs "
+                "marked KILLED; finished stages keep their outputs, the next `dvc repro` "
+                "reruns the rest",
+                err=True,
+            )
         if code != 0:
             sys.exit(code)
         click.echo(tracking.next_steps(layout.gap_report))

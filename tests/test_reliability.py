@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import signal
@@ -10,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -124,6 +127,52 @@ def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path:
         assert ours == (other / "metrics" / "dropout" / name).read_bytes(), name
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_after_resume_every_epoch_is_logged_exactly_once(tmp_path: Path, sig: int) -> None:
+    """Checkpoints every 5 epochs, an interrupt past epoch 8: the epochs after the checkpoint
+    were logged (SIGTERM) or were still queued (SIGKILL) when it came. After `--resume` the
+    run holds one value per epoch, each the value of the history the stage wrote."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["checkpoint_every"] = 5
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    interrupt_after(process, [f"dropout-seed0 epoch 8/{EPOCHS}"], sig)
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    [resumed] = all_runs(repo)
+    assert resumed.info.status == "FINISHED"
+    with open(repo / "metrics" / "dropout" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for key in ("val_loss", "train_loss", "loss_gap"):
+        logged = client(repo).get_metric_history(resumed.info.run_id, key)
+        assert sorted(m.step for m in logged) == list(range(1, EPOCHS + 1)), key
+        by_step = {m.step: m.value for m in logged}
+        assert all(by_step[int(r["epoch"])] == float(r[key]) for r in rows), key
+
+
+def test_a_signal_while_the_model_is_logged_leaves_the_seed_done(tmp_path: Path) -> None:
+    """SIGTERM once the last epoch is out lands while the finished run logs its summary,
+    weights and model (about a second): the run ends FINISHED and the seed is recorded done,
+    so `--resume` neither opens the run again nor logs a second model."""
+    repo = scratch_repo(tmp_path / "a", LONG)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    output = interrupt_after(process, [f"dropout-seed0 epoch {EPOCHS}/{EPOCHS}"], signal.SIGTERM)
+    assert process.returncode == 143, output
+    [ended] = all_runs(repo)
+    assert ended.info.status == "FINISHED"
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    [resumed] = all_runs(repo)
+    assert resumed.info.run_id == ended.info.run_id and resumed.info.end_time == ended.info.end_time
+    models = client(repo).search_logged_models([resumed.info.experiment_id])
+    assert len(models) == 1
+    logged = client(repo).get_metric_history(resumed.info.run_id, "val_loss")
+    assert sorted(m.step for m in logged) == list(range(1, EPOCHS + 1))
+    assert (repo / "models" / "dropout" / "seed0" / "model.safetensors").is_file()
+
+
 def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path) -> None:
     """Seeds train in forked workers. A SIGTERM sent to the stage's own process only (as a
     scheduler does) reaches every worker: each run ends KILLED, nothing is written, and
@@ -193,6 +242,32 @@ def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: P
     assert "Running stage 'train@l2'" in again
     assert "Stage 'train@baseline' didn't change, skipping" in again
     assert "Stage 'train@dropout' didn't change, skipping" in again
+
+
+def processes_in(folder: Path) -> list[str]:
+    """The command lines of the processes working in `folder`."""
+    found = []
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if process.info["cwd"] and Path(process.info["cwd"]).is_relative_to(folder):
+                found.append(" ".join(process.info["cmdline"] or []))
+    return found
+
+
+def test_sigterm_to_study_under_dvc_stops_the_whole_tree(tmp_path: Path) -> None:
+    """`study --executor dvc` runs `dvc repro`, which runs a train stage: a SIGTERM to the
+    study's process alone (as a scheduler sends it) stops all three, the stage's run ends
+    KILLED, and DVC's lock is released: the next `dvc repro` runs."""
+    repo = scratch_repo(tmp_path / "repo", LONG)
+    process = start(repo, PY, "-m", "pipeline", "study", "--executor", "dvc")
+    output = interrupt_after(process, [f"epoch 5/{EPOCHS}"], signal.SIGTERM, group=False)
+    assert processes_in(repo) == []
+    statuses = [r.info.status for r in all_runs(repo)]
+    assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
+    assert process.returncode == 143, output
+    assert "interrupted (SIGTERM): `dvc repro` and its stage have stopped" in output
+    again = make_runner(repo)("dvc", "repro")
+    assert again.returncode == 0 and (repo / "reports" / "gap_report.md").is_file()
 
 
 def test_divergence_fails_the_run_and_keeps_finished_results(

@@ -61,8 +61,10 @@ def train_variant(
     data = on_device(params.train.device, prepared)
     checkpoints = None
     if not tracked_only and params.train.checkpoint_every:
-        made_with = {
+        made_with = {  # a checkpoint continues only on the same data, on the same device
             "data": prepared.logged(),
+            "data_digest": prepared.digest(),
+            "device": str(data.device),
             "variant": variant,
             "specs": [s.hyperparameters() for s in specs],
         }
