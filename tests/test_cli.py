@@ -86,6 +86,8 @@ BAD_INPUT = [
     ("override batch NaN", {}, ["--batch-size", ".nan"], "train.batch_size"),
     ("override unknown optimizer", {}, ["--optimizer", "lbfgs"], "variants.l2.optimizer"),
     ("override dropout list too long", {}, ["--dropout", "[0.1, 0.2]"], "2 rates"),
+    ("unknown option", {}, ["--dropuot", "0.3"], "No such option '--dropuot'"),
+    ("params naming a folder", {}, ["--params", "."], "'.' is a directory"),
 ]
 
 

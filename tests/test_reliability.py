@@ -173,6 +173,26 @@ def test_a_signal_while_the_model_is_logged_leaves_the_seed_done(tmp_path: Path)
     assert (repo / "models" / "dropout" / "seed0" / "model.safetensors").is_file()
 
 
+def test_resume_on_data_prepared_otherwise_is_refused(tmp_path: Path) -> None:
+    """Re-preparing the data (another normalization: the same settings the runs log, other
+    numbers) between an interrupt and `--resume` would continue a run on another dataset."""
+    repo = scratch_repo(tmp_path / "a", LONG)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
+    params = json.loads(json.dumps(LONG))
+    params["data"]["normalize"] = "per_feature"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(PY, "-m", "pipeline", "prepare")
+    resumed = run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume", check=False)
+    assert resumed.returncode == 2, resumed.stderr
+    [line] = resumed.stderr.strip().splitlines()
+    assert "seed0.pt was made with other settings, data or device" in line
+    [killed] = all_runs(repo)
+    assert killed.info.status == "KILLED"
+
+
 def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path) -> None:
     """Seeds train in forked workers. A SIGTERM sent to the stage's own process only (as a
     scheduler does) reaches every worker: each run ends KILLED, nothing is written, and
