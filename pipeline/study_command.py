@@ -117,11 +117,13 @@ def study(
     # Ray's settings are checked before anything is prepared or trained.
     on_ray = stage("train_on_ray") if executor == "ray" else None
     plan = on_ray.plan(params, address, cpus_per_run, gpus_per_run) if on_ray else None
-    prepared = stage("prepare").prepare(params, layout)
     missing = []
     if on_ray:
-        missing = on_ray.train_on_ray(params, layout, prepared, plan)
+        with on_ray.session(plan):  # connected first: Ray refuses what it cannot run
+            prepared = stage("prepare").prepare(params, layout)
+            missing = on_ray.train_on_ray(params, layout, prepared, plan)
     else:
+        stage("prepare").prepare(params, layout)
         for name in params.variants:
             stage("train").train_variant(params, layout, name)
     stage("report").report(params, layout, log=True, join=False)

@@ -4,6 +4,7 @@ report names it."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from .. import outputs, tracking
@@ -33,17 +34,22 @@ def plan(params: Params, address: str | None, cpus: float | None, gpus: float | 
     return RayPlan(address, on_ray.Resources(cpus or 1.0, gpus))
 
 
+def session(plan: RayPlan) -> AbstractContextManager[None]:
+    """Connected to Ray (a new local instance, or the cluster) for the block. Entered before
+    the data is prepared: a cluster none of whose nodes could run a run fails here."""
+    return on_ray.ray_session(plan.address, plan.resources)
+
+
 def train_on_ray(
     params: Params, layout: Layout, prepared: Prepared, plan: RayPlan
 ) -> list[MissingRun]:
-    """Train the grid; write every variant's outputs; return the runs that did not finish.
-    Where no run of the baseline finished, nothing is written: the old outputs and report
-    stay, consistent with each other."""
-    with on_ray.ray_session(plan.address, plan.resources):
-        context = RunContext.of(params.mlflow, prepared.logged(), tags=tracking.context_tags())
-        records, missing = on_ray.run_on_ray(
-            study_specs(params), prepared, params, context, plan.resources
-        )
+    """Inside a `session`: train the grid; write every variant's outputs; return the runs that
+    did not finish. Where no run of the baseline finished, nothing is written: the old outputs
+    and report stay, consistent with each other."""
+    context = RunContext.of(params.mlflow, prepared.logged(), tags=tracking.context_tags())
+    records, missing = on_ray.run_on_ray(
+        study_specs(params), prepared, params, context, plan.resources
+    )
     baseline = params.report.baseline
     if not any(r.variant == baseline for r in records):
         raise StudyIncomplete(
