@@ -102,6 +102,7 @@ REPORT_CODE = (
     "reports/figures.py",
     "reports/sweep.py",
     "reports/tables.py",
+    "signals.py",
     "spec.py",
     "stages/sweep_report.py",
     "stats.py",
