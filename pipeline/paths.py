@@ -39,6 +39,12 @@ class Layout:
     def prepared(self) -> Path:
         return self.root / "data" / "prepared"
 
+    @property
+    def raw(self) -> Path:
+        """`data/raw/`: the input of `prepare` in dvc.yaml, where a user's `.npz` and the
+        torchvision datasets go, so that DVC reruns `prepare` when a file there changes."""
+        return self.root / "data" / "raw"
+
     # --- train: one folder per variant in models/ and in metrics/ ---
     def models(self, variant: str) -> Path:
         return self.root / "models" / variant

@@ -72,6 +72,8 @@ _TORCHVISION = {
     "kmnist": "KMNIST",
     "cifar10": "CIFAR10",
 }
+# The datasets read from files of the user's (data.path, data.root), not from a package.
+FROM_FILES = ("npz", *_TORCHVISION)
 
 
 def _torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -49,7 +49,9 @@ TINY_PARAMS = {
 
 
 def command_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    # Nothing of the caller's MLflow, DVC or Ray settings: RAY_ADDRESS would send a test's
+    # local Ray instance to the caller's cluster.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "RAY_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         GIT_AUTHOR_NAME="test",

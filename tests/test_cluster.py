@@ -515,3 +515,14 @@ def test_bad_executor_settings_fail_before_anything_runs(
     assert done.returncode == 2, done.stderr
     assert message in error_line(done.stderr)
     assert not (repo / "data" / "prepared").exists() and not (repo / "mlflow.db").exists()
+
+
+def test_the_callers_ray_settings_do_not_reach_the_commands_tests_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A RAY_ADDRESS of the caller's would send the tests' local Ray instances to its cluster.
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "the-callers")
+    env = command_env(RAY_AUTH_MODE="token")
+    assert "RAY_ADDRESS" not in env and "RAY_AUTH_TOKEN" not in env
+    assert env["RAY_AUTH_MODE"] == "token"  # what a test passes itself still goes through

@@ -221,3 +221,39 @@ def test_study_with_the_dvc_executor_runs_the_stages(tmp_path: Path) -> None:
     again = run("python", "-m", "pipeline", "study", "--executor", "dvc")
     assert "Data and pipelines are up to date." in again.stdout + again.stderr
     assert len(training_runs(client_for(repo))) == N_TRAIN_RUNS
+
+
+def write_pool(path: Path, seed: int) -> None:
+    """120 examples of 2 Gaussian classes in 6 features."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(120) % 2
+    np.savez(path, x=rng.normal(size=(120, 6)) + y[:, None], y=y)
+
+
+def test_a_user_npz_regenerated_in_place_is_prepared_again(tmp_path: Path) -> None:
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["data"] = {"dataset": "npz", "path": "data/raw/pool.npz"}
+    repo = scratch_repo(tmp_path / "repo", params)
+    run = make_runner(repo)
+    write_pool(repo / "data" / "raw" / "pool.npz", seed=0)
+    first = run("dvc", "repro", "prepare")
+    assert "Running stage 'prepare'" in first.stdout and "warning" not in first.stderr
+    before = (repo / "data" / "prepared" / "train.npz").read_bytes()
+    assert "up to date" in run("dvc", "status", "prepare").stdout
+    write_pool(repo / "data" / "raw" / "pool.npz", seed=1)  # the same path, other numbers
+    again = run("dvc", "repro", "prepare")
+    assert "Running stage 'prepare'" in again.stdout
+    assert (repo / "data" / "prepared" / "train.npz").read_bytes() != before
+
+
+def test_a_data_file_outside_data_raw_is_prepared_with_a_warning(tmp_path: Path) -> None:
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["data"] = {"dataset": "npz", "path": "pool.npz"}
+    repo = scratch_repo(tmp_path / "repo", params)
+    write_pool(repo / "pool.npz", seed=0)
+    done = make_runner(repo)("python", "-m", "pipeline", "prepare")
+    assert done.stderr.strip().splitlines() == [
+        "warning: pool.npz is outside data/raw/, the folder dvc.yaml declares as prepare's "
+        "input: DVC will not rerun prepare when it changes"
+    ]
+    assert (repo / "data" / "prepared" / "meta.json").is_file()

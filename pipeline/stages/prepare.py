@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..config import Params
 from ..data import Prepared, write_prepared
 from ..paths import Layout
 from ..preparation import prepare as prepare_splits
+from ..sources import FROM_FILES
 
 
 def prepare(params: Params, layout: Layout) -> Prepared:
     """Split the dataset, add label noise, normalise: `data/prepared/`."""
+    source = {"npz": params.data.path}.get(params.data.dataset, params.data.root)
+    if params.data.dataset in FROM_FILES and not _inside(layout.root / source, layout.raw):
+        click.echo(
+            f"warning: {source} is outside data/raw/, the folder dvc.yaml declares as "
+            "prepare's input: DVC will not rerun prepare when it changes",
+            err=True,
+        )
     prepared, norm = prepare_splits(params.data)
     write_prepared(prepared, norm, layout.prepared)
     sizes = prepared.meta["sizes"]
@@ -20,3 +30,7 @@ def prepare(params: Params, layout: Layout) -> Prepared:
         f"test {sizes['test']} -> {layout.prepared.relative_to(layout.root)}/"
     )
     return prepared
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
