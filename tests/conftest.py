@@ -149,10 +149,10 @@ def mlflow_server(backend: str, artifacts: Path, seconds: float = 90) -> Iterato
     port = free_port()
     log = artifacts.with_name(f"{artifacts.name}-server.log")
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", backend, "--serve-artifacts"]
-    command += ["--artifacts-destination", str(artifacts), "--workers", "1"]
+    command += ["--serve-artifacts", "--artifacts-destination", str(artifacts), "--workers", "1"]
+    env = command_env(MLFLOW_BACKEND_STORE_URI=backend)  # its password stays off the command line
     with open(log, "w") as out:
-        process = subprocess.Popen(command, env=command_env(), stdout=out, stderr=out)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(url, process, seconds, log)

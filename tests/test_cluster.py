@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from mlflow import MlflowClient
 
 from .conftest import (
@@ -62,17 +63,28 @@ RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
     """A fresh database on the local PostgreSQL, dropped afterwards: its SQLAlchemy URI."""
-    done = subprocess.run(
-        [str(REPO / "scripts" / "postgres-up")], capture_output=True, text=True, check=True
-    )
-    project_uri = done.stdout.strip().splitlines()[-1]
     name = f"test_{uuid.uuid4().hex[:12]}"
-    psql = ["psql", project_uri, "-v", "ON_ERROR_STOP=1", "-qc"]
-    subprocess.run([*psql, f"CREATE DATABASE {name}"], check=True)
+    uri = postgres_up(MLFLOW_DB=name)  # created by the script, owned by the project's role
     try:
-        yield project_uri.rsplit("/", 1)[0] + f"/{name}"
+        yield uri
     finally:
-        subprocess.run([*psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True)
+        # The owner may drop its database, from the role's own one.
+        engine = sqlalchemy.create_engine(postgres_up(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def postgres_up(**env: str) -> str:
+    """scripts/postgres-up with `env`: the URI it prints."""
+    done = subprocess.run(
+        [str(REPO / "scripts" / "postgres-up")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -526,3 +538,40 @@ def test_the_callers_ray_settings_do_not_reach_the_commands_tests_run(
     env = command_env(RAY_AUTH_MODE="token")
     assert "RAY_ADDRESS" not in env and "RAY_AUTH_TOKEN" not in env
     assert env["RAY_AUTH_MODE"] == "token"  # what a test passes itself still goes through
+
+
+def test_postgres_up_quotes_names_and_password_and_grants_no_more(tmp_path: Path) -> None:
+    """Names and a password full of quotes, spaces and URI characters: the role and database
+    are created as named, the printed URI is percent-encoded and connects, and the role may
+    not create databases."""
+    name = f"o'brien; DROP ROLE x {uuid.uuid4().hex[:6]}"
+    database = f"it's {name}"
+    password = "p@ss:w/o'rd%"
+    uri = postgres_up(MLFLOW_DB=database, MLFLOW_DB_USER=name, MLFLOW_DB_PASSWORD=password)
+    assert " " not in uri and "'" not in uri
+    engine = sqlalchemy.create_engine(uri, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            who = connection.execute(sqlalchemy.text("SELECT current_user, current_database()"))
+            assert who.one() == (name, database)
+            may_create = connection.execute(
+                sqlalchemy.text("SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user")
+            )
+            assert may_create.scalar() is False
+    finally:
+        engine.dispose()
+        as_postgres = (
+            ["runuser", "-u", "postgres", "--"]
+            if os.geteuid() == 0
+            else ["sudo", "-n", "--preserve-env=PGUP_DB,PGUP_USER", "-u", "postgres"]
+        )
+        subprocess.run(
+            [*as_postgres, "psql", "-qtA", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            input=(
+                "\\getenv db PGUP_DB\n\\getenv user PGUP_USER\n"
+                'DROP DATABASE :"db" WITH (FORCE);\nDROP ROLE :"user";\n'
+            ),
+            text=True,
+            check=True,
+            env={**os.environ, "PGUP_DB": database, "PGUP_USER": name},
+        )
