@@ -74,12 +74,17 @@ def execute_run(
         "dataset": context.data_params["dataset"],
         **tracking.context_tags(),
         **context.tags,  # a Ray worker may run outside the repository: the driver's win
+        **tracking.process_tags(),
     }
     resume_run = saved["run_id"] if saved is not None else None
     with tracking.tracked_run(
         context.experiment, spec.run_name, tags, context.join, resume_run_id=resume_run
     ) as run:
         run_id = run.info.run_id
+        if resume_run is not None:  # ended as its process died: it goes on now
+            client = mlflow.MlflowClient()
+            if client.get_run(run_id).data.tags.get("failure") == "process died":
+                client.delete_tag(run_id, "failure")
         tracking.log_params_once({**spec.hyperparameters(), **context.data_params})
         # A resumed run retrains the epochs after its checkpoint; those it had logged before
         # the interrupt are in the store already and are not logged twice.

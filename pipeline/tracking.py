@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -219,6 +220,47 @@ class EpochMetrics:
             with suppress(MlflowException):  # the store is failing; the run still ends FAILED
                 mlflow.MlflowClient().set_tag(self.run_id, "failure", "metrics_lost")
             raise MetricsLost(reason) from None
+
+
+def process_tags() -> dict[str, str]:
+    """The host and process that train a run: if that process dies unannounced (SIGKILL, the
+    out-of-memory killer), the next training of the variant on this host ends the run."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def end_runs_of_dead_processes(experiment: str, variant: str) -> list[str]:
+    """End KILLED (tag `failure=process died`) the runs of `variant` that are RUNNING on
+    this host in a process that no longer exists; their names."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    host = socket.gethostname().replace("'", "")
+    ended = []
+    for run in client.search_runs(
+        [found.experiment_id],
+        filter_string=(
+            f"tags.variant = '{variant}' and tags.host = '{host}' and attributes.status = 'RUNNING'"
+        ),
+    ):
+        pid = run.data.tags.get("pid", "")
+        if pid.isdigit() and not _alive(int(pid)):
+            client.set_tag(run.info.run_id, "failure", "process died")
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_name)
+    return ended
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def end_if_running(run_id: str, status: str) -> None:

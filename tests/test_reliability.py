@@ -141,7 +141,7 @@ def test_after_resume_every_epoch_is_logged_exactly_once(tmp_path: Path, sig: in
     interrupt_after(process, [f"dropout-seed0 epoch 8/{EPOCHS}"], sig)
     run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
     [resumed] = all_runs(repo)
-    assert resumed.info.status == "FINISHED"
+    assert resumed.info.status == "FINISHED" and "failure" not in resumed.data.tags
     with open(repo / "metrics" / "dropout" / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for key in ("val_loss", "train_loss", "loss_gap"):
@@ -191,6 +191,26 @@ def test_resume_on_data_prepared_otherwise_is_refused(tmp_path: Path) -> None:
     assert "seed0.pt was made with other settings, data or device" in line
     [killed] = all_runs(repo)
     assert killed.info.status == "KILLED"
+
+
+def test_a_run_whose_process_was_killed_is_ended_by_the_next_training(tmp_path: Path) -> None:
+    """SIGKILL to a stage that trains in its own process, before its first checkpoint: its
+    run stays RUNNING, with nothing left to end it. The next training of the variant on this
+    host ends it KILLED (`failure=process died`), so no run stays RUNNING."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["checkpoint_every"] = 0
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGKILL)
+    [orphan] = all_runs(repo)
+    assert orphan.info.status == "RUNNING"
+    again = run(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    assert "dropout-seed0: its process had died with the run open" in again.stdout
+    ended = client(repo).get_run(orphan.info.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags["failure"] == "process died"
+    assert sorted(r.info.status for r in all_runs(repo)) == ["FINISHED", "KILLED"]
 
 
 def test_sigterm_to_the_stage_alone_stops_every_seed_side_by_side(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ def train_variant(
     its outputs then. `join`: fill the run `mlflow run` started."""
     specs = run_specs(params, variant, seeds)
     prepared = load_prepared(layout.prepared)
+    for name in tracking.end_runs_of_dead_processes(params.mlflow.experiment, variant):
+        click.echo(f"{name}: its process had died with the run open; the run is ended KILLED")
     data = on_device(params.train.device, prepared)
     checkpoints = None
     if not tracked_only and params.train.checkpoint_every:
