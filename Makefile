@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study sweep noise test test-fast readme bench bench-grid lint format ui server clean
+.PHONY: study sweep noise test test-fast chaos readme bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
 	dvc repro
@@ -27,6 +27,10 @@ test: $(VENV)/.installed  ## the whole test suite
 
 test-fast: $(VENV)/.installed  ## the unit tests only (no dvc, mlflow run, servers or Ray)
 	python -m pytest -q -n 2 -m "not e2e"
+
+chaos: $(VENV)/.installed  ## 100 interrupts of the train stage, each resumed and checked
+	scripts/postgres-up >/dev/null  # for the trainings at once against the tracking server
+	python scripts/chaos.py --interrupts 100
 
 readme: $(VENV)/.installed  ## copy the gap report's findings table into the README
 	python scripts/readme_findings.py

@@ -1,0 +1,294 @@
+"""Fault injection: interrupt the train stage at random moments, resume, and count what the
+tracking store and the outputs then hold. `make chaos`; not part of `make test`.
+
+Each trial trains one variant (two seeds side by side, in forked workers) in a scratch copy of
+the repository and sends SIGINT, SIGTERM or SIGKILL, to the stage or to one of its workers,
+during training, once a seed has trained its last epoch (its model is being logged) or once
+every seed has finished (the outputs are being written). It then runs `train --resume` and
+`dvc repro`, and checks: no run left RUNNING; each seed of the trial has one FINISHED run, with
+one value per epoch of every per-epoch metric and one logged model; the outputs and the report
+equal those of an uninterrupted study. Then N trainings at once against a tracking server on
+PostgreSQL (`scripts/tracking-server`) must lose no metric.
+
+    python scripts/chaos.py [--interrupts 100] [--seed 0] [--server-trainings 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import yaml
+from mlflow import MlflowClient
+
+from pipeline.sweep_stages import SWEPT
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS = 30
+PER_EPOCH = ("train_loss", "val_loss", "loss_gap", "train_accuracy", "val_accuracy")
+PARAMS = {
+    "data": {"dataset": "digits", "val_fraction": 0.25, "test_fraction": 0.25},
+    "model": {"hidden_sizes": [64]},
+    "train": {
+        "epochs": EPOCHS,
+        "batch_size": 32,
+        "lr": 0.003,
+        "seeds": [0, 1],
+        "device": "cpu",
+        "threads": 1,
+        "checkpoint_every": 5,
+    },
+    "variants": {"baseline": {}, "dropout": {"dropout": 0.5}, "l2": {"l2": 0.001}},
+    "mlflow": {"experiment": "chaos", "log_model": True},
+    "report": {"baseline": "baseline"},
+    "sweep": {technique: [] for technique in SWEPT},  # no strength paths here
+}
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
+MOMENTS = ("training", "model logging", "output swap")
+
+
+def scratch_copy(dest: Path) -> Path:
+    """The repository's tracked files without outputs, PARAMS as params.yaml, committed."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        if not name.startswith(("reports/", "metrics/", "sweeps/", "dvc.lock")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    (dest / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "chaos copy"]):
+        subprocess.run(["git", *args], cwd=dest, env=environment(), check=True)
+    return dest
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "RAY_"))}
+    env.update(PYTHONUNBUFFERED="1", DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="chaos")
+    env.update(GIT_AUTHOR_EMAIL="chaos@example.com", GIT_COMMITTER_NAME="chaos")
+    env.update(GIT_COMMITTER_EMAIL="chaos@example.com", **extra)
+    return env
+
+
+def run(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, cwd=repo, env=environment(**env), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed in {repo}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def reached(moment: str, variant: str, rng: random.Random):
+    """A test of the stage's output lines that is true at the moment chosen, and how many
+    lines must pass it."""
+    if moment == "training":
+        wanted = f"-seed{rng.randrange(2)} epoch {rng.randint(1, EPOCHS - 1)}/{EPOCHS}"
+        return (lambda line: wanted in line), 1
+    if moment == "model logging":  # a seed's last epoch is out: its run logs the model next
+        return (lambda line: f"epoch {EPOCHS}/{EPOCHS}" in line), 1
+    # Both seeds' result lines are out: the stage writes its outputs.
+    return (lambda line: line.startswith(f"{variant}-seed") and "best epoch" in line), 2
+
+
+def interrupt(repo: Path, variant: str, sig: str, target: str, moment: str, rng) -> str:
+    """Start the variant's train stage, signal it at the moment; the target actually hit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "train", "--variant", variant],
+        cwd=repo,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    test, times = reached(moment, variant, rng)
+    assert process.stdout is not None
+    for line in process.stdout:
+        times -= test(line)
+        if times == 0:
+            break
+    hit = "stage"
+    victim = process.pid
+    if target == "worker":
+        workers = [p for p in psutil.Process(process.pid).children() if p.is_running()]
+        if workers:
+            victim, hit = rng.choice(workers).pid, "worker"
+    with contextlib.suppress(ProcessLookupError):  # it may have ended on its own
+        os.kill(victim, SIGNALS[sig])
+    process.communicate(timeout=300)
+    return hit if process.returncode != 0 else "stage, after it ended"
+
+
+def check_trial(repo: Path, variant: str, since: int) -> dict[str, int]:
+    """What the store holds for the trial's runs: counts of what must be zero."""
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(PARAMS["mlflow"]["experiment"])
+    runs = client.search_runs([experiment.experiment_id], max_results=5000)
+    found = collections.Counter(running=sum(r.info.status == "RUNNING" for r in runs))
+    ours = [r for r in runs if r.info.start_time >= since and r.data.tags.get("kind") == "train"]
+    for seed in PARAMS["train"]["seeds"]:
+        finished = [
+            r
+            for r in ours
+            if r.data.tags.get("variant") == variant
+            and r.data.tags.get("seed") == str(seed)
+            and r.info.status == "FINISHED"
+        ]
+        found["seeds without one FINISHED run"] += len(finished) != 1
+        for r in finished:
+            epochs = int(r.data.metrics["epochs_run"])
+            for key in PER_EPOCH:
+                steps = collections.Counter(
+                    m.step for m in client.get_metric_history(r.info.run_id, key)
+                )
+                found["metrics lost"] += sum(1 for e in range(1, epochs + 1) if e not in steps)
+                found["metrics doubled"] += sum(n - 1 for n in steps.values())
+            models = client.search_logged_models(
+                [experiment.experiment_id], filter_string=f"source_run_id = '{r.info.run_id}'"
+            )
+            found["runs without one model"] += len(models) != 1
+    return found
+
+
+def same_outputs(a: Path, b: Path) -> bool:
+    names = ["reports/gap_report.md", "reports/summary.json"]
+    for variant in PARAMS["variants"]:
+        names += [f"metrics/{variant}/{n}" for n in ("history.csv", "runs.json", "summary.json")]
+    return all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
+
+
+def server_trainings(work: Path, count: int) -> dict[str, int]:
+    """`count` trainings at once against `scripts/tracking-server`; metrics expected and lost."""
+    repo = scratch_copy(work / "server")
+    run(repo, sys.executable, "-m", "pipeline", "prepare")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        ["scripts/tracking-server"],
+        cwd=repo,
+        env=environment(
+            MLFLOW_PORT=str(port), MLFLOW_ARTIFACTS=str(work / "served"), MLFLOW_DB="chaos"
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        since = int(time.time() * 1000)
+        trainings = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "train", "--variant", "l2", "--seed", str(k)],
+                cwd=repo,
+                env=environment(MLFLOW_TRACKING_URI=url),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for k in range(count)
+        ]
+        failed = sum(t.wait() != 0 for t in trainings)
+        client = MlflowClient(url)
+        experiment = client.get_experiment_by_name(PARAMS["mlflow"]["experiment"])
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            f"attributes.status = 'FINISHED' and attributes.start_time >= {since}",
+        )
+        expected = sum(int(r.data.metrics["epochs_run"]) * len(PER_EPOCH) for r in runs)
+        logged = sum(
+            len(client.get_metric_history(r.info.run_id, key)) for r in runs for key in PER_EPOCH
+        )
+        return {
+            "trainings": count,
+            "failed": failed,
+            "finished runs": len(runs),
+            "metrics expected": expected,
+            "metrics lost": expected - logged,
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interrupts", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server-trainings", type=int, default=8)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="chaos-"))
+    reference = scratch_copy(work / "reference")
+    run(reference, "dvc", "repro")
+    repo = scratch_copy(work / "chaos")
+    run(repo, "dvc", "repro")
+    rows: dict[tuple[str, str, str], collections.Counter] = collections.defaultdict(
+        collections.Counter
+    )
+    for trial in range(args.interrupts):
+        variant = rng.choice(list(PARAMS["variants"]))
+        sig, target, moment = (
+            rng.choice(list(SIGNALS)),
+            rng.choice(["stage", "worker"]),
+            rng.choice(MOMENTS),
+        )
+        since = int(time.time() * 1000)
+        hit = interrupt(repo, variant, sig, target, moment, rng)
+        if hit != "stage, after it ended":  # a finished stage has nothing to resume
+            run(repo, sys.executable, "-m", "pipeline", "train", "--variant", variant, "--resume")
+        run(repo, "dvc", "repro")
+        found = check_trial(repo, variant, since)
+        found["reports that differ"] += not same_outputs(repo, reference)
+        row = rows[sig, hit, moment]
+        row["interrupts"] += 1
+        row.update(found)
+        problems = ", ".join(f"{k} {v}" for k, v in found.items() if v) or "ok"
+        print(
+            f"[{trial + 1}/{args.interrupts}] {variant}: {sig} to the {hit} during {moment}: "
+            f"{problems} ({time.time() - since / 1000:.0f} s)",
+            flush=True,
+        )
+    columns = [
+        "interrupts",
+        "running",
+        "seeds without one FINISHED run",
+        "metrics lost",
+        "metrics doubled",
+        "runs without one model",
+        "reports that differ",
+    ]
+    print("\n| signal | to the | during | " + " | ".join(columns) + " |")
+    print("|---" * (3 + len(columns)) + "|")
+    for (sig, hit, moment), row in sorted(rows.items()):
+        print(f"| {sig} | {hit} | {moment} | " + " | ".join(str(row[c]) for c in columns) + " |")
+    total = sum((rows[k] for k in rows), collections.Counter())
+    print("| all | | | " + " | ".join(str(total[c]) for c in columns) + " |")
+    if args.server_trainings:
+        print(
+            "\nat once against the tracking server on PostgreSQL:",
+            json.dumps(server_trainings(work, args.server_trainings)),
+        )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
