@@ -79,6 +79,8 @@ def fail(message: str, code: int) -> None:
 
 
 def load(params_path: str) -> tuple[Params, Layout]:
+    """params.yaml and the project's layout, once the environment's settings are checked."""
+    tracking.check_tracking_uri()
     return load_params(Path(params_path)), Layout(project_root())
 
 

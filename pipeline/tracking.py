@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from .errors import DataError, MetricsLost
+from .errors import ConfigError, DataError, MetricsLost
 from .paths import tracking_root
 from .signals import signals_held, stop_if_signalled
 
@@ -32,6 +33,21 @@ MLFLOW_RUN_ID = "MLFLOW_RUN_ID"
 def user_tracking_uri() -> str | None:
     """MLFLOW_TRACKING_URI as the user set it, read before MLflow itself writes that variable."""
     return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+# The stores MLflow can track to (a database scheme may name its driver: postgresql+psycopg).
+SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks")
+
+
+def check_tracking_uri() -> None:
+    """MLFLOW_TRACKING_URI names a store MLflow knows, or a ConfigError says so."""
+    uri = user_tracking_uri()
+    scheme = urlparse(uri).scheme.split("+")[0] if uri else ""
+    if scheme and scheme not in SCHEMES:
+        raise ConfigError(
+            f"MLFLOW_TRACKING_URI {uri!r}: MLflow cannot track to a {scheme!r} store; use "
+            "http(s)://HOST:PORT (a tracking server), sqlite:///FILE or postgresql://..."
+        )
 
 
 def tracking_uri() -> str:
@@ -304,6 +320,10 @@ def _param_value(value: Any) -> str:
 def finished_runs(experiment: str) -> list[Any]:
     """Every FINISHED run of `experiment`, all pages of the search."""
     import mlflow
+
+    store = tracking_root() / "mlflow.db"
+    if user_tracking_uri() is None and not store.is_file():  # reading must not create one
+        raise DataError(f"no MLflow store at {store}: nothing has been tracked here yet")
 
     client = mlflow.MlflowClient(tracking_uri())
     exp = client.get_experiment_by_name(experiment)

@@ -199,3 +199,29 @@ def test_study_without_dvc(tiny_repo: Path, run_in: Runner) -> None:
     assert "too few seeds" in (tiny_repo / "reports" / "gap_report.md").read_text()
     # Not a terminal: plain progress lines, one per epoch.
     assert result.stderr.count("baseline-seed3 epoch") == TINY_PARAMS["train"]["epochs"]
+
+
+def test_a_tracking_uri_mlflow_cannot_use_fails_in_one_line(tmp_path: Path) -> None:
+    write_params(tmp_path, TINY_PARAMS)
+    run = make_runner(tmp_path)
+    for args in (["train", "--variant", "l2"], ["compare", "--by", "label_noise"]):
+        result = run(
+            PY,
+            "-m",
+            "pipeline",
+            *args,
+            check=False,
+            PYTHONPATH=str(REPO),
+            MLFLOW_TRACKING_URI="nonsense://somewhere",
+        )
+        assert_clean_failure(result, "MLFLOW_TRACKING_URI 'nonsense://somewhere'")
+    assert_nothing_written(tmp_path)
+
+
+def test_compare_without_a_store_says_so_and_creates_none(tmp_path: Path) -> None:
+    write_params(tmp_path, TINY_PARAMS)
+    result = make_runner(tmp_path)(
+        PY, "-m", "pipeline", "compare", "--by", "label_noise", check=False, PYTHONPATH=str(REPO)
+    )
+    assert_clean_failure(result, "no MLflow store at", "nothing has been tracked here yet")
+    assert_nothing_written(tmp_path)
