@@ -19,10 +19,11 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from . import signals, tracking
+from . import run_ends, signals, tracking
 from .checkpoint import Checkpoints
 from .config import MlflowConfig
 from .device import DeviceData
+from .epoch_metrics import EpochMetrics
 from .errors import TrainingDiverged
 from .files import csv_text, json_text
 from .records import EPOCH_SECONDS, RUN_SECONDS, RunRecord
@@ -65,7 +66,7 @@ def execute_run(
     saved = checkpoints.saved.get(spec.seed) if checkpoints is not None else None
     if saved is not None and saved["done"]:  # finished before the stage was interrupted
         # Killed between recording the seed done and ending its run: end it now.
-        tracking.end_if_running(saved["run_id"], "FINISHED")
+        run_ends.end_if_running(saved["run_id"], "FINISHED")
         return RunRecord.from_checkpoint(saved["finished"])
     tags = {
         "kind": context.kind,
@@ -74,7 +75,7 @@ def execute_run(
         "dataset": context.data_params["dataset"],
         **tracking.context_tags(),
         **context.tags,  # a Ray worker may run outside the repository: the driver's win
-        **tracking.process_tags(),
+        **run_ends.process_tags(),
     }
     resume_run = saved["run_id"] if saved is not None else None
     with tracking.tracked_run(
@@ -88,7 +89,7 @@ def execute_run(
         tracking.log_params_once({**spec.hyperparameters(), **context.data_params})
         # A resumed run retrains the epochs after its checkpoint; those it had logged before
         # the interrupt are in the store already and are not logged twice.
-        metrics = tracking.EpochMetrics(run_id, resumed=resume_run is not None)
+        metrics = EpochMetrics(run_id, resumed=resume_run is not None)
 
         def log_epoch(epoch: int, row: dict[str, float]) -> None:
             metrics.log(epoch, row)

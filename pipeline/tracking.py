@@ -13,16 +13,15 @@ from __future__ import annotations
 import functools
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import ConfigError, DataError, MetricsLost
+from .errors import ConfigError, DataError
 from .paths import tracking_root
 from .signals import signals_held, stop_if_signalled
 
@@ -191,103 +190,6 @@ def tracked_run(
             mlflow.end_run(status="FINISHED")
 
 
-class EpochMetrics:
-    """A run's per-epoch metrics, each (key, epoch) in the store exactly once.
-
-    Each epoch is queued (`synchronous=False`: MLflow writes it in the background) and its
-    future kept; `confirm` waits until everything queued is written, and a write that failed
-    (a locked store, a server answering 5xx) ends the run FAILED with `failure=metrics_lost`
-    instead of FINISHED with a hole. A resumed run first reads which epochs the store holds,
-    and does not log those again."""
-
-    def __init__(self, run_id: str, resumed: bool):
-        self.run_id = run_id
-        self.pending: list[Any] = []
-        self.stored: dict[str, set[int]] = {}
-        if resumed:
-            import mlflow
-
-            client = mlflow.MlflowClient()
-            for key in client.get_run(run_id).data.metrics:
-                self.stored[key] = {m.step for m in client.get_metric_history(run_id, key)}
-
-    def log(self, epoch: int, row: dict[str, float]) -> None:
-        import mlflow
-
-        fresh = {k: v for k, v in row.items() if epoch not in self.stored.get(k, ())}
-        if fresh:
-            self.pending.append(mlflow.log_metrics(fresh, step=epoch, synchronous=False))
-
-    def confirm(self) -> None:
-        """Block until every queued epoch is in the store; MetricsLost if one is not."""
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        if not self.pending:
-            return
-        mlflow.flush_async_logging()
-        pending, self.pending = self.pending, []
-        try:
-            for operation in pending:
-                operation.wait()
-        except MlflowException as e:
-            first = str(e).strip().splitlines()[0][:300]
-            reason = f"per-epoch metrics did not reach the store: {first}"
-            with suppress(MlflowException):  # the store is failing; the run still ends FAILED
-                mlflow.MlflowClient().set_tag(self.run_id, "failure", "metrics_lost")
-            raise MetricsLost(reason) from None
-
-
-def process_tags() -> dict[str, str]:
-    """The host and process that train a run: if that process dies unannounced (SIGKILL, the
-    out-of-memory killer), the next training of the variant on this host ends the run."""
-    return {"host": socket.gethostname(), "pid": str(os.getpid())}
-
-
-def end_runs_of_dead_processes(experiment: str, variant: str) -> list[str]:
-    """End KILLED (tag `failure=process died`) the runs of `variant` that are RUNNING on
-    this host in a process that no longer exists; their names."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    host = socket.gethostname().replace("'", "")
-    ended = []
-    for run in client.search_runs(
-        [found.experiment_id],
-        filter_string=(
-            f"tags.variant = '{variant}' and tags.host = '{host}' and attributes.status = 'RUNNING'"
-        ),
-    ):
-        pid = run.data.tags.get("pid", "")
-        if pid.isdigit() and not _alive(int(pid)):
-            client.set_tag(run.info.run_id, "failure", "process died")
-            client.set_terminated(run.info.run_id, "KILLED")
-            ended.append(run.info.run_name)
-    return ended
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def end_if_running(run_id: str, status: str) -> None:
-    """End run `run_id` with `status` if it is still RUNNING (its process died first)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri())
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_terminated(run_id, status)
-
-
 def mark_launcher_failed(reason: str) -> None:
     """Under `mlflow run`, record why the command failed before it trained anything."""
     launcher = launcher_run_id()
@@ -341,23 +243,6 @@ def finished_runs(experiment: str) -> list[Any]:
         token = page.token
         if not token:
             return runs
-
-
-def close_orphans(experiment: str, tag: str, value: str, status: str, failure: str) -> None:
-    """End the runs tagged `tag=value` that are still RUNNING: their worker died without
-    ending them. Tags each with `failure`."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return
-    for run in client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.{tag} = '{value}' and attributes.status = 'RUNNING'",
-    ):
-        client.set_tag(run.info.run_id, "failure", failure)
-        client.set_terminated(run.info.run_id, status)
 
 
 def next_steps(report: Path) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from .. import tracking
+from .. import run_ends, tracking
 from ..config import Params
 from ..data import Prepared
 from ..errors import ConfigError, TrainingDiverged
@@ -215,10 +215,10 @@ def run_on_ray(
         # Let the cancelled tasks die first, or one just starting could open its run after
         # the search below.
         ray.wait(list(pending), num_returns=len(pending), timeout=30)
-        tracking.close_orphans(context.experiment, "study_id", study_id, "KILLED", "interrupted")
+        run_ends.close_orphans(context.experiment, "study_id", study_id, "KILLED", "interrupted")
         raise
     if missing:
-        tracking.close_orphans(context.experiment, "study_id", study_id, "FAILED", "worker lost")
+        run_ends.close_orphans(context.experiment, "study_id", study_id, "FAILED", "worker lost")
     return [finished[i] for i in sorted(finished)], missing
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .. import outputs, tracking
+from .. import outputs, run_ends, tracking
 from ..checkpoint import Checkpoints, fingerprint
 from ..config import Params
 from ..data import load_prepared
@@ -58,7 +58,7 @@ def train_variant(
     its outputs then. `join`: fill the run `mlflow run` started."""
     specs = run_specs(params, variant, seeds)
     prepared = load_prepared(layout.prepared)
-    for name in tracking.end_runs_of_dead_processes(params.mlflow.experiment, variant):
+    for name in run_ends.end_runs_of_dead_processes(params.mlflow.experiment, variant):
         click.echo(f"{name}: its process had died with the run open; the run is ended KILLED")
     data = on_device(params.train.device, prepared)
     checkpoints = None
