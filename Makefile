@@ -29,7 +29,6 @@ test-fast: $(VENV)/.installed  ## the unit tests only (no dvc, mlflow run, serve
 	python -m pytest -q -n 2 -m "not e2e"
 
 chaos: $(VENV)/.installed  ## 100 interrupts of the train stage, each resumed and checked
-	scripts/postgres-up >/dev/null  # for the trainings at once against the tracking server
 	python scripts/chaos.py --interrupts 100
 
 readme: $(VENV)/.installed  ## copy the gap report's findings table into the README

@@ -181,7 +181,11 @@ def server_trainings(work: Path, count: int) -> dict[str, int]:
         ["scripts/tracking-server"],
         cwd=repo,
         env=environment(
-            MLFLOW_PORT=str(port), MLFLOW_ARTIFACTS=str(work / "served"), MLFLOW_DB="chaos"
+            MLFLOW_PORT=str(port),
+            MLFLOW_ARTIFACTS=str(work / "served"),
+            MLFLOW_DB="chaos",  # a role and database of its own: the project's stay untouched
+            MLFLOW_DB_USER="chaos",
+            MLFLOW_DB_PASSWORD="chaos-local-only",
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -229,14 +233,8 @@ def server_trainings(work: Path, count: int) -> dict[str, int]:
         server.wait(timeout=60)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--interrupts", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--server-trainings", type=int, default=8)
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
-    work = Path(tempfile.mkdtemp(prefix="chaos-"))
+def interrupts(work: Path, count: int, rng: random.Random) -> None:
+    """`count` trials, then their table."""
     reference = scratch_copy(work / "reference")
     run(reference, "dvc", "repro")
     repo = scratch_copy(work / "chaos")
@@ -244,7 +242,7 @@ def main() -> None:
     rows: dict[tuple[str, str, str], collections.Counter] = collections.defaultdict(
         collections.Counter
     )
-    for trial in range(args.interrupts):
+    for trial in range(count):
         variant = rng.choice(list(PARAMS["variants"]))
         sig, target, moment = (
             rng.choice(list(SIGNALS)),
@@ -263,7 +261,7 @@ def main() -> None:
         row.update(found)
         problems = ", ".join(f"{k} {v}" for k, v in found.items() if v) or "ok"
         print(
-            f"[{trial + 1}/{args.interrupts}] {variant}: {sig} to the {hit} during {moment}: "
+            f"[{trial + 1}/{count}] {variant}: {sig} to the {hit} during {moment}: "
             f"{problems} ({time.time() - since / 1000:.0f} s)",
             flush=True,
         )
@@ -282,6 +280,18 @@ def main() -> None:
         print(f"| {sig} | {hit} | {moment} | " + " | ".join(str(row[c]) for c in columns) + " |")
     total = sum((rows[k] for k in rows), collections.Counter())
     print("| all | | | " + " | ".join(str(total[c]) for c in columns) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interrupts", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server-trainings", type=int, default=8)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="chaos-"))
+    if args.interrupts:
+        interrupts(work, args.interrupts, rng)
     if args.server_trainings:
         print(
             "\nat once against the tracking server on PostgreSQL:",
