@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import socket
 
-from .tracking import tracking_uri
+from .paths import tracking_root
+from .tracking import store_lock, tracking_uri, user_tracking_uri
 
 
 def process_tags() -> dict[str, str]:
@@ -21,8 +22,12 @@ def end_runs_of_dead_processes(experiment: str, variant: str) -> list[str]:
     this host in a process that no longer exists; their names."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
+    if user_tracking_uri() is None and not (tracking_root() / "mlflow.db").is_file():
+        return []  # no store yet, so no run to end; and none is created here
+    # The first touch of a SQLite store creates its schema: never side by side (store_lock).
+    with store_lock():
+        client = mlflow.MlflowClient(tracking_uri())
+        found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
     host = socket.gethostname().replace("'", "")
