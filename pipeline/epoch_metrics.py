@@ -33,7 +33,8 @@ class EpochMetrics:
 
         fresh = {k: v for k, v in row.items() if epoch not in self.stored.get(k, ())}
         if fresh:
-            self.pending.append(mlflow.log_metrics(fresh, step=epoch, synchronous=False))
+            operation = mlflow.log_metrics(fresh, step=epoch, synchronous=False, run_id=self.run_id)
+            self.pending.append(operation)
 
     def confirm(self) -> None:
         """Block until every queued epoch is in the store; MetricsLost if one is not."""

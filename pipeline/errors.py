@@ -12,15 +12,17 @@ class DataError(RuntimeError):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; carries the epoch for the record."""
+    """The loss became NaN, infinite or far above chance; carries the epoch and the seed for
+    the record."""
 
-    def __init__(self, epoch: int, reason: str):
+    def __init__(self, epoch: int, reason: str, seed: int | None = None):
         super().__init__(f"training diverged at epoch {epoch}: {reason}")
         self.epoch = epoch
         self.reason = reason
+        self.seed = seed
 
     def __reduce__(self):  # so it crosses from a worker process intact
-        return (TrainingDiverged, (self.epoch, self.reason))
+        return (TrainingDiverged, (self.epoch, self.reason, self.seed))
 
 
 class MetricsLost(RuntimeError):

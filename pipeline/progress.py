@@ -1,5 +1,5 @@
-"""What a person watching a run sees: a progress bar or one line per epoch, and one line per
-finished run."""
+"""What a person watching a training sees: a progress bar or one line per epoch, and one line
+per finished run."""
 
 from __future__ import annotations
 
@@ -10,25 +10,31 @@ import click
 from .spec import RunSpec
 
 
-class EpochReporter:
-    """A progress bar over epochs on a terminal (one run at a time); one plain line per epoch
+class StackReporter:
+    """A progress bar over a stack's epochs on a terminal; one plain line per seed and epoch
     otherwise."""
 
-    def __init__(self, spec: RunSpec, live_bar: bool = True):
-        self.spec = spec
+    def __init__(self, specs: list[RunSpec]):
+        self.specs = specs
         self.bar = None
-        if live_bar and sys.stderr.isatty():
+        self.shown = 0
+        if sys.stderr.isatty():
+            first = specs[0]
+            label = first.run_name if len(specs) == 1 else f"{first.variant_name} ×{len(specs)}"
             self.bar = click.progressbar(
-                length=spec.train.epochs, label=f"{spec.run_name:>20}", file=sys.stderr
+                length=first.train.epochs, label=f"{label:>20}", file=sys.stderr
             )
             self.bar.__enter__()
 
-    def __call__(self, epoch: int, row: dict[str, float]) -> None:
+    def __call__(self, i: int, epoch: int, row: dict[str, float]) -> None:
         if self.bar is not None:
-            self.bar.update(1)
+            if epoch > self.shown:  # the stack's epoch: its first seed to report it
+                self.bar.update(epoch - self.shown)
+                self.shown = epoch
             return
+        spec = self.specs[i]
         click.echo(
-            f"{self.spec.run_name} epoch {epoch}/{self.spec.train.epochs}: "
+            f"{spec.run_name} epoch {epoch}/{spec.train.epochs}: "
             f"train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
             f"gap {row['loss_gap']:+.4f} val_acc {row['val_accuracy']:.4f}",
             err=True,
@@ -39,7 +45,7 @@ class EpochReporter:
             self.bar.__exit__(None, None, None)
 
 
-def quiet(epoch: int, row: dict[str, float]) -> None:
+def quiet(i: int, epoch: int, row: dict[str, float]) -> None:
     """No line per epoch (a Ray worker's: the driver prints one per finished run)."""
 
 

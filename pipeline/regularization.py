@@ -54,7 +54,8 @@ def training_objective(
 
 
 def penalised_parameters(model: nn.Module, include_bias: bool) -> list[torch.Tensor]:
-    """Linear weights, and biases when asked; never anything else."""
+    """Linear weights, and biases when asked; never anything else (in a stack, every
+    seed's)."""
     params: list[torch.Tensor] = []
     for layer in linear_layers(model):
         params.append(layer.weight)

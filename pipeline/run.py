@@ -1,20 +1,20 @@
-"""One run: one spec, trained inside one MLflow run, gives one `RunRecord`.
+"""Runs: the seeds of one variant, trained as one stack, each in its own MLflow run, give one
+`RunRecord` each.
 
-This is the only caller of the trainer. Around `trainer.train` it opens (or joins, or resumes)
-the MLflow run, logs the params, each epoch's metrics, the summary, the weights and the model,
-keeps the checkpoints of `train --resume`, and hands back a typed record of the finished run.
+This is the only caller of the trainer. Around `trainer.train_stack` it opens (or joins, or
+resumes) the MLflow runs, logs the params, each epoch's metrics, the summary, the weights and
+the model of each, keeps the checkpoints of `train --resume`, and hands back typed records of
+the finished runs.
 """
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
@@ -28,7 +28,7 @@ from .errors import TrainingDiverged
 from .files import csv_text, json_text
 from .records import EPOCH_SECONDS, RUN_SECONDS, RunRecord
 from .spec import RunSpec
-from .trainer import TrainResult, train
+from .trainer import TrainResult, train_stack
 
 # Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
 PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
@@ -53,22 +53,93 @@ class RunContext:
         return cls(settings.experiment, settings.log_model, data_params, **how)
 
 
-def execute_run(
-    spec: RunSpec,
+def execute_stack(
+    specs: list[RunSpec],
     data: DeviceData,
     context: RunContext,
-    on_epoch: Callable[[int, dict[str, float]], None],
+    on_epoch: Callable[[int, int, dict[str, float]], None],
     checkpoints: Checkpoints | None = None,
-) -> RunRecord:
-    """Train `spec` in an MLflow run (continuing its checkpoint's run, if any) and record it."""
+) -> list[RunRecord]:
+    """Train the seeds `specs` of one variant as one stack, each in its own MLflow run
+    (continuing its checkpoint's run, if any), and record them, in the order of `specs`.
+    `on_epoch(i, epoch, row)` hears each epoch of specs[i]."""
     import mlflow
 
-    saved = checkpoints.saved.get(spec.seed) if checkpoints is not None else None
-    if saved is not None and saved["done"]:  # finished before the stage was interrupted
-        # Killed between recording the seed done and ending its run: end it now.
-        run_ends.end_if_running(saved["run_id"], "FINISHED")
-        return RunRecord.from_checkpoint(saved["finished"])
-    tags = {
+    records: list[RunRecord | None] = [None] * len(specs)
+    todo, saved = [], []
+    for i, spec in enumerate(specs):
+        seed_saved = checkpoints.saved.get(spec.seed) if checkpoints is not None else None
+        if seed_saved is not None and seed_saved["done"]:  # finished before an interrupt
+            # Killed between recording the seed done and ending its run: end it now.
+            run_ends.end_if_running(seed_saved["run_id"], "FINISHED")
+            records[i] = RunRecord.from_checkpoint(seed_saved["finished"])
+        else:
+            todo.append(spec)
+            saved.append(seed_saved)
+    if not todo:
+        return records  # type: ignore[return-value]
+    openings = [
+        (spec.run_name, run_tags(spec, context), s and s["run_id"])
+        for spec, s in zip(todo, saved, strict=True)
+    ]
+    with tracking.tracked_runs(context.experiment, openings, context.join) as runs:
+        client = mlflow.MlflowClient()
+        metrics = []
+        for spec, run_id, seed_saved in zip(todo, runs.ids, saved, strict=True):
+            resumed = seed_saved is not None
+            if resumed and client.get_run(run_id).data.tags.get("failure") == "process died":
+                client.delete_tag(run_id, "failure")  # ended as its process died: it goes on now
+            tracking.log_params_once(run_id, {**spec.hyperparameters(), **context.data_params})
+            # A resumed run retrains the epochs after its checkpoint; those it had logged
+            # before the interrupt are in the store already and are not logged twice.
+            metrics.append(EpochMetrics(run_id, resumed=resumed))
+
+        def log_epoch(i: int, epoch: int, row: dict[str, float]) -> None:
+            metrics[i].log(epoch, row)
+            on_epoch(specs.index(todo[i]), epoch, row)
+
+        def checkpoint(i: int, state: dict[str, Any]) -> None:
+            assert checkpoints is not None
+            metrics[i].confirm()  # a checkpoint never gets ahead of the metrics in the store
+            checkpoints.save_progress(todo[i].seed, runs.ids[i], state)
+
+        try:
+            results = train_stack(
+                todo,
+                data,
+                on_epoch=log_epoch,
+                resume=[s["state"] if s is not None else None for s in saved],
+                on_checkpoint=checkpoint if checkpoints is not None else None,
+                checkpoint_every=checkpoints.every if checkpoints is not None else 0,
+                should_stop=signals.stop_requested,
+            )
+        except TrainingDiverged as e:
+            run_id = runs.ids[[s.seed for s in todo].index(e.seed)]
+            for key, value in {
+                "failure": "diverged",
+                "failure_epoch": str(e.epoch),
+                "failure_reason": e.reason,
+            }.items():
+                client.set_tag(run_id, key, value)
+            runs.blame(run_id)
+            raise
+        for spec, result, run_id, seed_metrics in zip(
+            todo, results, runs.ids, metrics, strict=True
+        ):
+            with runs.finishing(run_id):
+                seed_metrics.confirm()  # every epoch in the store, or the run is not FINISHED
+                record = finish_run(spec, result, run_id, data, context)
+                if checkpoints is not None:
+                    # Recorded done while the run is open and the signals are held: a signal
+                    # that came during the model's logging can no longer leave a FINISHED run
+                    # that a resume would open again.
+                    checkpoints.save_done(spec.seed, run_id, record.to_checkpoint())
+            records[specs.index(spec)] = record
+    return records  # type: ignore[return-value]
+
+
+def run_tags(spec: RunSpec, context: RunContext) -> dict[str, str]:
+    return {
         "kind": context.kind,
         "variant": spec.variant_name,
         "seed": str(spec.seed),
@@ -77,63 +148,27 @@ def execute_run(
         **context.tags,  # a Ray worker may run outside the repository: the driver's win
         **run_ends.process_tags(),
     }
-    resume_run = saved["run_id"] if saved is not None else None
-    with tracking.tracked_run(
-        context.experiment, spec.run_name, tags, context.join, resume_run_id=resume_run
-    ) as run:
-        run_id = run.info.run_id
-        if resume_run is not None:  # ended as its process died: it goes on now
-            client = mlflow.MlflowClient()
-            if client.get_run(run_id).data.tags.get("failure") == "process died":
-                client.delete_tag(run_id, "failure")
-        tracking.log_params_once({**spec.hyperparameters(), **context.data_params})
-        # A resumed run retrains the epochs after its checkpoint; those it had logged before
-        # the interrupt are in the store already and are not logged twice.
-        metrics = EpochMetrics(run_id, resumed=resume_run is not None)
 
-        def log_epoch(epoch: int, row: dict[str, float]) -> None:
-            metrics.log(epoch, row)
-            on_epoch(epoch, row)
 
-        def checkpoint(state: dict[str, Any]) -> None:
-            assert checkpoints is not None
-            metrics.confirm()  # a checkpoint never gets ahead of the metrics in the store
-            checkpoints.save_progress(spec.seed, run_id, state)
+def finish_run(
+    spec: RunSpec, result: TrainResult, run_id: str, data: DeviceData, context: RunContext
+) -> RunRecord:
+    """Log a trained seed's summary, weights, history and model to its (active) run."""
+    import mlflow
 
-        try:
-            result = train(
-                spec,
-                data,
-                on_epoch=log_epoch,
-                resume=saved["state"] if saved is not None else None,
-                on_checkpoint=checkpoint if checkpoints is not None else None,
-                checkpoint_every=checkpoints.every if checkpoints is not None else 0,
-                should_stop=signals.stop_requested,
-            )
-        except TrainingDiverged as e:
-            mlflow.set_tags(
-                {"failure": "diverged", "failure_epoch": str(e.epoch), "failure_reason": e.reason}
-            )
-            raise
-        metrics.confirm()  # every epoch in the store, or the run is not FINISHED
-        record = record_of(spec, result, run_id)
-        mlflow.log_metrics(result.summary)
-        mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
-        with tempfile.TemporaryDirectory() as tmp:
-            weights, history = Path(tmp) / "weights", Path(tmp) / "history.csv"
-            weights.mkdir()
-            for name, content in record.model_files.items():
-                (weights / name).write_bytes(content)
-            mlflow.log_artifacts(str(weights), artifact_path="weights")
-            history.write_text(csv_text(record.history_rows(timings=True)))
-            mlflow.log_artifact(str(history))
-        if context.log_model:
-            log_model(result.model, data)
-        if checkpoints is not None:
-            # Recorded done while the run is open and the signals are held: a signal that
-            # came during the model's logging can no longer leave a FINISHED run that a
-            # resume would open again.
-            checkpoints.save_done(spec.seed, run_id, record.to_checkpoint())
+    record = record_of(spec, result, run_id)
+    mlflow.log_metrics(result.summary)
+    mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, history = Path(tmp) / "weights", Path(tmp) / "history.csv"
+        weights.mkdir()
+        for name, content in record.model_files.items():
+            (weights / name).write_bytes(content)
+        mlflow.log_artifacts(str(weights), artifact_path="weights")
+        history.write_text(csv_text(record.history_rows(timings=True)))
+        mlflow.log_artifact(str(history))
+    if context.log_model:
+        log_model(result.model, data)
     return record
 
 
@@ -180,20 +215,3 @@ def log_model(model: nn.Module, data: DeviceData) -> None:
         signature=infer_signature(example, output),
         pip_requirements=PIP_REQUIREMENTS,
     )
-
-
-@functools.cache
-def warm_up_model_logging() -> None:
-    """Pay once what a process's first `log_model` costs (importing torch.export, MLflow's scan
-    of the installed packages, a first export: about 2 s), so that forked workers start warm."""
-    import mlflow.pytorch
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - imported once, before the fork
-
-    example = np.zeros((2, 2), np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        mlflow.pytorch.save_model(
-            nn.Linear(2, 2),
-            Path(tmp) / "model",
-            input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
-        )

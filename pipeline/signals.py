@@ -1,9 +1,8 @@
-"""Every handler of Ctrl-C (SIGINT) and SIGTERM: the command line's, a forked worker's, and
-the hold over code that must not be cut in two.
+"""Every handler of Ctrl-C (SIGINT) and SIGTERM: the command line's, and the hold over code
+that must not be cut in two.
 
 The command line turns SIGTERM into an interrupt like Ctrl-C (`cli_handles_sigterm`), so both
-end open runs KILLED and exit 143 / 130. A forked worker stops once and then ignores both, so
-its clean-up is not cut short by the signal its parent forwards (`become_worker`).
+end open runs KILLED and exit 143 / 130.
 
 A KeyboardInterrupt can surface at any bytecode. Inside an MLflow call (creating a run, a
 store transaction, ending a run while its queued metrics drain) it leaves the run RUNNING
@@ -20,10 +19,7 @@ handlers run in the main thread whoever received the signal, hence a recording h
 
 from __future__ import annotations
 
-import ctypes
-import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,9 +36,8 @@ def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM over the block; on leaving it, restore their handlers and then
     deliver a held signal to its usual handler (Ctrl-C: KeyboardInterrupt). Ctrl-C a second
     time acts at once, as without a hold: pressed twice, it stops even a call that hangs (a
-    tracking server that does not answer). A repeated SIGTERM is held like the first: one
-    SIGTERM can arrive several times (the kernel's parent-death signal comes once per thread
-    of a worker), and a sender that will not wait sends SIGKILL.
+    tracking server that does not answer). A repeated SIGTERM is held like the first: a
+    scheduler may send it more than once, and one that will not wait sends SIGKILL.
 
     Holds nest. A signal set to be ignored (a job started in the background of a shell
     ignores SIGINT), or handled outside Python, is left alone. Outside the main thread,
@@ -77,8 +72,7 @@ def signals_held() -> Iterator[None]:
     finally:
         del _holds[next(i for i, held in enumerate(_holds) if held is caught)]
         for s, handler in previous.items():
-            # Unless a handler changed it meanwhile: a worker's, called on a second signal,
-            # sets both signals to be ignored during its clean-up.
+            # Unless a handler changed it meanwhile.
             if signal.getsignal(s) is record:
                 signal.signal(s, handler)
         for s in dict.fromkeys(caught):
@@ -134,28 +128,3 @@ def sigterm_handler_kept() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, handler)
-
-
-# --- forked workers --------------------------------------------------------------------------
-
-
-def _interrupt_once(signum: int, frame: object) -> None:
-    """Ctrl-C or SIGTERM: one KeyboardInterrupt, so the job ends its MLflow run KILLED; later
-    signals (the parent forwards SIGTERM) must not interrupt that clean-up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def become_worker(parent: int) -> None:
-    """In a forked worker: stop once on Ctrl-C or SIGTERM; and, on Linux, have the kernel send
-    SIGTERM when the parent dies (SIGKILL, the out-of-memory killer), so an orphan ends its run
-    KILLED rather than training on unseen."""
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)
-    if not sys.platform.startswith("linux"):
-        return
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the call above
-        os.kill(os.getpid(), signal.SIGTERM)

@@ -66,14 +66,14 @@ def repro_with_dvc() -> int:
     "--cpus-per-run",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Ray: CPUs each run asks for (its torch threads: the whole part, at least 1); a "
-    "fraction packs several runs per CPU.  [default: 1]",
+    help="Ray: CPUs each task asks for (a task trains one variant's seeds as one stack); a "
+    "fraction packs several tasks per CPU.  [default: 1]",
 )
 @click.option(
     "--gpus-per-run",
     type=click.FloatRange(min=0),
     default=None,
-    help="Ray: GPUs each run asks for; a fraction packs runs on one GPU.  [default: 1 where "
+    help="Ray: GPUs each task asks for; a fraction packs tasks on one GPU.  [default: 1 where "
     "train.device is cuda, or auto on a machine with a GPU; else 0]",
 )
 @params_option

@@ -70,7 +70,6 @@ POINT_CODE = (
     "device.py",
     "epoch_metrics.py",
     "errors.py",
-    "executors/forked.py",
     "executors/local.py",
     "files.py",
     "loading.py",

@@ -190,6 +190,111 @@ def tracked_run(
             mlflow.end_run(status="FINISHED")
 
 
+class OpenRuns:
+    """Runs open together (the seeds of a stack), each ended exactly once. An error that
+    belongs to one of them (`blame`) ends it FAILED and the others KILLED; an error of the
+    whole stack ends every open run FAILED; Ctrl-C ends them KILLED."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.ids: list[str] = []
+        self.ended: set[str] = set()
+        self.blamed: str | None = None
+
+    def blame(self, run_id: str) -> None:
+        self.blamed = run_id
+
+    def end(self, run_id: str, status: str) -> None:
+        if run_id not in self.ended:
+            self.client.set_terminated(run_id, status)
+            self.ended.add(run_id)
+
+    @contextmanager
+    def finishing(self, run_id: str) -> Iterator[None]:
+        """Run `run_id` as MLflow's active run, for what is logged at its end (a logged model
+        links to the active run); it then ends FINISHED, or with the error."""
+        import mlflow
+
+        self.blamed = run_id
+        mlflow.start_run(run_id=run_id)
+        try:
+            yield
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            self.ended.add(run_id)
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            self.ended.add(run_id)
+            raise
+        mlflow.end_run(status="FINISHED")
+        self.ended.add(run_id)
+        self.blamed = None
+
+
+@contextmanager
+def tracked_runs(
+    experiment: str,
+    openings: list[tuple[str, dict[str, str], str | None]],
+    join: bool = False,
+) -> Iterator[OpenRuns]:
+    """Runs open at once, one per (run name, tags, run id to resume or None); each ends
+    FINISHED, FAILED (an error) or KILLED (Ctrl-C), as `tracked_run` ends one run.
+
+    Outside `mlflow run`: new runs in `experiment`. Under `mlflow run`: with `join`, the one
+    run MLflow started; without, children of it. A run id given: that run again (a run
+    continued from its checkpoint).
+    """
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "5")  # see tracked_run
+    launcher = launcher_run_id()
+    if join and (launcher is None or len(openings) != 1):
+        raise ValueError("only one run joins the run `mlflow run` started")
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment_id = None
+    if launcher is None and any(resume is None for *_, resume in openings):
+        experiment_id = ensure_experiment(experiment)
+    with signals_held():  # as in tracked_run: from before the first run until the last ends
+        runs = OpenRuns(mlflow.MlflowClient())
+        try:
+            for name, tags, resume in openings:
+                if resume is None and join:
+                    resume = launcher
+                runs.ids.append(_open_run(runs.client, experiment_id, name, tags, resume))
+            stop_if_signalled()
+            yield runs
+        except KeyboardInterrupt:
+            for run_id in runs.ids:
+                runs.end(run_id, "KILLED")
+            raise
+        except BaseException:
+            for run_id in runs.ids:
+                runs.end(run_id, "FAILED" if runs.blamed in (None, run_id) else "KILLED")
+            raise
+        for run_id in runs.ids:
+            runs.end(run_id, "FINISHED")
+
+
+def _open_run(
+    client: Any, experiment_id: str | None, name: str, tags: dict[str, str], run_id: str | None
+) -> str:
+    """What `mlflow.start_run` does, without making the run the active one."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking.context import registry
+
+    if run_id is not None:  # continued, or the run `mlflow run` started
+        client.update_run(run_id, status="RUNNING", name=name)
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        return run_id
+    launcher = launcher_run_id()
+    if launcher is not None:  # a child of the run `mlflow run` started
+        experiment_id = client.get_run(launcher).info.experiment_id
+        tags = {**tags, "mlflow.parentRunId": launcher}
+    tags = registry.resolve_tags({**tags, "mlflow.runName": name})
+    return client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
+
+
 def mark_launcher_failed(reason: str) -> None:
     """Under `mlflow run`, record why the command failed before it trained anything."""
     launcher = launcher_run_id()
@@ -202,15 +307,14 @@ def mark_launcher_failed(reason: str) -> None:
     client.set_terminated(launcher, "FAILED")
 
 
-def log_params_once(params: dict[str, Any]) -> None:
+def log_params_once(run_id: str, params: dict[str, Any]) -> None:
     """Log params, leaving out keys the run already has (as `mlflow run` logs its own)."""
     import mlflow
 
-    run = mlflow.active_run()
-    existing = set(mlflow.MlflowClient().get_run(run.info.run_id).data.params) if run else set()
+    existing = set(mlflow.MlflowClient().get_run(run_id).data.params)
     fresh = {k: _param_value(v) for k, v in params.items() if k not in existing}
     if fresh:
-        mlflow.log_params(fresh)
+        mlflow.log_params(fresh, run_id=run_id)
 
 
 def _param_value(value: Any) -> str:

@@ -1,13 +1,15 @@
-"""Run specs on Ray: one task per spec, on a new local Ray instance or an existing cluster.
+"""Run specs on Ray: one task per stack (a variant's seeds, `train.parallel` at most), on a
+new local Ray instance or an existing cluster.
 
-Each task trains one spec as one MLflow run, in the store that `MLFLOW_TRACKING_URI` names (on
-a cluster: a shared tracking server that also serves the artifacts), and returns its
-`RunRecord`, weights included, from which the driver writes the outputs. The prepared splits
-travel once through Ray's object store, so the workers need no shared file system.
+Each task trains its seeds as one stack, one MLflow run each, in the store that
+`MLFLOW_TRACKING_URI` names (on a cluster: a shared tracking server that also serves the
+artifacts), and returns their `RunRecord`s, weights included, from which the driver writes the
+outputs. The prepared splits travel once through Ray's object store, so the workers need no
+shared file system.
 
-A task that fails (an exception, its worker killed, its node lost) becomes a `MissingRun` with
-the reason, and the other tasks' records are kept. Tasks are not retried: a retry would start
-a second MLflow run for the same (variant, seed).
+A task that fails (an exception, its worker killed, its node lost) makes each of its runs a
+`MissingRun` with the reason, and the other tasks' records are kept. Tasks are not retried: a
+retry would start a second MLflow run for the same (variant, seed).
 """
 
 from __future__ import annotations
@@ -29,23 +31,19 @@ from ..data import Prepared
 from ..errors import ConfigError, TrainingDiverged
 from ..progress import quiet, summary_line
 from ..records import MissingRun, RunRecord
-from ..run import RunContext, execute_run
+from ..run import RunContext, execute_stack
 from ..signals import sigterm_handler_kept
 from ..spec import RunSpec
-from .local import on_device
+from .local import on_device, stacks
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What each run asks Ray for. Fractions pack several small runs on one CPU or GPU."""
+    """What each task (a stack of seeds) asks Ray for. Fractions pack several small stacks on
+    one CPU or GPU."""
 
     cpus: float = 1.0
     gpus: float = 0.0
-
-    @property
-    def threads(self) -> int:
-        """Torch threads per run: its whole CPUs, at least one."""
-        return max(1, int(self.cpus))
 
 
 def ray_address(address: str | None) -> str | None:
@@ -159,16 +157,14 @@ def _check_fits(resources: Resources) -> None:
 
 
 def run_task(
-    spec: RunSpec, prepared: Prepared, train_device: str, context: RunContext, threads: int
-) -> RunRecord:
-    """One run, inside a Ray worker."""
+    stack: list[RunSpec], prepared: Prepared, train_device: str, context: RunContext
+) -> list[RunRecord]:
+    """One stack, inside a Ray worker."""
     import ray
-    import torch
 
-    torch.set_num_threads(threads)
     where = {"worker_pid": str(os.getpid()), "ray_node": ray.get_runtime_context().get_node_id()}
     context = replace(context, tags={**context.tags, **where})
-    return execute_run(spec, on_device(train_device, prepared), context, quiet)
+    return execute_stack(stack, on_device(train_device, prepared), context, quiet)
 
 
 def run_on_ray(
@@ -178,8 +174,8 @@ def run_on_ray(
     context: RunContext,
     resources: Resources,
 ) -> tuple[list[RunRecord], list[MissingRun]]:
-    """Every spec as a Ray task, inside a `ray_session`: the finished runs' records (in spec
-    order) and the runs that did not finish. Prints one line per run as it ends."""
+    """Every stack of specs as a Ray task, inside a `ray_session`: the finished runs' records
+    (in spec order) and the runs that did not finish. Prints one line per run as it ends."""
     import ray
 
     # Created once here, so the workers find it; with the local store it gets its artifact
@@ -189,26 +185,41 @@ def run_on_ray(
     context = replace(context, tags={**context.tags, "executor": "ray", "study_id": study_id})
     task = ray.remote(max_retries=0)(run_task)
     data = ray.put(prepared)
+    grouped = stacks(specs, params.train.parallel)
     pending = {
-        task.options(name=spec.run_name, num_cpus=resources.cpus, num_gpus=resources.gpus).remote(
-            spec, data, params.train.device, context, resources.threads
-        ): i
-        for i, spec in enumerate(specs)
+        task.options(
+            name=f"{stack[0].variant_name}×{len(stack)}",
+            num_cpus=resources.cpus,
+            num_gpus=resources.gpus,
+        ).remote(stack, data, params.train.device, context): stack
+        for stack in grouped
     }
-    finished: dict[int, RunRecord] = {}
+    finished: dict[str, RunRecord] = {}
     missing: list[MissingRun] = []
     try:
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ref)
-            spec = specs[i]
-            head = f"[{len(finished) + len(missing) + 1}/{len(specs)}] {spec.run_name}"
+            stack = pending.pop(ref)
             try:
-                finished[i] = ray.get(ref)
-                click.echo(f"{head}: {summary_line(finished[i].summary)}", err=True)
+                records = ray.get(ref)
             except ray.exceptions.RayError as e:
-                missing.append(MissingRun(spec.variant_name, spec.seed, spec.run_name, *why(e)))
-                click.echo(f"{head}: FAILED: {missing[-1].reason}", err=True)
+                reason, diverged_seed = why(e)
+                records = None
+            for k, spec in enumerate(stack):
+                head = f"[{len(finished) + len(missing) + 1}/{len(specs)}] {spec.run_name}"
+                if records is not None:
+                    finished[spec.run_name] = records[k]
+                    click.echo(f"{head}: {summary_line(records[k].summary)}", err=True)
+                    continue
+                diverged = spec.seed == diverged_seed
+                if diverged_seed is not None and not diverged:
+                    why_this = f"stopped with its stack: seed {diverged_seed} diverged"
+                else:
+                    why_this = reason
+                missing.append(
+                    MissingRun(spec.variant_name, spec.seed, spec.run_name, why_this, diverged)
+                )
+                click.echo(f"{head}: FAILED: {why_this}", err=True)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -219,20 +230,20 @@ def run_on_ray(
         raise
     if missing:
         run_ends.close_orphans(context.experiment, "study_id", study_id, "FAILED", "worker lost")
-    return [finished[i] for i in sorted(finished)], missing
+    return [finished[s.run_name] for s in specs if s.run_name in finished], missing
 
 
-def why(error: Exception) -> tuple[str, bool]:
-    """One line on why a task failed, and whether its training diverged."""
+def why(error: Exception) -> tuple[str, int | None]:
+    """One line on why a task failed, and the seed whose training diverged, if that was it."""
     import ray
 
     if isinstance(error, ray.exceptions.RayTaskError):
         cause = error.cause
         line = f"{type(cause).__name__}: {cause}".splitlines()[0]
-        return line, isinstance(cause, TrainingDiverged)
+        return line, cause.seed if isinstance(cause, TrainingDiverged) else None
     if isinstance(error, ray.exceptions.WorkerCrashedError):
-        return "its worker process died (killed, or out of memory) before the run finished", False
+        return "its worker process died (killed, or out of memory) before the run finished", None
     if isinstance(error, ray.exceptions.TaskCancelledError):
-        return "cancelled", False
+        return "cancelled", None
     lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": "), False
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": "), None

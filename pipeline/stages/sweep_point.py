@@ -9,7 +9,7 @@ import click
 from .. import outputs
 from ..config import Params
 from ..data import load_prepared
-from ..executors.local import on_device, plan_alone, run_here
+from ..executors.local import on_device, run_here
 from ..paths import Layout
 from ..run import RunContext
 from ..spec import sweep_spec
@@ -25,7 +25,7 @@ def sweep_run(
     tags = {"sweep_technique": technique, "sweep_strength": f"{strength:g}"}
     context = RunContext.of(params.mlflow, prepared.logged(), kind="sweep", tags=tags)
     data = on_device(params.train.device, prepared)
-    [record] = run_here([spec], data, context, plan_alone(params.train))
+    [record] = run_here([spec], data, context, params.train)
     target = Path(out) if out else layout.sweep_point(technique, strength, seed)
     outputs.write_sweep_point(layout, target, technique, strength, record)
     click.echo(f"{technique}={strength:g} seed {seed}: {target}", err=True)

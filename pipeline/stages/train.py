@@ -9,7 +9,7 @@ from .. import outputs, run_ends, tracking
 from ..checkpoint import Checkpoints, fingerprint
 from ..config import Params
 from ..data import load_prepared
-from ..executors.local import on_device, plan_for_seeds, run_here
+from ..executors.local import on_device, run_here
 from ..paths import Layout
 from ..records import RunRecord
 from ..run import RunContext
@@ -33,8 +33,8 @@ def train(
     not trained again, an interrupted one continues in its own MLflow run.
     """
     launched = tracking.launcher_run_id() is not None
-    # How the seeds share the cores changes no result; any other override does.
-    tracked_only = launched or bool((overridden or set()) - {"parallel", "threads"})
+    # How many seeds train at once changes no result; any other override does.
+    tracked_only = launched or bool((overridden or set()) - {"parallel"})
     if tracked_only:
         click.echo(
             "note: a run with overrides or under `mlflow run` is logged to MLflow only; "
@@ -64,6 +64,7 @@ def train_variant(
     checkpoints = None
     if not tracked_only and params.train.checkpoint_every:
         made_with = {  # a checkpoint continues only on the same data, on the same device
+            "format": 2,  # the training state's layout (2: per-seed generators)
             "data": prepared.logged(),
             "data_digest": prepared.digest(),
             "device": str(data.device),
@@ -79,8 +80,7 @@ def train_variant(
         )
     kind = "override" if tracked_only else "train"
     context = RunContext.of(params.mlflow, prepared.logged(), kind=kind, join=join)
-    plan = plan_for_seeds(params.train, len(specs), data.device)
-    records = run_here(specs, data, context, plan, checkpoints)
+    records = run_here(specs, data, context, params.train, checkpoints)
     if not tracked_only:
         outputs.write_variant(layout, variant, records)
         if checkpoints is not None:

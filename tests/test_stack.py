@@ -1,0 +1,140 @@
+"""Stacked seeds: a seed's numbers do not depend on the stack it trains in.
+
+Every comparison here is exact (`==` on floats, `torch.equal` on weights), not within a
+tolerance: on a CPU each seed's products, objective, optimizer step and max-norm run as they run
+for the seed alone, its generators are its own, and its thread count is `train.threads`
+whatever the stack, so nothing about a stack may change a single bit.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.config import Variant
+from pipeline.device import DeviceData
+from pipeline.errors import TrainingDiverged
+from pipeline.trainer import TrainResult, train, train_stack
+
+from .test_trainer import CPU, problem, spec
+
+TIMINGS = ("epoch_seconds", "train_seconds")
+
+# Everything a stack could get wrong at once: dropout masks from each seed's generator, an L1
+# and an L2 penalty, max-norm, decoupled weight decay, and early stopping (patience 2 on
+# random labels), so that seeds leave the stack at different epochs.
+EVERYTHING = Variant(
+    dropout=0.3,
+    input_dropout=0.1,
+    l1=1e-4,
+    l2=1e-3,
+    max_norm=2.0,
+    optimizer="adamw",
+    weight_decay=0.1,
+    patience=2,
+)
+
+
+@pytest.fixture(scope="module")
+def noisy() -> DeviceData:
+    return DeviceData.of(problem(random_labels=True), CPU)
+
+
+def numbers(result: TrainResult) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Every logged number of a run but its timings."""
+    history = [{k: v for k, v in row.items() if k not in TIMINGS} for row in result.history]
+    summary = {k: v for k, v in result.summary.items() if k not in TIMINGS}
+    return history, summary
+
+
+def assert_same_run(a: TrainResult, b: TrainResult) -> None:
+    assert numbers(a) == numbers(b)
+    assert a.stopped_early == b.stopped_early
+    state_a, state_b = a.model.state_dict(), b.model.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_a_seed_trains_the_same_alone_and_inside_a_stack_of_five(noisy: DeviceData) -> None:
+    settings = {"epochs": 12, "lr": 0.05}
+    stack = train_stack([spec(EVERYTHING, seed=s, **settings) for s in range(5)], noisy)
+    stops = {int(r.summary["epochs_run"]) for r in stack}
+    assert len(stops) > 1, "the seeds should stop at different epochs for this test to bite"
+    for seed in (0, 2, 4):
+        assert_same_run(train(spec(EVERYTHING, seed=seed, **settings), noisy), stack[seed])
+
+
+def test_a_seed_does_not_depend_on_its_neighbours_or_its_place(noisy: DeviceData) -> None:
+    settings = {"epochs": 6, "lr": 0.05}
+    first = train_stack([spec(EVERYTHING, seed=s, **settings) for s in (7, 1, 2)], noisy)
+    second = train_stack([spec(EVERYTHING, seed=s, **settings) for s in (3, 7)], noisy)
+    assert_same_run(first[0], second[1])
+
+
+def test_seeds_one_after_another_equal_seeds_side_by_side(noisy: DeviceData) -> None:
+    side_by_side = train_stack([spec(EVERYTHING, seed=s, epochs=6) for s in (0, 1, 2)], noisy)
+    in_turn = train_stack(
+        [spec(EVERYTHING, seed=s, epochs=6, parallel=1) for s in (0, 1, 2)], noisy
+    )
+    for a, b in zip(side_by_side, in_turn, strict=True):
+        assert_same_run(a, b)
+
+
+def test_each_seed_has_its_own_history_and_stopping_point(noisy: DeviceData) -> None:
+    results = train_stack([spec(EVERYTHING, seed=s, epochs=12, lr=0.05) for s in range(3)], noisy)
+    for result in results:
+        assert len(result.history) == int(result.summary["epochs_run"])
+        best = int(result.summary["best_epoch"])
+        if result.stopped_early:  # patience 2: two epochs without improvement, then out
+            assert len(result.history) == best + 2
+    assert len({tuple(r["val_loss"] for r in res.history) for res in results}) == 3
+
+
+def test_a_stack_resumed_in_another_make_up_continues_bit_for_bit(noisy: DeviceData) -> None:
+    """Seeds interrupted after their epoch-2 checkpoints continue each in a stack of another
+    make-up (seed 1 alone, seeds 0 and 2 together) to the results of an uninterrupted stack."""
+    variant = EVERYTHING.model_copy(update={"patience": None})
+    specs = [spec(variant, seed=s, epochs=5) for s in range(3)]
+    whole = train_stack(specs, noisy)
+    saved: dict[int, dict] = {}
+
+    def keep(i: int, state: dict) -> None:
+        saved[i] = state
+        if len(saved) == 3:
+            raise KeyboardInterrupt  # interrupted right after the checkpoints of epoch 2
+
+    with pytest.raises(KeyboardInterrupt):
+        train_stack(specs, noisy, on_checkpoint=keep, checkpoint_every=2)
+    [one] = train_stack([specs[1]], noisy, resume=[saved[1]])
+    zero, two = train_stack([specs[0], specs[2]], noisy, resume=[saved[0], saved[2]])
+    for a, b in zip(whole, (zero, one, two), strict=True):
+        assert_same_run(a, b)
+
+
+def test_seeds_resumed_from_different_epochs_share_a_call(noisy: DeviceData) -> None:
+    variant = EVERYTHING.model_copy(update={"patience": None})
+    specs = [spec(variant, seed=s, epochs=4) for s in range(2)]
+    whole = train_stack(specs, noisy)
+    saved: dict[int, dict] = {}
+    train_stack(
+        [specs[0]],
+        noisy,
+        on_checkpoint=lambda i, state: saved.setdefault(0, state),
+        checkpoint_every=1,
+    )
+    # seed 0 from its epoch-1 checkpoint, seed 1 from the start: two groups in one call
+    resumed = train_stack(specs, noisy, resume=[saved[0], None])
+    for a, b in zip(whole, resumed, strict=True):
+        assert_same_run(a, b)
+
+
+def test_a_diverged_seed_is_named(noisy: DeviceData) -> None:
+    with pytest.raises(TrainingDiverged) as info:
+        train_stack([spec(optimizer="sgd", lr=1e6, seed=s) for s in (4, 5)], noisy)
+    assert info.value.seed in (4, 5) and info.value.epoch >= 1
+
+
+def test_a_stack_holds_one_variant() -> None:
+    data = DeviceData.of(problem(), CPU)
+    with pytest.raises(ValueError, match="one variant"):
+        train_stack([spec(Variant(l2=1e-3), seed=0), spec(Variant(), seed=1)], data)
