@@ -9,6 +9,8 @@ the finished runs.
 
 from __future__ import annotations
 
+import importlib.metadata
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +33,10 @@ from .spec import RunSpec
 from .trainer import TrainResult, train_stack
 
 # Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
-PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
+PIP_REQUIREMENTS = [
+    f"torch=={torch.__version__.split('+')[0]}",
+    f"safetensors=={importlib.metadata.version('safetensors')}",
+]
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,7 @@ def finish_run(
         history.write_text(csv_text(record.history_rows(timings=True)))
         mlflow.log_artifact(str(history))
     if context.log_model:
-        log_model(result.model, data)
+        log_model(record, result.model, data)
     return record
 
 
@@ -199,19 +204,33 @@ def record_of(spec: RunSpec, result: TrainResult, run_id: str) -> RunRecord:
     )
 
 
-def log_model(model: nn.Module, data: DeviceData) -> None:
-    """The MLflow model, with an input example and signature, and pinned requirements."""
-    import mlflow.pytorch
+def log_model(record: RunRecord, network: nn.Module, data: DeviceData) -> None:
+    """The MLflow model (`mlflow_model.py`, a model from code over the run's weights files),
+    with an input example and signature, and pinned requirements."""
+    import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    model = model.cpu().eval()
     example = data.val.x[:5].cpu().numpy()
     with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    mlflow.pytorch.log_model(
-        model,
-        name="model",
-        input_example=example,
-        signature=infer_signature(example, output),
-        pip_requirements=PIP_REQUIREMENTS,
-    )
+        output = network.cpu().eval()(torch.from_numpy(example)).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for name, content in record.model_files.items():
+            files[name] = Path(tmp) / name
+            files[name].write_bytes(content)
+        package = Path(tmp) / "code" / "pipeline"  # what mlflow_model.py imports, no more
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        shutil.copy(Path(__file__).with_name("model.py"), package / "model.py")
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={
+                "weights": str(files["model.safetensors"]),
+                "architecture": str(files["architecture.json"]),
+            },
+            code_paths=[str(package)],
+            input_example=example,
+            signature=infer_signature(example, output),
+            pip_requirements=PIP_REQUIREMENTS,
+        )

@@ -57,6 +57,7 @@ RUN_NAMES = {f"{v}-seed{s}" for v in GRID_PARAMS["variants"] for s in GRID_PARAM
 # The same grid plus a variant whose every run diverges (plain SGD under an absurd L2 penalty).
 FAILING_PARAMS = copy.deepcopy(GRID_PARAMS)
 FAILING_PARAMS["variants"]["unstable"] = {"optimizer": "sgd", "l2": 1.0e12}
+FAILING_PARAMS["train"]["parallel"] = 1  # one seed per task: a killed worker takes one run
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 
 

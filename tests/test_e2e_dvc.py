@@ -83,8 +83,9 @@ def test_repro_logs_every_variant_and_seed(reproduced: Path) -> None:
 
 
 def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
-    """The MLflow model and the safetensors state dict predict the same, from independent loads."""
-    import mlflow.pytorch
+    """The MLflow model and the safetensors state dict predict the same, from independent loads;
+    the model holds no pickle and hands back a network that switches to eval mode."""
+    import mlflow.pyfunc
     from safetensors.torch import load_file
 
     from pipeline.model import Architecture, build_mlp
@@ -97,7 +98,12 @@ def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
     )
     assert len(models) == 1
     mlflow.set_tracking_uri(f"sqlite:///{reproduced / 'mlflow.db'}")
-    mlflow_model = mlflow.pytorch.load_model(models[0].model_uri)
+    model_dir = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
+    kinds = {p.suffix for p in model_dir.rglob("*") if p.is_file()}
+    assert kinds <= {"", ".yaml", ".txt", ".json", ".py", ".safetensors"}, kinds  # no pickle
+    pyfunc = mlflow.pyfunc.load_model(models[0].model_uri)
+    network = pyfunc.unwrap_python_model().network
+    assert network.eval() is network and not network.training
 
     folder = reproduced / "models" / "dropout" / f"seed{run.data.tags['seed']}"
     arch = Architecture.from_json(
@@ -110,7 +116,10 @@ def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
     with np.load(reproduced / "data" / "prepared" / "test.npz", allow_pickle=False) as test:
         x = torch.from_numpy(test["x"][:50])
     with torch.no_grad():
-        np.testing.assert_allclose(mlflow_model(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            pyfunc.predict(x.numpy()), plain(x).numpy(), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(network(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
     # The saved weights reproduce the test accuracy the run logged.
     with np.load(reproduced / "data" / "prepared" / "test.npz", allow_pickle=False) as test:
         logits = plain(torch.from_numpy(test["x"]))
