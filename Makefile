@@ -20,12 +20,12 @@ noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC e
 	dvc queue status
 	python -m pipeline compare --by label_noise
 
-test: $(VENV)/.installed  ## the whole test suite
+test: $(VENV)/.dev $(VENV)/.cluster  ## the whole test suite
 	scripts/postgres-up >/dev/null  # Debian's PostgreSQL, for the tests of `mlflow server` on it
 	scripts/chromium-up  # Debian's Chromium, for the test that loads the MLflow UI page
 	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
 
-test-fast: $(VENV)/.installed  ## the unit tests only (no dvc, mlflow run, servers or Ray)
+test-fast: $(VENV)/.dev  ## the unit tests only (no dvc, mlflow run, servers or Ray)
 	python -m pytest -q -n 2 -m "not e2e"
 
 chaos: $(VENV)/.installed  ## 100 interrupts of the train stage, each resumed and checked
@@ -37,27 +37,38 @@ readme: $(VENV)/.installed  ## copy the gap report's findings table into the REA
 bench: $(VENV)/.installed  ## trainer speed against the tutorial loop and the machine's limits
 	python benchmarks/bench.py
 
-bench-grid: $(VENV)/.installed  ## a 12-run grid in-process vs on a local Ray instance (~4 min)
+bench-grid: $(VENV)/.cluster  ## a 12-run grid in-process vs on a local Ray instance (~4 min)
 	python benchmarks/executors.py
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.dev
 	ruff check pipeline tests benchmarks scripts
 	ruff format --check pipeline tests benchmarks scripts
 
-format: $(VENV)/.installed
+format: $(VENV)/.dev
 	ruff format pipeline tests benchmarks scripts
 	ruff check --fix pipeline tests benchmarks scripts
 
 ui: $(VENV)/.installed  ## the MLflow UI on 127.0.0.1 against the project's store
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-server: $(VENV)/.installed  ## a shared MLflow tracking server on 127.0.0.1:5001 (PostgreSQL store, served artifacts)
+server: $(VENV)/.cluster  ## a shared MLflow tracking server on 127.0.0.1:5001 (PostgreSQL store, served artifacts)
 	scripts/tracking-server
 
+# What a target needs, no more: the study alone installs the core packages; the tests' tools
+# (dev) and Ray and PostgreSQL's driver (cluster) come with the targets that use them, so
+# they are not among the packages MLflow scans in every training process.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,cluster]"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.cluster: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[cluster]"
 	touch $@
 
 clean:  ## remove pipeline outputs and the tracking store (keeps the environment)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,12 +42,13 @@ from pipeline import tracking  # noqa: E402
 from pipeline.config import DataConfig, Params  # noqa: E402
 from pipeline.data import Prepared  # noqa: E402
 from pipeline.device import DeviceData, DeviceSplit  # noqa: E402
-from pipeline.model import Architecture, build_mlp  # noqa: E402
+from pipeline.loading import load_params  # noqa: E402
+from pipeline.model import Architecture, MLPStack, build_mlp  # noqa: E402
 from pipeline.preparation import prepare  # noqa: E402
-from pipeline.regularization import make_optimizer, penalised_parameters  # noqa: E402
-from pipeline.run import RunContext, execute_run, warm_up_model_logging  # noqa: E402
-from pipeline.spec import run_specs  # noqa: E402
-from pipeline.trainer import Compute, train, train_one_epoch  # noqa: E402
+from pipeline.regularization import make_optimizer  # noqa: E402
+from pipeline.run import RunContext, execute_stack  # noqa: E402
+from pipeline.spec import RunSpec, run_specs  # noqa: E402
+from pipeline.trainer import Compute, train, train_one_epoch, train_stack  # noqa: E402
 
 HIDDEN = [512, 512]
 N_SAMPLES = 60_000
@@ -110,20 +112,24 @@ def project_epoch(
         {"model": {"hidden_sizes": HIDDEN}, "variants": {"baseline": {}}}
     )
     spec = run_specs(params, "baseline", [0])[0]
-    torch.manual_seed(0)
-    model = build_mlp(Architecture(784, tuple(HIDDEN), 10))
-    optimizer = make_optimizer(model, "adam", 1e-3, 0.0, False)
-    shuffle = torch.Generator().manual_seed(0)
-    penalised = penalised_parameters(model, False)
-    net = Compute.of(model, precision, compile)
+    net, optimizer = one_seed(split.x.device, precision, compile)
+    shuffle = torch.Generator(device=split.x.device).manual_seed(0)
 
     def run() -> float:
-        return float(
-            train_one_epoch(net, optimizer, split, batch, shuffle, spec.variant, penalised)
-        )
+        return float(train_one_epoch(net, optimizer, split, batch, [shuffle], spec.variant, None))
 
     first = best_of(run, repeats=1)  # warm-up (and compilation)
     return best_of(run, repeats=2), first
+
+
+def one_seed(
+    device: torch.device, precision: str = "float32", compile: bool = False
+) -> tuple[Compute, torch.optim.Optimizer]:
+    """The trainer's network for one seed (a stack of one), and its optimizer."""
+    torch.manual_seed(0)
+    arch = Architecture(784, tuple(HIDDEN), 10)
+    stack = MLPStack(arch, [build_mlp(arch).to(device).state_dict()])
+    return Compute.of(stack, precision, compile), make_optimizer(stack, "adam", 1e-3, 0.0, False)
 
 
 def tutorial_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> float:
@@ -232,16 +238,14 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
                 mlflow.log_metrics(row, step=epoch, synchronous=False)
         tracking_cpu = time.process_time() - cpu_started
 
-        # The project's own tracked run, as a train stage's worker makes it; everything but
-        # the epochs is the fixed cost. The warm-up is what a process's first model export
-        # costs (imports, MLflow's scan of installed packages); the train stage pays it once,
-        # before its workers fork, so every run starts warm.
-        warm_up_model_logging()
+        # The project's own tracked run, as a train stage makes it; everything but the epochs
+        # is the fixed cost. The first one in a process also pays MLflow's scan of the
+        # installed packages (once per train stage), shown apart.
         context = RunContext("bench", log_model=True, data_params=prepared.logged())
         fixed = []
-        for _ in range(2):
+        for _ in range(3):
             started = time.perf_counter()
-            record = execute_run(spec, data, context, lambda epoch, row: None)
+            [record] = execute_stack([spec], data, context, lambda i, epoch, row: None)
             fixed.append(time.perf_counter() - started - sum(record.epoch_seconds))
         del os.environ["MLFLOW_TRACKING_URI"]
         tracking.user_tracking_uri.cache_clear()
@@ -257,8 +261,9 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
         "tracking_cpu_pct": 100 * tracking_cpu / wall_plain,
         "logging_calls_s": logging_in_calls,
         "logging_calls_pct": 100 * logging_in_calls / wall_plain,
-        "fixed_cost_s": min(fixed),
-        "fixed_cost_pct": 100 * min(fixed) / wall_plain,
+        "first_fixed_cost_s": fixed[0],
+        "fixed_cost_s": min(fixed[1:]),
+        "fixed_cost_pct": 100 * min(fixed[1:]) / wall_plain,
     }
 
 
@@ -274,54 +279,104 @@ def dvc_noop() -> float | None:
     )
 
 
-def stage_layout(repeats: int = 2) -> dict[str, float]:
-    """The train stage itself (`python -m pipeline train`, 3 seeds, 10 epochs, a scratch
-    tracking store), its seeds one after another with every core's thread (`--parallel 1`) or
-    side by side with the cores shared out (`--parallel 0`, the default); alternated, fastest
-    of each. Start-up, MLflow and model logging included: they overlap with training only
-    when the seeds run side by side."""
-    times: dict[int, list[float]] = {1: [], 0: []}
+def study_floor(prepared: Prepared, params: Params, seeds: int) -> dict[str, float]:
+    """The arithmetic floor of the study as params.yaml defines it, with `seeds` per variant:
+    the matrix products of every mini-batch's forward and backward pass and of the eval
+    passes over the train and val splits every epoch, each at the study's own shapes, at the
+    rate this machine's `torch.mm` reaches there with the trainer's threads per seed
+    (`train.threads`), on as many cores as the seeds can share."""
+    torch.set_num_threads(params.train.threads)
+    hidden = list(params.model.hidden_sizes)
+    shapes = layer_shapes(prepared.n_features, hidden, prepared.n_classes)
+    n_train, n_eval = len(prepared.train.y), len(prepared.train.y) + len(prepared.val.y)
+    batch = params.train.batch_size
+    per_seed_epoch = 0.0
+    for i, o in shapes:
+        train_rate = np.mean(
+            [matmul_rate(batch, i, o), matmul_rate(batch, o, i), matmul_rate(i, batch, o)]
+        )
+        per_seed_epoch += 6 * i * o * n_train / train_rate
+        per_seed_epoch += 2 * i * o * n_eval / matmul_rate(min(n_eval, 8192), i, o)
+    cores = min(os.cpu_count() or 1, seeds) * params.train.threads
+    seed_epochs = params.train.epochs * seeds * len(params.variants)
+    return {
+        "per_seed_epoch_s": per_seed_epoch,
+        "cores": cores,
+        "study_s": per_seed_epoch * seed_epochs / cores,
+    }
+
+
+def stack_ratio(prepared: Prepared, params: Params, seeds: int, epochs: int = 3) -> dict:
+    """Time per seed-epoch of a stack of `seeds` of the default variant, in this process and
+    untracked, against its arithmetic floor (the floor of one seed-epoch over the cores)."""
+    specs = [
+        RunSpec(
+            s.variant_name,
+            s.variant,
+            s.model,
+            s.train.model_copy(update={"epochs": epochs}),
+            s.seed,
+        )
+        for s in run_specs(params, params.report.baseline, list(range(seeds)))
+    ]
+    data = DeviceData.of(prepared, torch.device("cpu"))
+    train_stack(specs[:1], data)  # warm-up
+    started = time.perf_counter()
+    train_stack(specs, data)
+    per_seed_epoch = (time.perf_counter() - started) / (seeds * epochs)
+    floor = study_floor(prepared, params, seeds)
+    bound = floor["per_seed_epoch_s"] / floor["cores"]
+    return {
+        "seeds": seeds,
+        "per_seed_epoch_s": per_seed_epoch,
+        "floor_s": bound,
+        "ratio": per_seed_epoch / bound,
+    }
+
+
+def study_ratio(params: Params, prepared: Prepared, seeds: int) -> dict[str, float]:
+    """`dvc repro -f` of the default study, with `seeds` per variant, in a scratch copy of the
+    repository (with its own store), against the study's arithmetic floor."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/layout.db"}
-        for _ in range(repeats):
-            for parallel in times:
-                started = time.perf_counter()
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pipeline",
-                        "train",
-                        "--variant",
-                        "baseline",
-                        "--epochs",
-                        "10",
-                        "--parallel",
-                        str(parallel),
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    capture_output=True,
-                    check=True,
-                )
-                times[parallel].append(time.perf_counter() - started)
-    sequential, side = min(times[1]), min(times[0])
-    return {"sequential_s": sequential, "side_by_side_s": side, "speedup": sequential / side}
+        repo = Path(tmp) / "repo"
+        listed = subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+        for name in listed:
+            if (ROOT / name).is_file():
+                (repo / name).parent.mkdir(parents=True, exist_ok=True)
+                (repo / name).write_bytes((ROOT / name).read_bytes())
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+        raw = yaml.safe_load((repo / "params.yaml").read_text())
+        raw["train"]["seeds"] = list(range(seeds))
+        (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        started = time.perf_counter()
+        subprocess.run(["dvc", "repro", "-f"], cwd=repo, env=env, capture_output=True, check=True)
+        wall = time.perf_counter() - started
+    floor = study_floor(prepared, params, seeds)
+    return {
+        "seeds": seeds,
+        "wall_s": wall,
+        "floor_s": floor["study_s"],
+        "ratio": wall / floor["study_s"],
+    }
 
 
-def fresh_process_warm_up() -> dict[str, float]:
-    """What a train stage pays before its first run, in a fresh process: imports, then the
-    warm-up of model logging (torch.export's start-up, MLflow's scan of installed packages)."""
-    code = (
-        "import time; t = time.perf_counter(); import pipeline.cli, pipeline.run, mlflow; "
-        "i = time.perf_counter() - t; t = time.perf_counter(); "
-        "pipeline.run.warm_up_model_logging(); print(i, time.perf_counter() - t)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    imports, warm_up = map(float, out.stdout.split()[-2:])
-    return {"imports_s": imports, "warm_up_s": warm_up}
+def stage_start() -> dict[str, float]:
+    """A train stage of one seed and one epoch in a fresh process (a scratch store), fastest
+    of 3: start-up, the epoch and the run's fixed cost."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/start.db"}
+        command = [sys.executable, "-m", "pipeline", "train", "--variant", "baseline"]
+        command += ["--epochs", "1", "--seed", "0"]
+        walls = []
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(command, cwd=ROOT, env=env, capture_output=True, check=True)
+            walls.append(time.perf_counter() - started)
+    return {"one_epoch_stage_s": min(walls)}
 
 
 def gpu_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[str, float]:
@@ -336,13 +391,11 @@ def gpu_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[str, f
     )
     params = Params.model_validate({"variants": {"baseline": {}}})
     spec = run_specs(params, "baseline", [0])[0]
-    model = build_mlp(Architecture(784, tuple(HIDDEN), 10)).to(device)
-    optimizer = make_optimizer(model, "adam", 1e-3, 0.0, False)
+    net, optimizer = one_seed(device)
     shuffle = torch.Generator(device=device).manual_seed(0)
-    penalised = penalised_parameters(model, False)
 
     def run() -> None:
-        float(train_one_epoch(model, optimizer, split, batch, shuffle, spec.variant, penalised))
+        float(train_one_epoch(net, optimizer, split, batch, [shuffle], spec.variant, None)[0])
 
     run()
     wall = best_of(run, repeats=3)
@@ -413,10 +466,12 @@ def main() -> None:
         }
     if not only_epochs:
         prepared = study_data()
+        params = load_params(ROOT / "params.yaml")
         out["tracking"] = tracking_costs(prepared)
         out["dvc_repro_noop_s"] = dvc_noop()
-        out["stage_start"] = fresh_process_warm_up()
-        out["stage_layout"] = stage_layout()
+        out["stage_start"] = stage_start()
+        out["stack"] = stack_ratio(prepared, params, 10)
+        out["study"] = [study_ratio(params, prepared, n) for n in (len(params.train.seeds), 10)]
     print_table(out, cores)
     name = "benchmark.json" if not only_epochs else "benchmark-epochs.json"
     (ROOT / "reports").mkdir(exist_ok=True)
@@ -461,22 +516,25 @@ def print_table(out: dict, cores: int) -> None:
         f"({t['logging_calls_pct']:.2f} %); CPU of the tracking alone (training replaced by "
         f"sleeps) {t['tracking_cpu_s'] * 1000:.0f} ms ({t['tracking_cpu_pct']:.2f} %)"
     )
-    w = out["stage_start"]
     print(
-        f"fixed cost of a run after the warm-up: {t['fixed_cost_s']:.2f} s "
-        f"({t['fixed_cost_pct']:.1f} % of the run); once per train stage, in a fresh process: "
-        f"imports {w['imports_s']:.2f} s, warm-up {w['warm_up_s']:.2f} s"
+        f"fixed cost of a run: {t['fixed_cost_s']:.2f} s ({t['fixed_cost_pct']:.1f} % of the "
+        f"run), the first in a process {t['first_fixed_cost_s']:.2f} s; a train stage of one "
+        f"seed and one epoch, fresh process: {out['stage_start']['one_epoch_stage_s']:.2f} s"
     )
     noop = out["dvc_repro_noop_s"]
     print(
         f"dvc repro, nothing to do: {'n/a (not up to date)' if noop is None else f'{noop:.2f} s'}"
     )
-    g = out["stage_layout"]
+    k = out["stack"]
     print(
-        f"train stage, 3 seeds × 10 epochs: one after another with {cores} threads "
-        f"{g['sequential_s']:.1f} s; side by side, cores shared out {g['side_by_side_s']:.1f} s "
-        f"(×{g['speedup']:.2f})"
+        f"\nstack of {k['seeds']} seeds, default variant: {k['per_seed_epoch_s'] * 1000:.0f} ms "
+        f"per seed-epoch, arithmetic floor {k['floor_s'] * 1000:.0f} ms: ×{k['ratio']:.2f}"
     )
+    for st in out["study"]:
+        print(
+            f"dvc repro -f of the default study, {st['seeds']} seeds per variant: "
+            f"{st['wall_s']:.0f} s, arithmetic floor {st['floor_s']:.0f} s: ×{st['ratio']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ def _product(layers: tuple[nn.Linear, ...], x: torch.Tensor) -> torch.Tensor:
     launches, one batched product.
     """
     if x.device.type == "cpu":
+        if len(layers) == 1:  # a CPU lane holds one seed: no copy into a stack
+            return layers[0](x[0]).unsqueeze(0)
         return torch.stack([layer(xk) for layer, xk in zip(layers, x.unbind(0), strict=True)])
     weight = torch.stack([layer.weight for layer in layers])  # (K, o, i)
     bias = torch.stack([layer.bias for layer in layers])  # (K, o)

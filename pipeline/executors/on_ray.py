@@ -70,7 +70,7 @@ def check_settings(address: str | None, params: Params, gpus: float) -> None:
         import ray  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "--executor ray needs Ray: pip install -e '.[cluster]' (make installs it)"
+            "--executor ray needs Ray: pip install -e '.[cluster]' (or: make .venv/.cluster)"
         ) from None
     # A server that also serves the artifacts; a bare database URI would leave each worker's
     # artifacts on its own disk.
