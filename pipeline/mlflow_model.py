@@ -13,8 +13,8 @@ model's `code/`), so it loads where the project is not installed.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -23,20 +23,26 @@ from safetensors.torch import load_file
 
 from pipeline.model import Architecture, build_mlp
 
+# MLflow asks, as the class is made, for type hints on predict to infer a schema from; this
+# model's schema is the signature logged with it: float32 (n, n_inputs) in, logits out.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Add type hints to the `predict` method", UserWarning)
 
-class Network(mlflow.pyfunc.PythonModel):
-    """The network as a pyfunc model: predict gives the logits, (n, n_classes)."""
+    class Network(mlflow.pyfunc.PythonModel):
+        """The network as a pyfunc model: predict gives the logits, (n, n_classes)."""
 
-    def load_context(self, context: Any) -> None:
-        described = json.loads(Path(context.artifacts["architecture"]).read_text())
-        network = build_mlp(Architecture.from_json(described["architecture"]))
-        network.load_state_dict(load_file(context.artifacts["weights"]))
-        self.network = network.eval()
+        def load_context(self, context):
+            described = json.loads(Path(context.artifacts["architecture"]).read_text())
+            network = build_mlp(Architecture.from_json(described["architecture"]))
+            network.load_state_dict(load_file(context.artifacts["weights"]))
+            self.network = network.eval()
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
-        with torch.no_grad():
-            return self.network(x).numpy()
+        # No type hints on these methods: MLflow would take them for the input schema, in
+        # place of the signature logged with the model.
+        def predict(self, context, model_input, params=None):
+            x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+            with torch.no_grad():
+                return self.network(x).numpy()
 
 
 mlflow.models.set_model(Network())
