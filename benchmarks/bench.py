@@ -38,17 +38,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import tracking  # noqa: E402
+from pipeline import run_lifecycle, tracking  # noqa: E402
 from pipeline.config import DataConfig, Params  # noqa: E402
 from pipeline.data import Prepared  # noqa: E402
 from pipeline.device import DeviceData, DeviceSplit  # noqa: E402
+from pipeline.epoch import Compute, train_one_epoch  # noqa: E402
 from pipeline.loading import load_params  # noqa: E402
 from pipeline.model import Architecture, MLPStack, build_mlp  # noqa: E402
 from pipeline.preparation import prepare  # noqa: E402
 from pipeline.regularization import make_optimizer  # noqa: E402
 from pipeline.run import RunContext, execute_stack  # noqa: E402
 from pipeline.spec import RunSpec, run_specs  # noqa: E402
-from pipeline.trainer import Compute, train, train_one_epoch, train_stack  # noqa: E402
+from pipeline.trainer import train, train_stack  # noqa: E402
 
 HIDDEN = [512, 512]
 N_SAMPLES = 60_000
@@ -219,7 +220,7 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
             plain.append(timed(lambda: train(spec, data)))
             in_calls.clear()
             # The run's start and end are the fixed cost, measured below; here only the epochs.
-            with tracking.tracked_run("bench", f"paired-{i}", {}):
+            with run_lifecycle.tracked_run("bench", f"paired-{i}", {}):
                 # Until the queued metrics are written: their cost counts.
                 tracked.append(
                     timed(lambda: (train(spec, data, on_epoch=log), mlflow.flush_async_logging()))
@@ -232,7 +233,7 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
         epoch_s = float(np.median([t[0] for t in plain])) / spec.train.epochs
         rows = train(spec, data).history
         cpu_started = time.process_time()
-        with tracking.tracked_run("bench", "tracking-only", {}):
+        with run_lifecycle.tracked_run("bench", "tracking-only", {}):
             for epoch, row in enumerate(rows, start=1):
                 time.sleep(epoch_s)
                 mlflow.log_metrics(row, step=epoch, synchronous=False)

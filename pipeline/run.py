@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from . import run_ends, signals, tracking
+from . import run_ends, run_lifecycle, signals, tracking
 from .checkpoint import Checkpoints
 from .config import MlflowConfig
 from .device import DeviceData
@@ -87,7 +87,7 @@ def execute_stack(
         (spec.run_name, run_tags(spec, context), s and s["run_id"])
         for spec, s in zip(todo, saved, strict=True)
     ]
-    with tracking.tracked_runs(context.experiment, openings, context.join) as runs:
+    with run_lifecycle.tracked_runs(context.experiment, openings, context.join) as runs:
         client = mlflow.MlflowClient()
         metrics = []
         for spec, run_id, seed_saved in zip(todo, runs.ids, saved, strict=True):

@@ -1,4 +1,5 @@
-"""MLflow: where runs are stored, how a run is started or joined, and what it records.
+"""MLflow: where runs are stored, which experiment and context they belong to, what they
+record (params, finished runs), and the UI. How runs are opened and ended: `run_lifecycle`.
 
 Store: `MLFLOW_TRACKING_URI` when the user sets it; otherwise `sqlite:///<root>/mlflow.db`
 with artifacts under `<root>/mlruns/`, where <root> is `DVC_ROOT` inside a DVC experiment
@@ -15,15 +16,13 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from .errors import ConfigError, DataError
 from .paths import tracking_root
-from .signals import signals_held, stop_if_signalled
 
 MLFLOW_RUN_ID = "MLFLOW_RUN_ID"
 
@@ -124,175 +123,6 @@ def launcher_run_id() -> str | None:
     """The run `mlflow run` started for this process, if any (read once: MLflow deletes the
     variable the first time it resumes that run)."""
     return os.environ.get(MLFLOW_RUN_ID) or None
-
-
-@contextmanager
-def tracked_run(
-    experiment: str,
-    run_name: str,
-    tags: dict[str, str],
-    join: bool = True,
-    resume_run_id: str | None = None,
-) -> Iterator[Any]:
-    """A run that ends FINISHED, FAILED (an error) or KILLED (Ctrl-C).
-
-    Outside `mlflow run`: a new run in `experiment`. Under `mlflow run`: with `join`, the run
-    MLflow started (named here, since MLflow leaves it unnamed); without, a child of it in the
-    same experiment, so a whole study started by `mlflow run` stays grouped under one parent.
-    With `resume_run_id`: that run again (a run continued from its checkpoint).
-    """
-    import mlflow
-
-    # Per-epoch metrics are queued (log_metrics(synchronous=False)). MLflow's queue worker
-    # otherwise polls with a 1 s timeout, and ending a run waits out that poll: ~0.6 s a run.
-    # With a buffer it waits on an event that ending the run sets at once, and writes what
-    # came in meanwhile as one batch: every 5 s, the store's CPU cost per run drops by ~40 %.
-    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "5")
-    launcher = launcher_run_id()
-    mlflow.set_tracking_uri(tracking_uri())
-    run_id, experiment_id = None, None
-    if resume_run_id is not None:
-        run_id = resume_run_id
-    elif launcher is None:
-        experiment_id = ensure_experiment(experiment)
-    elif join:
-        run_id = launcher
-    # Ctrl-C and SIGTERM are held from before the run is created until it has ended: a
-    # KeyboardInterrupt inside an MLflow call would leave the run RUNNING. The body stops at
-    # its next safe point (training asks `stop_requested` between mini-batches); once the run
-    # has ended, a held signal goes on to its usual handler.
-    with signals_held():
-        if launcher is not None and not join and resume_run_id is None:
-            client = mlflow.MlflowClient()
-            parent = client.get_run(launcher)
-            child = client.create_run(
-                parent.info.experiment_id,
-                run_name=run_name,
-                tags={"mlflow.parentRunId": launcher},
-            )
-            run_id = child.info.run_id
-        run = mlflow.start_run(
-            run_id=run_id,
-            experiment_id=experiment_id,
-            run_name=run_name,
-            tags=tags,
-        )
-        try:
-            stop_if_signalled()  # a signal while the run was created: the body does not start
-            yield run
-        except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
-            raise
-        except BaseException:
-            mlflow.end_run(status="FAILED")
-            raise
-        else:
-            mlflow.end_run(status="FINISHED")
-
-
-class OpenRuns:
-    """Runs open together (the seeds of a stack), each ended exactly once. An error that
-    belongs to one of them (`blame`) ends it FAILED and the others KILLED; an error of the
-    whole stack ends every open run FAILED; Ctrl-C ends them KILLED."""
-
-    def __init__(self, client: Any):
-        self.client = client
-        self.ids: list[str] = []
-        self.ended: set[str] = set()
-        self.blamed: str | None = None
-
-    def blame(self, run_id: str) -> None:
-        self.blamed = run_id
-
-    def end(self, run_id: str, status: str) -> None:
-        if run_id not in self.ended:
-            self.client.set_terminated(run_id, status)
-            self.ended.add(run_id)
-
-    @contextmanager
-    def finishing(self, run_id: str) -> Iterator[None]:
-        """Run `run_id` as MLflow's active run, for what is logged at its end (a logged model
-        links to the active run); it then ends FINISHED, or with the error."""
-        import mlflow
-
-        self.blamed = run_id
-        mlflow.start_run(run_id=run_id)
-        try:
-            yield
-        except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
-            self.ended.add(run_id)
-            raise
-        except BaseException:
-            mlflow.end_run(status="FAILED")
-            self.ended.add(run_id)
-            raise
-        mlflow.end_run(status="FINISHED")
-        self.ended.add(run_id)
-        self.blamed = None
-
-
-@contextmanager
-def tracked_runs(
-    experiment: str,
-    openings: list[tuple[str, dict[str, str], str | None]],
-    join: bool = False,
-) -> Iterator[OpenRuns]:
-    """Runs open at once, one per (run name, tags, run id to resume or None); each ends
-    FINISHED, FAILED (an error) or KILLED (Ctrl-C), as `tracked_run` ends one run.
-
-    Outside `mlflow run`: new runs in `experiment`. Under `mlflow run`: with `join`, the one
-    run MLflow started; without, children of it. A run id given: that run again (a run
-    continued from its checkpoint).
-    """
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "5")  # see tracked_run
-    launcher = launcher_run_id()
-    if join and (launcher is None or len(openings) != 1):
-        raise ValueError("only one run joins the run `mlflow run` started")
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment_id = None
-    if launcher is None and any(resume is None for *_, resume in openings):
-        experiment_id = ensure_experiment(experiment)
-    with signals_held():  # as in tracked_run: from before the first run until the last ends
-        runs = OpenRuns(mlflow.MlflowClient())
-        try:
-            for name, tags, resume in openings:
-                if resume is None and join:
-                    resume = launcher
-                runs.ids.append(_open_run(runs.client, experiment_id, name, tags, resume))
-            stop_if_signalled()
-            yield runs
-        except KeyboardInterrupt:
-            for run_id in runs.ids:
-                runs.end(run_id, "KILLED")
-            raise
-        except BaseException:
-            for run_id in runs.ids:
-                runs.end(run_id, "FAILED" if runs.blamed in (None, run_id) else "KILLED")
-            raise
-        for run_id in runs.ids:
-            runs.end(run_id, "FINISHED")
-
-
-def _open_run(
-    client: Any, experiment_id: str | None, name: str, tags: dict[str, str], run_id: str | None
-) -> str:
-    """What `mlflow.start_run` does, without making the run the active one."""
-    from mlflow.entities import RunTag
-    from mlflow.tracking.context import registry
-
-    if run_id is not None:  # continued, or the run `mlflow run` started
-        client.update_run(run_id, status="RUNNING", name=name)
-        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        return run_id
-    launcher = launcher_run_id()
-    if launcher is not None:  # a child of the run `mlflow run` started
-        experiment_id = client.get_run(launcher).info.experiment_id
-        tags = {**tags, "mlflow.parentRunId": launcher}
-    tags = registry.resolve_tags({**tags, "mlflow.runName": name})
-    return client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
 
 
 def mark_launcher_failed(reason: str) -> None:

@@ -1,61 +1,39 @@
-"""The training loop: the seeds of one variant trained together as one stacked network,
-`train_stack(specs, data) -> [TrainResult]`, and `train(spec, data)` for one seed alone.
-No files, no MLflow.
+"""The training of a variant's seeds: `train_stack(specs, data) -> [TrainResult]`, and
+`train(spec, data)` for one seed alone. No files, no MLflow.
 
-A seed's numbers do not depend on the stack it trains in: its initialisation, batch order and
-dropout masks come from its own seed and generators; the objective is the sum of the seeds'
-own objectives, whose gradient with respect to a seed's weights is that seed's own gradient;
-the batched products compute each slice as the seed's own product would (`model.MLPStack`);
-the optimizer step, weight decay and max-norm act per element or per row; and each seed has
-its own best epoch and early stopping (a seed that stops leaves the stack, so it stops
-changing). Trained alone or in a stack of any size, its history and weights are bit-identical
-(tests/test_stack.py).
-
-Speed: the splits live on the training device for the whole run; a mini-batch is an index
-slice of each seed's shuffled permutation (no DataLoader, no per-sample Python), and the K
-seeds' mini-batches are one batched product per layer. Metrics are summed on the device and
-read once per epoch, so the loop synchronises with the GPU once an epoch.
+The seeds of a stack train together, epoch by epoch, in lanes (`lanes_for`): on a CPU each
+seed is a lane of its own and the lanes run side by side in threads; on a GPU a lane holds
+several seeds as one batched network. A seed's numbers do not depend on the stack it trains
+in: its initialisation, batch order and dropout masks come from its own seed and generators
+(`seed_state`); its objective, optimizer step, weight decay and max-norm are its own; and it
+has its own best epoch and early stopping (a seed that stops leaves its lane, so it stops
+changing). On a CPU, alone or in a stack of any size, its history and weights are
+bit-identical (tests/test_stack.py).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .device import DeviceData, DeviceSplit
-from .errors import Interrupted, TrainingDiverged
-from .model import Architecture, MLPStack, build_mlp
+from . import seed_state
+from .device import DeviceData
+from .epoch import Compute, evaluate, never, train_one_epoch
+from .model import Architecture, MLPStack
 from .regularization import (
-    apply_max_norm,
     make_optimizer,
     penalised_parameters,
     penalty,
-    training_objective,
     weight_statistics,
 )
 from .spec import RunSpec
-
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
-# A run has diverged once its train data loss (whole split, eval mode) is over this many times
-# the chance level ln C, the loss of a uniform guess: the optimizer descends on that very loss,
-# so a working run stays near or below ln C from its first epoch on (over the default study's
-# 24 runs the highest is 0.47, against a threshold of 230 for 10 classes); a mean of 100 ln C
-# means logits wrong by hundreds on average, which descent does not reach. A loss that blows
-# up while staying finite (a learning rate 1e6 gives 5e11 at epoch 1) ends the run like a NaN.
-DIVERGED_OVER_CHANCE = 100
-
-
-def never() -> bool:
-    return False
 
 
 @dataclass
@@ -87,157 +65,6 @@ OnEpoch = Callable[[int, int, dict[str, float]], None]
 OnCheckpoint = Callable[[int, dict[str, Any]], None]
 
 
-@dataclass(frozen=True)
-class Compute:
-    """How the forward pass runs: the stack itself or its compiled form, in float32 or under
-    bfloat16 autocast. `model` is always the plain stack (weights, train/eval mode)."""
-
-    model: MLPStack
-    forward: Callable[..., torch.Tensor]
-    bf16: bool = False
-
-    @classmethod
-    def of(cls, model: MLPStack, precision: str = "float32", compile: bool = False) -> Compute:
-        return cls(model, torch.compile(model) if compile else model, precision == "bfloat16")
-
-    def __call__(self, x: torch.Tensor, *args: Any) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return self.forward(x, *args)
-
-
-@torch.no_grad()
-def evaluate(net: Compute, split: DeviceSplit) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each seed's (mean cross-entropy, accuracy) over a whole split, in eval mode, no penalty,
-    float32: two (K,) tensors on the device, so callers can batch their reads."""
-    # Always float32: the logged losses, the choice of the best epoch and the test score are
-    # the data loss as defined, whatever precision the training steps use.
-    net = Compute(net.model, net.forward)
-    stack = net.model
-    was_training = stack.training
-    stack.eval()
-    loss_sum = split.x.new_zeros(len(stack))
-    correct = split.x.new_zeros(len(stack))
-    for start in range(0, len(split), EVAL_CHUNK):
-        logits = net(split.x[start : start + EVAL_CHUNK]).float()  # (K, B, C)
-        target = split.y[start : start + EVAL_CHUNK]
-        for k in range(len(stack)):
-            loss_sum[k] += F.cross_entropy(logits[k], target, reduction="sum")
-        correct += (logits.argmax(dim=2) == target).sum(dim=1)
-    stack.train(was_training)
-    return loss_sum / len(split), correct / len(split)
-
-
-def train_one_epoch(
-    net: Compute,
-    optimizer: torch.optim.Optimizer,
-    split: DeviceSplit,
-    batch: int,
-    shuffles: list[torch.Generator],
-    variant: Any,
-    dropout: list[torch.Generator] | None,
-    should_stop: Callable[[], bool] = never,
-) -> torch.Tensor:
-    """One pass over `split` for each seed of the stack, each in its own shuffled order;
-    returns each seed's summed data loss, (K,) on the device, so the caller reads it once.
-    Stops with `Interrupted` before a mini-batch once `should_stop()` says so."""
-    stack = net.model
-    stack.train()
-    penalised = [penalised_parameters(seed, variant.penalize_bias) for seed in stack.nets]
-    running = split.x.new_zeros(len(stack))
-    device = split.x.device
-    orders = torch.stack([torch.randperm(len(split), generator=g, device=device) for g in shuffles])
-    for start in range(0, len(split), batch):
-        if should_stop():
-            raise Interrupted
-        idx = orders[:, start : start + batch]  # (K, B)
-        logits = net(split.x[idx], dropout).float()  # (K, B, C)
-        target = split.y[idx]
-        objective, data_losses = 0.0, []
-        # Each seed's objective as it would be alone (unbind, not indexing: its backward
-        # stacks the K gradients at once).
-        for k, seed_logits in enumerate(logits.unbind(0)):
-            loss, data_loss = training_objective(seed_logits, target[k], variant, penalised[k])
-            objective = objective + loss
-            data_losses.append(data_loss.detach())
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
-        if variant.max_norm is not None:
-            apply_max_norm(stack, variant.max_norm)
-        running += torch.stack(data_losses) * idx.shape[1]
-    return running
-
-
-@dataclass
-class Seed:
-    """One seed's own part of a stack's training."""
-
-    spec: RunSpec
-    shuffle: torch.Generator  # batch order
-    dropout: torch.Generator  # dropout masks
-    state: dict[str, torch.Tensor]  # its network's state dict at the start
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    stopped_early: bool = False
-
-
-def _start(spec: RunSpec, arch: Architecture, device: torch.device) -> Seed:
-    """A seed's initial weights and generators: those it has trained alone since the first
-    version (`torch.manual_seed(seed)`, then the network's initialisation, then dropout)."""
-    torch.manual_seed(spec.seed)
-    net = build_mlp(arch).to(device)
-    dropout = torch.Generator(device=device)
-    if device.type == "cpu":  # the global stream after the initialisation, as nn.Dropout drew
-        dropout.set_state(torch.get_rng_state())
-    else:  # the device's own stream, untouched by the initialisation on the CPU
-        dropout.manual_seed(spec.seed)
-    shuffle = torch.Generator(device=device).manual_seed(spec.seed)
-    return Seed(spec, shuffle, dropout, net.state_dict())
-
-
-def _resumed(seed: Seed, saved: dict[str, Any], device: torch.device) -> Seed:
-    seed.state = {k: t.to(device) for k, t in saved["model"].items()}
-    seed.shuffle.set_state(saved["rng"]["shuffle"])
-    seed.dropout.set_state(saved["rng"]["dropout"])
-    seed.history = [dict(row) for row in saved["history"]]
-    seed.best_loss, seed.best_epoch = saved["best_loss"], saved["best_epoch"]
-    seed.best_state = {k: t.to(device) for k, t in saved["best_state"].items()}
-    return seed
-
-
-def _optimizer_state_of(optimizer: torch.optim.Optimizer, net: nn.Module) -> dict[str, Any]:
-    """The optimizer's state of one seed's parameters, by parameter name (copies)."""
-    return {
-        name: {k: v.clone() for k, v in optimizer.state[p].items()}
-        for name, p in net.named_parameters()
-        if p in optimizer.state
-    }
-
-
-def _set_optimizer_state(
-    optimizer: torch.optim.Optimizer, net: nn.Module, state: dict[str, Any]
-) -> None:
-    for name, p in net.named_parameters():
-        if name in state:
-            optimizer.state[p] = {k: v.to(p.device) for k, v in state[name].items()}
-
-
-def _diverged(row: dict[str, float], epoch: int, seed: int, n_classes: int) -> None:
-    bad = [k for k, x in row.items() if not math.isfinite(x)]
-    if bad:
-        raise TrainingDiverged(epoch, f"{', '.join(bad)} not finite", seed)
-    chance = math.log(n_classes)  # the cross-entropy of a uniform guess
-    if row["train_loss"] > DIVERGED_OVER_CHANCE * chance:
-        raise TrainingDiverged(
-            epoch,
-            f"train loss {row['train_loss']:.3g} is over {DIVERGED_OVER_CHANCE} × the "
-            f"chance level ln {n_classes} = {chance:.3g}",
-            seed,
-        )
-
-
 def train_stack(
     specs: list[RunSpec],
     data: DeviceData,
@@ -263,8 +90,8 @@ def train_stack(
     if len(same) != 1:
         raise ValueError("a stack trains the seeds of one variant only")
     resume = resume or [None] * len(specs)
-    # Seeds that continue from different epochs have taken different numbers of optimizer
-    # steps, which one stacked optimizer cannot hold: each such group is a stack of its own.
+    # Seeds that continue from different epochs train as groups, one after another: the loop
+    # counts one epoch for all the seeds it holds.
     groups: dict[int, list[int]] = {}
     for i, saved in enumerate(resume):
         groups.setdefault(len(saved["history"]) if saved else 0, []).append(i)
@@ -330,10 +157,10 @@ def _train(
     spec = specs[0]
     v, settings = spec.variant, spec.train
     arch = spec.architecture(data.n_features, data.n_classes)
-    seeds = [_start(s, arch, device) for s in specs]
+    seeds = [seed_state.start(s, arch, device) for s in specs]
     for seed, saved in zip(seeds, resume, strict=True):
         if saved is not None:
-            _resumed(seed, saved, device)
+            seed_state.resumed(seed, saved, device)
     has_dropout = v.input_dropout > 0 or any(r > 0 for r in spec.dropout_rates)
     optimizer_states = [s["optimizer"] if s is not None else {} for s in resume]
 
@@ -343,7 +170,7 @@ def _train(
             stack, spec.optimizer, settings.lr, v.weight_decay, v.penalize_bias, settings.momentum
         )
         for net, i in zip(stack.nets, members, strict=True):
-            _set_optimizer_state(optimizer, net, optimizer_states[i])
+            seed_state.set_optimizer_state(optimizer, net, optimizer_states[i])
         return Lane(
             members, stack, optimizer, Compute.of(stack, settings.precision, settings.compile)
         )
@@ -380,7 +207,9 @@ def _train(
         for pos, i in enumerate(old.members):
             if i not in stopping:
                 seeds[i].state = old.stack.seed_state(pos)
-                optimizer_states[i] = _optimizer_state_of(old.optimizer, old.stack.nets[pos])
+                optimizer_states[i] = seed_state.optimizer_state_of(
+                    old.optimizer, old.stack.nets[pos]
+                )
         return lane(stay) if stay else Lane([], old.stack, old.optimizer, old.net)
 
     if device.type == "cpu":
@@ -398,7 +227,7 @@ def _train(
             ]
             share = (time.perf_counter() - started) / len(active)
             for i, row in zip(active, rows, strict=True):
-                _diverged(row, epoch, seeds[i].spec.seed, data.n_classes)
+                seed_state.check_diverged(row, epoch, seeds[i].spec.seed, data.n_classes)
             stopping = set()
             where = {i: (lane, pos) for lane in lanes for pos, i in enumerate(lane.members)}
             for i, row in zip(active, rows, strict=True):
@@ -419,22 +248,9 @@ def _train(
                 for i in active:
                     if i in stopping:
                         continue
-                    seed, (lane, pos) = seeds[i], where[i]
-                    on_checkpoint(
-                        i,
-                        {
-                            "model": lane.stack.seed_state(pos),
-                            "optimizer": _optimizer_state_of(lane.optimizer, lane.stack.nets[pos]),
-                            "rng": {
-                                "shuffle": seed.shuffle.get_state(),
-                                "dropout": seed.dropout.get_state(),
-                            },
-                            "history": seed.history,
-                            "best_loss": seed.best_loss,
-                            "best_epoch": seed.best_epoch,
-                            "best_state": seed.best_state,
-                        },
-                    )
+                    lane, pos = where[i]
+                    state = seeds[i].training_state(lane.stack.nets[pos], lane.optimizer)
+                    on_checkpoint(i, state)
             if stopping:  # they leave their lanes, so they stop changing
                 lanes = [leaving(lane, stopping) for lane in lanes]
                 lanes = [lane for lane in lanes if lane.members]
@@ -442,7 +258,9 @@ def _train(
     return _finish(seeds, arch, data)
 
 
-def _finish(seeds: list[Seed], arch: Architecture, data: DeviceData) -> list[TrainResult]:
+def _finish(
+    seeds: list[seed_state.Seed], arch: Architecture, data: DeviceData
+) -> list[TrainResult]:
     """Each seed's best weights, scored once on the test split."""
     assert all(s.best_state is not None for s in seeds)  # an epoch ran, its val loss finite
     best = MLPStack(arch, [s.best_state for s in seeds]).to(data.device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from .. import outputs, tracking
+from .. import outputs, run_lifecycle, tracking
 from ..config import Params
 from ..data import load_meta
 from ..errors import DataError
@@ -57,7 +57,7 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
         "dataset": summary["conditions"]["dataset"],
         **tracking.context_tags(),
     }
-    with tracking.tracked_run(params.mlflow.experiment, "report", tags, join) as run:
+    with run_lifecycle.tracked_run(params.mlflow.experiment, "report", tags, join) as run:
         metrics = {}
         for name, entry in summary["variants"].items():
             metrics[f"loss_gap_last.{name}"] = entry["loss_gap_last"]["mean"]

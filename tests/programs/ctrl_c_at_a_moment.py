@@ -23,7 +23,7 @@ from typing import Any
 
 import mlflow
 
-from pipeline import signals, tracking
+from pipeline import run_lifecycle, signals
 
 
 def ctrl_c(receiver: str, other: threading.Thread) -> None:
@@ -63,7 +63,7 @@ def main(moment: str, receiver: str) -> None:
     setattr(owner, name, call_with_ctrl_c)
 
     try:
-        with tracking.tracked_run("signals", "interrupted", {}):
+        with run_lifecycle.tracked_run("signals", "interrupted", {}):
             mlflow.log_params({"a": 1, "b": 2})
             signals.stop_if_signalled()
             print("body ran")

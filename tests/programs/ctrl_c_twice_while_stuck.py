@@ -15,7 +15,7 @@ import time
 
 import mlflow
 
-from pipeline import signals, tracking
+from pipeline import run_lifecycle, signals
 
 
 def press_twice(opened: threading.Event) -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     opened = threading.Event()
     threading.Thread(target=press_twice, args=(opened,), daemon=True).start()
     try:
-        with tracking.tracked_run("signals", "stuck", {}):
+        with run_lifecycle.tracked_run("signals", "stuck", {}):
             started = time.monotonic()
             opened.set()
             hang(60)

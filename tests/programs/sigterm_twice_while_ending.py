@@ -13,7 +13,7 @@ from typing import Any
 
 import mlflow
 
-from pipeline import signals, tracking
+from pipeline import run_lifecycle, signals
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
 
     mlflow.MlflowClient.set_terminated = set_terminated_after_sigterm
     try:
-        with tracking.tracked_runs("signals", [("sigterm-twice", {}, None)]):
+        with run_lifecycle.tracked_runs("signals", [("sigterm-twice", {}, None)]):
             signal.raise_signal(signal.SIGTERM)
             signals.stop_if_signalled()
     except KeyboardInterrupt:
