@@ -62,9 +62,11 @@ def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(e), 1)
         except KeyboardInterrupt as e:
             name, code = interrupt_name(e)
+            # Only the train stage keeps checkpoints to continue from.
+            resume = ", or use `train --resume`" if command.__name__ == "train" else ""
             click.echo(
                 f"interrupted ({name}): open MLflow runs are marked KILLED; no stage output "
-                "was written (the stage reruns in full, or use `train --resume`)",
+                f"was written (the stage reruns in full{resume})",
                 err=True,
             )
             sys.exit(code)

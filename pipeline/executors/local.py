@@ -7,7 +7,6 @@ import itertools
 from collections.abc import Sequence
 
 import click
-import torch
 
 from ..checkpoint import Checkpoints
 from ..config import TrainConfig
@@ -22,12 +21,6 @@ from ..spec import RunSpec
 def on_device(device: str, prepared: Prepared) -> DeviceData:
     """The prepared splits on the training device `device` (`train.device`) names."""
     return DeviceData.of(prepared, resolve_device(device))
-
-
-def use_threads(train: TrainConfig) -> None:
-    """Torch's threads for this process: `train.threads`, or every core it may use."""
-    if train.threads:
-        torch.set_num_threads(train.threads)
 
 
 def stacks(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
@@ -50,7 +43,6 @@ def run_here(
     """Every spec in this process, each variant's seeds as stacks of `train.parallel`; the
     records in spec order. The first failure stops the stack it happens in (its other runs
     end KILLED) and is raised here."""
-    use_threads(train)
     records = []
     for stack in stacks(specs, train.parallel):
         reporter = StackReporter(stack)
