@@ -6,7 +6,7 @@ Prints a table and writes reports/benchmark.json:
    with `i` inputs and `o` outputs, forward 2·i·o FLOPs per sample, backward 4·i·o (the
    gradients of the input and of the weights), i.e. 6 × weights × samples in all; biases,
    activations, the loss and the optimizer are left out (they are O(units), not O(weights));
-2. the project's training epoch (`trainer.train_one_epoch`), no tracking, on a 60,000-sample
+2. the project's training epoch (`epoch.train_one_epoch`), no tracking, on a 60,000-sample
    MNIST-shaped set made here, at batch 128 and 512;
 3. the usual tutorial loop on the same data and model: a Dataset that yields PIL images through
    ToTensor and Normalize, a DataLoader, a Python loop;
@@ -14,10 +14,11 @@ Prints a table and writes reports/benchmark.json:
 4. tracking overhead: a default-study run with per-epoch MLflow logging against the same run
    without it (wall and CPU time), and the time spent inside the logging calls;
 5. the fixed cost of one tracked run besides training (start, params, artifacts, model, end),
-   after the once-per-process warm-up that the train stage pays before its workers fork;
+   the first in a process apart, and a one-seed, one-epoch train stage in a fresh process;
 6. `dvc repro` with nothing to do;
-7. one train stage's seeds on all cores: one after another with every thread, or side by side
-   with the cores shared out (the project's default).
+7. a stack of 10 seeds of the default variant, and `dvc repro -f` of the default study with
+   3 and 10 seeds per variant in a scratch copy, each against its arithmetic floor: the
+   matrix products of its mini-batches and eval passes at `torch.mm`'s rate at their shapes.
 """
 
 from __future__ import annotations

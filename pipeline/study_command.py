@@ -52,8 +52,8 @@ def repro_with_dvc() -> int:
     type=click.Choice(EXECUTORS),
     default="inprocess",
     show_default=True,
-    help="Who trains the grid: this process (seeds side by side), `dvc repro`, or one Ray task "
-    "per run.",
+    help="Who trains the grid: this process (each variant's seeds as one stack), `dvc repro`, "
+    "or one Ray task per stack.",
 )
 @click.option(
     "--address",
