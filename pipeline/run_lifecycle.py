@@ -19,66 +19,23 @@ from .tracking import ensure_experiment, launcher_run_id, tracking_uri
 
 @contextmanager
 def tracked_run(
-    experiment: str,
-    run_name: str,
-    tags: dict[str, str],
-    join: bool = True,
-    resume_run_id: str | None = None,
+    experiment: str, run_name: str, tags: dict[str, str], join: bool = True
 ) -> Iterator[Any]:
-    """A run that ends FINISHED, FAILED (an error) or KILLED (Ctrl-C).
+    """One run, MLflow's active run for the block, that ends FINISHED, FAILED (an error) or
+    KILLED (Ctrl-C): `tracked_runs` with one run.
 
     Outside `mlflow run`: a new run in `experiment`. Under `mlflow run`: with `join`, the run
     MLflow started (named here, since MLflow leaves it unnamed); without, a child of it in the
     same experiment, so a whole study started by `mlflow run` stays grouped under one parent.
-    With `resume_run_id`: that run again (a run continued from its checkpoint).
     """
     import mlflow
 
-    # Per-epoch metrics are queued (log_metrics(synchronous=False)). MLflow's queue worker
-    # otherwise polls with a 1 s timeout, and ending a run waits out that poll: ~0.6 s a run.
-    # With a buffer it waits on an event that ending the run sets at once, and writes what
-    # came in meanwhile as one batch: every 5 s, the store's CPU cost per run drops by ~40 %.
-    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "5")
-    launcher = launcher_run_id()
-    mlflow.set_tracking_uri(tracking_uri())
-    run_id, experiment_id = None, None
-    if resume_run_id is not None:
-        run_id = resume_run_id
-    elif launcher is None:
-        experiment_id = ensure_experiment(experiment)
-    elif join:
-        run_id = launcher
-    # Ctrl-C and SIGTERM are held from before the run is created until it has ended: a
-    # KeyboardInterrupt inside an MLflow call would leave the run RUNNING. The body stops at
-    # its next safe point (training asks `stop_requested` between mini-batches); once the run
-    # has ended, a held signal goes on to its usual handler.
-    with signals_held():
-        if launcher is not None and not join and resume_run_id is None:
-            client = mlflow.MlflowClient()
-            parent = client.get_run(launcher)
-            child = client.create_run(
-                parent.info.experiment_id,
-                run_name=run_name,
-                tags={"mlflow.parentRunId": launcher},
-            )
-            run_id = child.info.run_id
-        run = mlflow.start_run(
-            run_id=run_id,
-            experiment_id=experiment_id,
-            run_name=run_name,
-            tags=tags,
-        )
-        try:
-            stop_if_signalled()  # a signal while the run was created: the body does not start
-            yield run
-        except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
-            raise
-        except BaseException:
-            mlflow.end_run(status="FAILED")
-            raise
-        else:
-            mlflow.end_run(status="FINISHED")
+    join = join and launcher_run_id() is not None
+    with tracked_runs(experiment, [(run_name, tags, None)], join) as runs:
+        [run_id] = runs.ids
+        with runs.finishing(run_id):
+            stop_if_signalled()  # a signal while the run was made active: the body does not start
+            yield mlflow.active_run()
 
 
 class OpenRuns:
@@ -138,7 +95,10 @@ def tracked_runs(
     """
     import mlflow
 
-    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "5")  # see tracked_run
+    # Per-epoch metrics are queued (synchronous=False). MLflow's queue worker otherwise polls
+    # with a 1 s timeout, and ending a run waits out that poll: ~0.6 s a run. With a buffer it
+    # waits on an event that ending the run sets at once.
+    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "5")
     launcher = launcher_run_id()
     if join and (launcher is None or len(openings) != 1):
         raise ValueError("only one run joins the run `mlflow run` started")
@@ -146,7 +106,11 @@ def tracked_runs(
     experiment_id = None
     if launcher is None and any(resume is None for *_, resume in openings):
         experiment_id = ensure_experiment(experiment)
-    with signals_held():  # as in tracked_run: from before the first run until the last ends
+    # Ctrl-C and SIGTERM are held from before the first run is created until the last has
+    # ended: a KeyboardInterrupt inside an MLflow call would leave a run RUNNING. The body
+    # stops at its next safe point (training asks `stop_requested` between mini-batches); once
+    # the runs have ended, a held signal goes on to its usual handler.
+    with signals_held():
         runs = OpenRuns(mlflow.MlflowClient())
         try:
             for name, tags, resume in openings:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .errors import TrainingDiverged
-from .model import Architecture, build_mlp
+from .model import Architecture, MLPStack, build_mlp
 from .spec import RunSpec
 
 # A run has diverged once its train data loss (whole split, eval mode) is over this many times
@@ -37,12 +37,14 @@ class Seed:
     best_state: dict[str, torch.Tensor] | None = None
     stopped_early: bool = False
 
-    def training_state(self, net: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """What a checkpoint keeps of this seed, `net` being its network in the stack: plain
-        tensors and numbers, for `torch.load(weights_only=True)`."""
+    def training_state(
+        self, stack: MLPStack, pos: int, optimizer: torch.optim.Optimizer
+    ) -> dict[str, Any]:
+        """What a checkpoint keeps of this seed, the stack's seed `pos`: plain tensors and
+        numbers, for `torch.load(weights_only=True)`."""
         return {
-            "model": {name: t.detach().clone() for name, t in net.state_dict().items()},
-            "optimizer": optimizer_state_of(optimizer, net),
+            "model": stack.seed_state(pos),
+            "optimizer": optimizer_state_of(optimizer, stack.nets[pos]),
             "rng": {"shuffle": self.shuffle.get_state(), "dropout": self.dropout.get_state()},
             "history": self.history,
             "best_loss": self.best_loss,

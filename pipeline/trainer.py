@@ -249,7 +249,7 @@ def _train(
                     if i in stopping:
                         continue
                     lane, pos = where[i]
-                    state = seeds[i].training_state(lane.stack.nets[pos], lane.optimizer)
+                    state = seeds[i].training_state(lane.stack, pos, lane.optimizer)
                     on_checkpoint(i, state)
             if stopping:  # they leave their lanes, so they stop changing
                 lanes = [leaving(lane, stopping) for lane in lanes]
