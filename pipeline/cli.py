@@ -96,25 +96,34 @@ def report(no_mlflow: bool, params_path: str) -> None:
 @main.command("sweep-run")
 @click.argument("technique")
 @click.argument("strength")
-@click.option("--seed", type=int, required=True, help="The run's seed.")
+@click.option(
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    help="A seed to train (repeatable; default: every seed of train.seeds).",
+)
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=click.Path(file_okay=False),
     default=None,
-    help="Where to write the point (default: sweeps/TECHNIQUE/STRENGTH-seedSEED.json).",
+    help="The folder to write the point to (default: sweeps/TECHNIQUE/STRENGTH/).",
 )
 @params_option
 @fail_cleanly
-def sweep_run(technique: str, strength: str, seed: int, out: str | None, params_path: str) -> None:
+def sweep_run(
+    technique: str, strength: str, seeds: tuple[int, ...], out: str | None, params_path: str
+) -> None:
     """Train one point of a strength path: TECHNIQUE at STRENGTH (on top of the baseline
-    variant) for one seed, as one MLflow run. `dvc repro sweep-stages/dvc.yaml` runs every point."""
+    variant), its seeds together, one MLflow run each. `dvc repro sweep-stages/dvc.yaml` runs
+    every point."""
     params, layout = load(params_path)
     try:
         value = float(strength)
     except ValueError:
         raise ConfigError(f"sweep strength {strength!r} is not a number") from None
     params.sweep.variant(technique, value)  # a bad technique or strength fails before imports
-    stage("sweep_point").sweep_run(params, layout, technique, value, seed, out)
+    stage("sweep_point").sweep_run(params, layout, technique, value, list(seeds) or None, out)
 
 
 @main.command("sweep-report")

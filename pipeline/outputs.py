@@ -7,7 +7,7 @@ half-written folder for a result:
 - `metrics/<variant>/runs.json`: per seed, its hyperparameters and summary (`RunRecord`);
 - `metrics/<variant>/summary.json` and `curves.csv`: means over seeds (DVC metrics and plots);
 - `metrics/<variant>/missing.json`: runs that did not finish (a Ray study only).
-Per strength-path point: `sweeps/<technique>/<strength>-seed<k>.json`.
+Per strength-path point: `sweeps/<technique>/<strength>/seed<k>.json`.
 
 These hold results only. Each run's MLflow run id and seconds go to `logs/` (`Layout`), which
 DVC does not hash: repeating the same training changes no hashed byte.
@@ -180,17 +180,23 @@ def read_weights(layout: Layout, variant: str, seed: int) -> dict[str, np.ndarra
 
 
 def write_sweep_point(
-    layout: Layout, path: Path, technique: str, strength: float, record: RunRecord
-) -> None:
-    """One point of a strength path: its record (with its history) at `path`."""
-    point = {
-        "technique": technique,
-        "strength": strength,
-        **record.to_json(),
-        "history": record.history,
-    }
-    write_atomic(path, json_text(point, indent=1))
-    write_atomic(layout.sweep_log(path), json_text(record.provenance()))
+    layout: Layout, folder: Path, technique: str, strength: float, records: list[RunRecord]
+) -> list[Path]:
+    """One point of a strength path: each seed's record (with its history) in `folder`, as
+    `seed<k>.json`. Returns the files."""
+    paths = []
+    for record in records:
+        point = {
+            "technique": technique,
+            "strength": strength,
+            **record.to_json(),
+            "history": record.history,
+        }
+        path = folder / f"seed{record.seed}.json"
+        write_atomic(path, json_text(point, indent=1))
+        write_atomic(layout.sweep_log(path), json_text(record.provenance()))
+        paths.append(path)
+    return paths
 
 
 def read_sweep_points(
@@ -201,7 +207,7 @@ def read_sweep_points(
     files that are not points (returned apart, for the caller to name)."""
     found: dict[tuple[str, float, int], tuple[float, RunRecord]] = {}
     unreadable = []
-    for path in sorted(layout.sweeps.glob("*/*.json")):
+    for path in sorted(layout.sweeps.rglob("*.json")):
         try:
             point = json.loads(path.read_text())
             key = (str(point["technique"]), float(point["strength"]), int(point["seed"]))

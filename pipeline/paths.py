@@ -73,8 +73,9 @@ class Layout:
     def sweeps(self) -> Path:
         return self.root / "sweeps"
 
-    def sweep_point(self, technique: str, strength: float, seed: int) -> Path:
-        return self.sweeps / technique / f"{strength:g}-seed{seed}.json"
+    def sweep_point(self, technique: str, strength: float) -> Path:
+        """The folder of one point of a strength path: a `seed<k>.json` per seed."""
+        return self.sweeps / technique / f"{strength:g}"
 
     def sweep_log(self, point: Path) -> Path:
         """The MLflow run and the seconds of the sweep point written to `point` (not hashed):

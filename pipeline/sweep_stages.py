@@ -1,5 +1,6 @@
 """`sweep-stages/dvc.yaml`, written from the registry of techniques: one stage per technique
-with a strength path, each a `matrix` over its strengths and the seeds, then the report.
+with a strength path, each a `matrix` over its strengths (the seeds train together), then the
+report.
 
 `python -m pipeline sweep-stages > sweep-stages/dvc.yaml` writes it again after a technique is
 added to the registry; a test keeps the committed file equal to what this writes.
@@ -11,11 +12,11 @@ from .techniques import SWEPT
 
 HEADER = """\
 # Strength paths: `dvc repro sweep-stages/dvc.yaml` (or `make sweep`). Kept apart from the study's
-# dvc.yaml so that a plain `dvc repro` stays the quick default study; about 14 s a point here.
-# One stage instance per (technique, strength, seed): the strength and seed are in the
-# command, not in a params dependency, so adding a strength to `sweep` in params.yaml trains
-# only its new points (any change to the `train` section retrains them all, as it does the
-# study's train stages). Paths are relative to the project root (wdir).
+# dvc.yaml so that a plain `dvc repro` stays the quick default study.
+# One stage instance per (technique, strength), its seeds trained together: the strength is in
+# the command, not in a params dependency, so adding a strength to `sweep` in params.yaml trains
+# only its new points (any change to the `train` section, seeds included, retrains them all, as
+# it does the study's train stages). Paths are relative to the project root (wdir).
 # Written by `python -m pipeline sweep-stages` from the registry of techniques
 # (pipeline/techniques.py): write it again rather than editing it by hand.
 vars:
@@ -29,14 +30,11 @@ STAGE = """\
     wdir: ..
     matrix:
       strength: ${{sweep.{t}}}
-      seed: ${{train.seeds}}
-    cmd: >-
-      python -m pipeline sweep-run {t} ${{item.strength}} --seed ${{item.seed}}
-      --out sweeps/{t}/${{item.strength}}-seed${{item.seed}}.json
+    cmd: python -m pipeline sweep-run {t} ${{item.strength}} --out sweeps/{t}/${{item.strength}}
     deps: {deps}
     params: {params}
     outs:
-      - sweeps/{t}/${{item.strength}}-seed${{item.seed}}.json
+      - sweeps/{t}/${{item.strength}}
 
 """
 # The first stage names its dependencies and params (YAML anchors); the others refer to them.

@@ -93,13 +93,8 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     run = make_runner(repo)
     run("dvc", "repro")
     first = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
-    assert running_stages(first) == {
-        "sweep-dropout@0.3-0",
-        "sweep-dropout@0.3-1",
-        "sweep-l2@0.01-0",
-        "sweep-l2@0.01-1",
-        "sweep-report",
-    }
+    # One stage per (technique, strength); its seeds train together.
+    assert running_stages(first) == {"sweep-dropout@0.3", "sweep-l2@0.01", "sweep-report"}
 
     summary = json.loads((repo / "reports" / "sweep" / "summary.json").read_text())
     assert set(summary) == {"dropout", "l2"}
@@ -109,7 +104,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     assert set(points) == {0.0, 0.01}
     assert points[0.0]["best_val_loss"]["mean"] == pytest.approx(np.mean(list(base.values())))
     l2 = {
-        seed: json.loads((repo / "sweeps" / "l2" / f"0.01-seed{seed}.json").read_text())
+        seed: json.loads((repo / "sweeps" / "l2" / "0.01" / f"seed{seed}.json").read_text())
         for seed in (0, 1)
     }
     values = [l2[s]["summary"]["best_val_loss"] for s in (0, 1)]
@@ -138,7 +133,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     # The point files hold results; each point's MLflow run is named in logs/, not hashed.
     assert all("run_id" not in point for point in l2.values())
     logged = {
-        json.loads((repo / "logs" / "sweeps" / "l2" / f"0.01-seed{seed}.json").read_text())[
+        json.loads((repo / "logs" / "sweeps" / "l2" / "0.01" / f"seed{seed}.json").read_text())[
             "run_id"
         ]
         for seed in (0, 1)
@@ -150,7 +145,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     params["sweep"]["l2"].append(0.1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     again = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
-    assert running_stages(again) == {"sweep-l2@0.1-0", "sweep-l2@0.1-1", "sweep-report"}
+    assert running_stages(again) == {"sweep-l2@0.1", "sweep-report"}
 
 
 def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> None:

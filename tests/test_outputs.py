@@ -150,22 +150,27 @@ def test_a_weights_file_is_plain_safetensors(tmp_path: Path) -> None:
 
 def test_sweep_points_read_back_and_files_that_are_not_points_are_named(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    point = layout.sweeps / "l2" / "0.01-seed1.json"
-    outputs.write_sweep_point(layout, point, "l2", 0.01, record(1))
+    folder = layout.sweep_point("l2", 0.01)
+    written = outputs.write_sweep_point(layout, folder, "l2", 0.01, [record(1), record(2)])
+    assert written == [folder / "seed1.json", folder / "seed2.json"]
     # Left by older versions or by hand: not JSON, and a point of another shape.
     (layout.sweeps / "l2" / "notes.json").write_text("not json")
-    (layout.sweeps / "l2" / "0.1-seed0.json").write_text('{"strength": 0.1, "seed": 0}')
+    (layout.sweeps / "l2" / "0.1").mkdir()
+    (layout.sweeps / "l2" / "0.1" / "seed0.json").write_text('{"strength": 0.1, "seed": 0}')
     points, unreadable = outputs.read_sweep_points(layout)
-    assert list(points) == [("l2", 0.01, 1)]
+    assert list(points) == [("l2", 0.01, 1), ("l2", 0.01, 2)]
     assert points["l2", 0.01, 1].to_json() == record(1).to_json()
     assert points["l2", 0.01, 1].history == record(1).history
-    assert sorted(p.name for p in unreadable) == ["0.1-seed0.json", "notes.json"]
+    assert sorted(p.relative_to(layout.sweeps).as_posix() for p in unreadable) == [
+        "l2/0.1/seed0.json",
+        "l2/notes.json",
+    ]
     # Its MLflow run and seconds: in logs/ (not hashed); beside a point written elsewhere.
-    log = tmp_path / "logs" / "sweeps" / "l2" / "0.01-seed1.json"
+    log = tmp_path / "logs" / "sweeps" / "l2" / "0.01" / "seed1.json"
     assert json.loads(log.read_text())["run_id"] == "run1"
-    elsewhere = tmp_path / "mine" / "point.json"
-    outputs.write_sweep_point(layout, elsewhere, "l2", 0.01, record(0))
-    assert json.loads((tmp_path / "mine" / "point.log.json").read_text())["run_id"] == "run0"
+    elsewhere = tmp_path / "mine"
+    outputs.write_sweep_point(layout, elsewhere, "l2", 0.01, [record(0)])
+    assert json.loads((elsewhere / "seed0.log.json").read_text())["run_id"] == "run0"
 
 
 def test_the_outputs_do_not_depend_on_the_order_the_runs_finished_in(tmp_path: Path) -> None:

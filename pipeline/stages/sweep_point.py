@@ -1,4 +1,5 @@
-"""A sweep stage: one point of a strength path, `sweeps/<technique>/<strength>-seed<k>.json`."""
+"""A sweep stage: one point of a strength path, its seeds trained together,
+`sweeps/<technique>/<strength>/seed<k>.json`."""
 
 from __future__ import annotations
 
@@ -16,16 +17,22 @@ from ..spec import sweep_spec
 
 
 def sweep_run(
-    params: Params, layout: Layout, technique: str, strength: float, seed: int, out: str | None
+    params: Params,
+    layout: Layout,
+    technique: str,
+    strength: float,
+    seeds: list[int] | None = None,
+    out: str | None = None,
 ) -> None:
     """One point of a strength path: TECHNIQUE at `strength` on top of the baseline variant,
-    one seed, one MLflow run: `sweeps/<technique>/<strength>-seed<k>.json` (or `out`)."""
-    spec = sweep_spec(params, technique, strength, seed)
+    every seed of params.yaml (or `seeds`), one MLflow run each:
+    `sweeps/<technique>/<strength>/seed<k>.json` (or `out/seed<k>.json`)."""
+    specs = [sweep_spec(params, technique, strength, s) for s in seeds or params.train.seeds]
     prepared = load_prepared(layout.prepared)
     tags = {"sweep_technique": technique, "sweep_strength": f"{strength:g}"}
     context = RunContext.of(params.mlflow, prepared.logged(), kind="sweep", tags=tags)
     data = on_device(params.train.device, prepared)
-    [record] = run_here([spec], data, context, params.train)
-    target = Path(out) if out else layout.sweep_point(technique, strength, seed)
-    outputs.write_sweep_point(layout, target, technique, strength, record)
-    click.echo(f"{technique}={strength:g} seed {seed}: {target}", err=True)
+    records = run_here(specs, data, context, params.train)
+    folder = Path(out) if out else layout.sweep_point(technique, strength)
+    for path in outputs.write_sweep_point(layout, folder, technique, strength, records):
+        click.echo(f"{technique}={strength:g}: {path}", err=True)
