@@ -80,9 +80,10 @@ class TrainConfig(_Frozen):
     precision: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     # A variant's seeds train together (`trainer.train_stack`). On a CPU, `parallel` seeds at
-    # once side by side (0: all), each product on `threads` cores: a seed's numbers depend on
-    # `threads` (the products split their sums by thread), not on how many seeds share the
-    # machine. On a GPU, `parallel` seeds (0: all) per batched network.
+    # once side by side (0: as many as the cores hold at `threads` each), each product on
+    # `threads` cores: a seed's numbers depend on `threads` (the products split their sums by
+    # thread), not on how many seeds share the machine. On a GPU, `parallel` seeds (0: all)
+    # per batched network.
     parallel: int = Field(0, ge=0)
     threads: int = Field(1, ge=1)
     checkpoint_every: int = Field(5, ge=0)  # epochs between checkpoints (for --resume); 0 = off

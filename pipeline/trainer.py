@@ -1,21 +1,22 @@
 """The training of a variant's seeds: `train_stack(specs, data) -> [TrainResult]`, and
 `train(spec, data)` for one seed alone. No files, no MLflow.
 
-The seeds of a stack train together, epoch by epoch, in lanes (`lanes_for`): on a CPU each
-seed is a lane of its own and the lanes run side by side in threads; on a GPU a lane holds
-several seeds as one batched network. A seed's numbers do not depend on the stack it trains
-in: its initialisation, batch order and dropout masks come from its own seed and generators
-(`seed_state`); its objective, optimizer step, weight decay and max-norm are its own; and it
-has its own best epoch and early stopping (a seed that stops leaves its lane, so it stops
-changing). On a CPU, alone or in a stack of any size, its history and weights are
-bit-identical (tests/test_stack.py).
+The seeds of a stack train together in lanes (`lanes_for`): on a CPU each seed is a lane of its
+own, and as many lanes as the cores hold run side by side in threads, each lane's next epoch
+taken up by the first thread free; on a GPU a lane holds several seeds as one batched network.
+A seed's numbers do not depend on the stack it trains in: its initialisation, batch order and
+dropout masks come from its own seed and generators (`seed_state`); its objective, optimizer
+step, weight decay and max-norm are its own; and it has its own best epoch and early stopping
+(a seed that stops leaves its lane, so it stops changing). On a CPU, alone or in a stack of any
+size, its history and weights are bit-identical (tests/test_stack.py).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ EPOCH_METRICS = (
     "val_accuracy",
     "loss_gap",  # val_loss - train_loss
     "accuracy_gap",  # train_accuracy - val_accuracy
-    "epoch_seconds",  # the seed's share of its stack's epoch: wall time / seeds in the stack
+    "epoch_seconds",  # the seed's share of its lane's epoch: wall time / seeds in the lane
 )
 
 # (index of the seed in the specs, epoch, its row) and (index, its training state)
@@ -128,19 +129,33 @@ class Lane:
     stack: MLPStack
     optimizer: torch.optim.Optimizer
     net: Compute
+    epoch: int  # the epoch it trains next
 
 
 def lanes_for(device: torch.device, settings: Any, members: list[int]) -> list[list[int]]:
-    """How a stack's seeds share the device. On a CPU each seed is a lane of its own, and the
-    lanes run in threads side by side (`train.parallel` at once; 0: all), each product on
-    `train.threads` cores; a seed's numbers are then those of its training alone, on any
-    machine with the same CPU, whatever its core count. On a GPU, lanes of `train.parallel`
-    seeds (0: all), each one batched network, since a small network there is bound by kernel
-    launches, not by arithmetic."""
+    """How a stack's seeds share the device. On a CPU each seed is a lane of its own, each
+    product on `train.threads` cores; a seed's numbers are then those of its training alone,
+    on any machine with the same CPU, whatever its core count. On a GPU, lanes of
+    `train.parallel` seeds (0: all), each one batched network, since a small network there is
+    bound by kernel launches, not by arithmetic."""
     if device.type == "cpu":
         return [[i] for i in members]
     size = settings.parallel or len(members)
     return [members[i : i + size] for i in range(0, len(members), size)]
+
+
+def lanes_at_once(device: torch.device, settings: Any, lanes: int) -> int:
+    """How many lanes train at the same moment: `train.parallel` if set; else on a CPU as many
+    as the cores hold at `train.threads` each (more would only take turns on the cores: 10
+    seeds at once on 2 cores were 1.07 to 1.12 x slower per seed-epoch), on a GPU every lane."""
+    if settings.parallel:
+        at_once = settings.parallel
+    elif device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        at_once = max(1, (cores or 1) // settings.threads)
+    else:
+        at_once = lanes
+    return max(1, min(at_once, lanes))
 
 
 def _train(
@@ -164,19 +179,20 @@ def _train(
     has_dropout = v.input_dropout > 0 or any(r > 0 for r in spec.dropout_rates)
     optimizer_states = [s["optimizer"] if s is not None else {} for s in resume]
 
-    def lane(members: list[int]) -> Lane:
+    def lane(members: list[int], epoch: int) -> Lane:
         stack = MLPStack(arch, [seeds[i].state for i in members])
         optimizer = make_optimizer(
             stack, spec.optimizer, settings.lr, v.weight_decay, v.penalize_bias, settings.momentum
         )
         for net, i in zip(stack.nets, members, strict=True):
             seed_state.set_optimizer_state(optimizer, net, optimizer_states[i])
-        return Lane(
-            members, stack, optimizer, Compute.of(stack, settings.precision, settings.compile)
-        )
+        net = Compute.of(stack, settings.precision, settings.compile)
+        return Lane(members, stack, optimizer, net, epoch)
 
-    def epoch_of(lane: Lane) -> list[list[float]]:
-        """One epoch of a lane's seeds, and their numbers: one read from the device."""
+    def epoch_of(lane: Lane) -> tuple[list[list[float]], float]:
+        """One epoch of a lane's seeds, their numbers (one read from the device) and its wall
+        time."""
+        started = time.perf_counter()
         running = train_one_epoch(
             lane.net,
             lane.optimizer,
@@ -197,12 +213,11 @@ def _train(
                 ]
             )
         values = [train_loss, train_acc, running / len(data.train), pen, val_loss, val_acc]
-        return torch.stack([t.to(running.dtype) for t in values], dim=1).tolist()
+        rows = torch.stack([t.to(running.dtype) for t in values], dim=1).tolist()
+        return rows, time.perf_counter() - started
 
     def leaving(old: Lane, stopping: set[int]) -> Lane:
         """`old` without the seeds in `stopping`: a lane of the others, as they are now."""
-        if not stopping & set(old.members):
-            return old
         stay = [i for i in old.members if i not in stopping]
         for pos, i in enumerate(old.members):
             if i not in stopping:
@@ -210,51 +225,59 @@ def _train(
                 optimizer_states[i] = seed_state.optimizer_state_of(
                     old.optimizer, old.stack.nets[pos]
                 )
-        return lane(stay) if stay else Lane([], old.stack, old.optimizer, old.net)
+        return lane(stay, old.epoch) if stay else Lane([], old.stack, old.optimizer, old.net, 0)
+
+    def after_epoch(lane: Lane, values: list[list[float]], seconds: float) -> Lane | None:
+        """A lane's epoch recorded, seed by seed; the lane for its next epoch, or None."""
+        epoch = lane.epoch
+        rows = [dict(zip(EPOCH_METRICS[:6], vals, strict=False)) for vals in values]
+        for i, row in zip(lane.members, rows, strict=True):
+            seed_state.check_diverged(row, epoch, seeds[i].spec.seed, data.n_classes)
+        stopping = set()
+        for pos, (i, row) in enumerate(zip(lane.members, rows, strict=True)):
+            seed = seeds[i]
+            row["loss_gap"] = row["val_loss"] - row["train_loss"]
+            row["accuracy_gap"] = row["train_accuracy"] - row["val_accuracy"]
+            row["epoch_seconds"] = seconds / len(lane.members)
+            seed.history.append(row)
+            on_epoch(i, epoch, row)
+            if row["val_loss"] < seed.best_loss:
+                seed.best_loss, seed.best_epoch = row["val_loss"], epoch
+                seed.best_state = lane.stack.seed_state(pos)
+            elif v.patience is not None and epoch - seed.best_epoch >= v.patience:
+                seed.stopped_early = True
+                stopping.add(i)
+        if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0:
+            for pos, i in enumerate(lane.members):
+                if i not in stopping:
+                    on_checkpoint(i, seeds[i].training_state(lane.stack, pos, lane.optimizer))
+        lane.epoch += 1
+        if stopping:  # they leave their lane, so they stop changing
+            lane = leaving(lane, stopping)
+        return lane if lane.members and lane.epoch <= settings.epochs else None
 
     if device.type == "cpu":
         torch.set_num_threads(settings.threads)
-    lanes = [lane(m) for m in lanes_for(device, settings, list(range(len(seeds))))]
-    at_once = settings.parallel or len(lanes)
-    epoch = len(seeds[0].history) + 1
-    with ThreadPoolExecutor(max_workers=min(at_once, len(lanes))) as pool:
-        while lanes and epoch <= settings.epochs:
-            started = time.perf_counter()
-            values = list(pool.map(epoch_of, lanes))
-            active = [i for lane in lanes for i in lane.members]
-            rows = [
-                dict(zip(EPOCH_METRICS[:6], vals, strict=False)) for ls in values for vals in ls
-            ]
-            share = (time.perf_counter() - started) / len(active)
-            for i, row in zip(active, rows, strict=True):
-                seed_state.check_diverged(row, epoch, seeds[i].spec.seed, data.n_classes)
-            stopping = set()
-            where = {i: (lane, pos) for lane in lanes for pos, i in enumerate(lane.members)}
-            for i, row in zip(active, rows, strict=True):
-                seed = seeds[i]
-                row["loss_gap"] = row["val_loss"] - row["train_loss"]
-                row["accuracy_gap"] = row["train_accuracy"] - row["val_accuracy"]
-                row["epoch_seconds"] = share
-                seed.history.append(row)
-                on_epoch(i, epoch, row)
-                if row["val_loss"] < seed.best_loss:
-                    seed.best_loss, seed.best_epoch = row["val_loss"], epoch
-                    lane, pos = where[i]
-                    seed.best_state = lane.stack.seed_state(pos)
-                elif v.patience is not None and epoch - seed.best_epoch >= v.patience:
-                    seed.stopped_early = True
-                    stopping.add(i)
-            if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0:
-                for i in active:
-                    if i in stopping:
-                        continue
-                    lane, pos = where[i]
-                    state = seeds[i].training_state(lane.stack, pos, lane.optimizer)
-                    on_checkpoint(i, state)
-            if stopping:  # they leave their lanes, so they stop changing
-                lanes = [leaving(lane, stopping) for lane in lanes]
-                lanes = [lane for lane in lanes if lane.members]
-            epoch += 1
+    first = len(seeds[0].history) + 1
+    lanes = [lane(m, first) for m in lanes_for(device, settings, list(range(len(seeds))))]
+    if first > settings.epochs:
+        lanes = []
+    # Each lane's next epoch goes to the first thread free, so that lanes need not wait for
+    # each other (3 seeds on 2 cores keep both busy). The bookkeeping, and with it every
+    # callback, stays in this thread.
+    with ThreadPoolExecutor(max_workers=lanes_at_once(device, settings, len(lanes) or 1)) as pool:
+        running: dict[Future, Lane] = {pool.submit(epoch_of, ln): ln for ln in lanes}
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f].members):
+                    finished = running.pop(future)
+                    following = after_epoch(finished, *future.result())
+                    if following is not None:
+                        running[pool.submit(epoch_of, following)] = following
+        finally:
+            for future in running:
+                future.cancel()
     return _finish(seeds, arch, data)
 
 
