@@ -26,7 +26,7 @@ from torch import nn
 
 from . import seed_state
 from .device import DeviceData
-from .epoch import Compute, evaluate, never, train_one_epoch
+from .epoch import Compute, check_diverged, evaluate, never, train_one_epoch
 from .model import Architecture, MLPStack
 from .regularization import (
     make_optimizer,
@@ -232,21 +232,13 @@ def _train(
         epoch = lane.epoch
         rows = [dict(zip(EPOCH_METRICS[:6], vals, strict=False)) for vals in values]
         for i, row in zip(lane.members, rows, strict=True):
-            seed_state.check_diverged(row, epoch, seeds[i].spec.seed, data.n_classes)
+            check_diverged(row, epoch, seeds[i].spec.seed, data.n_classes)
         stopping = set()
         for pos, (i, row) in enumerate(zip(lane.members, rows, strict=True)):
-            seed = seeds[i]
-            row["loss_gap"] = row["val_loss"] - row["train_loss"]
-            row["accuracy_gap"] = row["train_accuracy"] - row["val_accuracy"]
-            row["epoch_seconds"] = seconds / len(lane.members)
-            seed.history.append(row)
-            on_epoch(i, epoch, row)
-            if row["val_loss"] < seed.best_loss:
-                seed.best_loss, seed.best_epoch = row["val_loss"], epoch
-                seed.best_state = lane.stack.seed_state(pos)
-            elif v.patience is not None and epoch - seed.best_epoch >= v.patience:
-                seed.stopped_early = True
+            if seeds[i].record(epoch, row, lane.stack, pos):
                 stopping.add(i)
+            row["epoch_seconds"] = seconds / len(lane.members)
+            on_epoch(i, epoch, row)
         if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0:
             for pos, i in enumerate(lane.members):
                 if i not in stopping:
