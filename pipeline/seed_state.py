@@ -48,12 +48,13 @@ class Seed:
         self, stack: MLPStack, pos: int, optimizer: torch.optim.Optimizer
     ) -> dict[str, Any]:
         """What a checkpoint keeps of this seed, the stack's seed `pos`: plain tensors and
-        numbers, for `torch.load(weights_only=True)`."""
+        numbers, for `torch.load(weights_only=True)`; a snapshot, which later epochs (of this
+        seed or, in another lane, of the others) leave as it is."""
         return {
             "model": stack.seed_state(pos),
             "optimizer": optimizer_state_of(optimizer, stack.nets[pos]),
             "rng": {"shuffle": self.shuffle.get_state(), "dropout": self.dropout.get_state()},
-            "history": self.history,
+            "history": [dict(row) for row in self.history],
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
