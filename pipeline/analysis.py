@@ -1,56 +1,118 @@
-"""One comparison against the baseline, and the words for what it shows.
+"""One comparison against the baseline, and the verdict it supports.
 
 A variant and the baseline trained with the same seed share the split, the initial weights'
-random stream and the batch order, so a change is taken seed by seed (`stats`) and called a
-change only where its interval excludes zero. The gap report, the strength paths and the
-cross-study comparison all compare through `against_baseline`, and say it with `verdict`.
+random stream and the batch order, so a change is taken seed by seed (`stats`). The
+comparisons made on one measure form a family (`Family`): each gets a t-interval at
+1 − α/m for m comparisons (Bonferroni), so that with probability at least 1 − α every
+interval of the family holds its true difference at once. Each verdict reads its interval:
+
+- better / worse (the metric's words): the interval excludes zero and is not within ±δ;
+- equivalent: the interval lies within ±δ, δ being the smallest difference that matters;
+- undecided: neither, with the smallest difference these seeds would detect 80 % of the time.
+
+Every verdict of a family is then right together with probability at least 1 − α, whatever
+the true differences are (tests/test_verdicts.py measures it by simulation). The gap report,
+the strength paths and the cross-study comparison all compare through `against_baseline`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .metrics import METRICS, Metric
 from .outputs import VariantRuns
-from .stats import PairedDifference, paired_difference
+from .stats import PairedDifference, detectable, paired_difference
+
+EQUIVALENT = "equivalent"
+UNDECIDED = "undecided"
+TOO_FEW = "too few seeds to tell"
+POWER = 0.8  # for the smallest detectable difference of an undecided verdict
 
 
-def verdict(metric: Metric, diff: PairedDifference) -> str:
-    """Plain words for one comparison; 'no clear difference' whenever the interval holds 0."""
+@dataclass(frozen=True)
+class Family:
+    """The comparisons made on one measure: how many, and their family-wise error rate."""
+
+    size: int
+    alpha: float = 0.05
+
+    @property
+    def confidence(self) -> float:
+        """Each interval's confidence: 1 − α/m (Bonferroni)."""
+        return 1 - self.alpha / max(1, self.size)
+
+
+def verdict(metric: Metric, diff: PairedDifference, delta: float) -> str:
+    """The verdict an interval supports, with δ the smallest difference that matters."""
     if diff.n < 2:
-        return "too few seeds to tell"
-    if diff.low == diff.high == 0:
-        return "identical on every seed"
-    if not diff.clear:
-        return "no clear difference"
-    better = (diff.mean < 0) == (metric.better == "lower")
-    return metric.words[0] if better else metric.words[1]
+        return TOO_FEW
+    if -delta < diff.low and diff.high < delta:
+        return EQUIVALENT
+    if diff.clear:
+        better = (diff.mean < 0) == (metric.better == "lower")
+        return metric.words[0] if better else metric.words[1]
+    return UNDECIDED
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """mean(variant − baseline) of one metric over paired seeds, and its verdict; `withheld`
-    says why no verdict may be given (a side diverged on some seeds)."""
+    """mean(variant − baseline) of one metric over paired seeds: its interval corrected for
+    the family, the uncorrected 95 % one beside it, and the verdict; `withheld` says why no
+    verdict may be given (a side diverged on some seeds)."""
 
     metric: Metric
-    diff: PairedDifference
+    diff: PairedDifference  # at the family's confidence
+    raw: PairedDifference  # at 95 %, for one comparison on its own
+    delta: float
+    family: Family
     withheld: str | None = None
 
     @property
     def verdict(self) -> str:
-        return self.withheld or verdict(self.metric, self.diff)
+        return self.withheld or verdict(self.metric, self.diff, self.delta)
+
+    @property
+    def detectable(self) -> float:
+        """For an undecided verdict, the smallest difference these seeds would detect with 80 %
+        power at the family's level; else NaN."""
+        if self.verdict != UNDECIDED:
+            return math.nan
+        level = self.family.alpha / max(1, self.family.size)
+        return detectable(self.diff.sd, self.diff.n, level, POWER)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.diff.to_json(), "verdict": self.verdict}
+        """The corrected interval (`low`, `high`), the uncorrected one (`raw_low`, `raw_high`),
+        the verdict and what it rests on; numbers that do not exist are null."""
+        entry = {
+            **self.diff.to_json(),
+            "sd": self.diff.sd,
+            "confidence": self.family.confidence,
+            "comparisons": self.family.size,
+            "raw_low": self.raw.low,
+            "raw_high": self.raw.high,
+            "delta": self.delta,
+            "verdict": self.verdict,
+            "detectable": self.detectable,
+        }
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in entry.items()}
 
 
 def against_baseline(
-    key: str, variant: dict[int, float], baseline: dict[int, float], withheld: str | None = None
+    key: str,
+    variant: dict[int, float],
+    baseline: dict[int, float],
+    family: Family,
+    delta: float,
+    withheld: str | None = None,
 ) -> Comparison:
-    """The change of metric `key` from the baseline, paired on the seeds both have."""
-    return Comparison(METRICS[key], paired_difference(variant, baseline), withheld)
+    """The change of metric `key` from the baseline, paired on the seeds both have, as one of
+    `family`."""
+    corrected = paired_difference(variant, baseline, family.confidence)
+    raw = paired_difference(variant, baseline)
+    return Comparison(METRICS[key], corrected, raw, delta, family, withheld)
 
 
 def withheld(variant: VariantRuns, baseline: VariantRuns) -> str | None:
@@ -63,16 +125,25 @@ def withheld(variant: VariantRuns, baseline: VariantRuns) -> str | None:
 
 
 def compare_variants(
-    variants: Sequence[VariantRuns], baseline: str, keys: Sequence[str]
+    variants: Sequence[VariantRuns],
+    baseline: str,
+    keys: Sequence[str],
+    alpha: float,
+    margins: Mapping[str, float],
 ) -> dict[str, dict[str, Comparison]]:
-    """Every variant but the baseline against it, on each metric of `keys`."""
+    """Every variant but the baseline against it, on each metric of `keys`; the variants'
+    comparisons on one metric are a family."""
     base = next(v for v in variants if v.name == baseline)
+    others = [v for v in variants if v.name != baseline]
+    family = Family(len(others), alpha)
     return {
         v.name: {
-            k: against_baseline(k, v.per_seed(k), base.per_seed(k), withheld(v, base)) for k in keys
+            k: against_baseline(
+                k, v.per_seed(k), base.per_seed(k), family, margins[k], withheld(v, base)
+            )
+            for k in keys
         }
-        for v in variants
-        if v.name != baseline
+        for v in others
     }
 
 

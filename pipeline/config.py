@@ -127,10 +127,27 @@ class MlflowConfig(_Frozen):
     log_model: bool = True
 
 
+class Equivalence(_Frozen):
+    """δ per compared measure: the smallest difference from the baseline that matters. A
+    difference whose whole interval lies within ±δ is called equivalent (see README)."""
+
+    # Losses in nats: 0.02 is a 2 % change in the mean likelihood the network gives the right
+    # class (e^0.02 = 1.02). Accuracy as a fraction: 0.01 is 1 point, 10 images of the default
+    # study's 1,000-image test split, about 1.4 x the split's own standard error at 95 %.
+    loss_gap_last: float = Field(0.02, gt=0)
+    best_val_loss: float = Field(0.02, gt=0)
+    train_loss_last: float = Field(0.02, gt=0)
+    test_accuracy: float = Field(0.01, gt=0, le=1)
+
+
 class ReportConfig(_Frozen):
     """The gap report (the `report` section)."""
 
     baseline: str = "baseline"  # the variant every other one is compared with, seed by seed
+    # The chance that any verdict on a measure is wrong, for all of that measure's comparisons
+    # together (each interval is at 1 - alpha/m for m comparisons).
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    equivalence: Equivalence = Equivalence()
 
 
 class _SweepBase(_Frozen):

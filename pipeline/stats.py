@@ -2,7 +2,8 @@
 
 A variant and the baseline trained with the same seed share the split, the initial weights'
 random stream and the batch order, so their difference is taken seed by seed and summarised
-with a Student-t interval over those differences.
+with a Student-t interval over those differences; `detectable` is the smallest true difference
+such an interval would tell from zero most of the time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class PairedDifference:
     low: float
     high: float
     n: int
+    sd: float = math.nan  # of the per-seed differences
 
     @property
     def clear(self) -> bool:
@@ -66,8 +68,20 @@ def paired_difference(
     mean = float(diffs.mean())
     if n < 2:
         return PairedDifference(mean, math.nan, math.nan, n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * diffs.std(ddof=1) / math.sqrt(n))
-    return PairedDifference(mean, mean - half, mean + half, n)
+    sd = float(diffs.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * sd / math.sqrt(n))
+    return PairedDifference(mean, mean - half, mean + half, n, sd)
+
+
+def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
+    """The smallest true mean difference that a two-sided paired t-test at level `alpha` finds
+    with probability `power`, for `n` seeds whose differences spread by `sd`:
+    (t[1 − alpha/2] + t[power]) · sd / √n on n − 1 degrees of freedom (the usual
+    approximation of the noncentral t; tests/test_verdicts.py checks it by simulation)."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    quantiles = stats.t.ppf(1 - alpha / 2, df=n - 1) + stats.t.ppf(power, df=n - 1)
+    return float(quantiles * sd / math.sqrt(n))
 
 
 def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> PairedDifference:

@@ -10,10 +10,11 @@ with the settings of the newest one count, and of those the newest per seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis import against_baseline
+from ..analysis import Family, against_baseline
 from ..errors import DataError
 from ..metrics import ACROSS_STUDIES, METRICS
 from ..stats import PairedDifference, mean_interval
@@ -98,15 +99,20 @@ def latest(runs: list[TrainingRun]) -> tuple[dict[str, dict[str, dict[int, Train
 
 
 def summarise(
-    found: dict[str, dict[str, dict[int, TrainingRun]]], baseline: str, order: list[str]
+    found: dict[str, dict[str, dict[int, TrainingRun]]],
+    baseline: str,
+    order: list[str],
+    alpha: float,
+    margins: Mapping[str, float],
 ) -> dict:
     """Per group, the baseline first, then the variants in `order` (params.yaml's), then any
-    other variant the runs hold, by name."""
+    other variant the runs hold, by name. A group's changes on one metric are a family."""
     rank = {name: i for i, name in enumerate([baseline, *order])}
     out: dict[str, Any] = {}
     for group, variants in found.items():
         entry: dict[str, Any] = {}
         base = variants.get(baseline)
+        family = Family(len(variants) - 1, alpha)
         for name in sorted(variants, key=lambda n: (rank.get(n, len(rank)), n)):
             seeds = variants[name]
             row: dict[str, Any] = {"n": len(seeds)}
@@ -115,7 +121,8 @@ def summarise(
                 row[key] = mean_interval(list(values.values())).to_json()
                 if base is not None and name != baseline:
                     base_values = {s: r.metrics[key] for s, r in base.items() if key in r.metrics}
-                    row[f"change_{key}"] = against_baseline(key, values, base_values).to_json()
+                    change = against_baseline(key, values, base_values, family, margins[key])
+                    row[f"change_{key}"] = change.to_json()
             entry[name] = row
         out[group] = entry
     return out
@@ -132,9 +139,10 @@ def markdown(
         "with the settings of the newest one count, the newest per seed "
         f"({left_out} older or repeated runs left out). Cells: mean [95 % t-interval over "
         "seeds]; changes are "
-        f"against `{baseline}` within the same group, paired by seed, and called a difference "
-        "only where the interval excludes zero. Loss gap = val − train data loss at the last "
-        "epoch; test accuracy with the best epoch's weights.",
+        f"against `{baseline}` within the same group, paired by seed, with intervals corrected "
+        "for the number of variants in the group (Bonferroni) and the verdicts of the gap "
+        "report: better or worse, equivalent within ±δ, or undecided. Loss gap = val − train "
+        "data loss at the last epoch; test accuracy with the best epoch's weights.",
         "",
     ]
     header = [

@@ -2,8 +2,7 @@
 
 Built from what the train stages wrote (never from MLflow): `reports/gap_report.md`,
 `reports/summary.json` (DVC metrics) and the figures. Definitions are in `metrics`; a change
-against the baseline is `analysis.against_baseline`, called a change only where its interval
-excludes zero.
+against the baseline and its verdict are `analysis`'s, corrected for the number of variants.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from ..analysis import Comparison, compare_variants, ranking
-from ..metrics import COMPARED, METRICS, REPORT_SUMMARY
+from ..analysis import UNDECIDED, Comparison, compare_variants, ranking
+from ..config import ReportConfig
+from ..metrics import COMPARED, METRICS, REPORT_SUMMARY, Metric
 from ..outputs import VariantRuns
 from ..records import MissingRun
 from .tables import interval, mean_sd, table
@@ -36,8 +36,11 @@ FIGURES = (
 )
 
 
-def conditions(meta: dict[str, Any], variants: Sequence[VariantRuns], baseline: str) -> dict:
-    """What the numbers rest on: data, seeds, network and training, device, versions."""
+def conditions(
+    meta: dict[str, Any], variants: Sequence[VariantRuns], settings: ReportConfig
+) -> dict:
+    """What the numbers rest on: data, seeds, network and training, device, versions, and the
+    verdicts' error rate and margins."""
     first = variants[0].records[0].hyperparameters
     return {
         "dataset": meta["dataset"],
@@ -51,8 +54,38 @@ def conditions(meta: dict[str, Any], variants: Sequence[VariantRuns], baseline: 
         "device": sorted({r.device for v in variants for r in v.records}),
         "torch": version("torch"),
         "python": platform.python_version(),
-        "baseline": baseline,
+        "baseline": settings.baseline,
+        "alpha": settings.alpha,
+        "equivalence": settings.equivalence.model_dump(),
     }
+
+
+def confidence_text(diffs: dict[str, dict[str, Comparison]]) -> str:
+    """Each interval's confidence, as a percentage: 1 − α/m."""
+    first = next((c for comparisons in diffs.values() for c in comparisons.values()), None)
+    return "–" if first is None else f"{100 * first.family.confidence:.2f} %"
+
+
+def margins_text(margins: dict[str, float]) -> str:
+    """δ of each compared measure, in its own units."""
+    return ", ".join(
+        f"{METRICS[k].label} {magnitude(margins[k], METRICS[k])}"
+        + (" pp" if METRICS[k].scale == 100.0 else "")
+        for k in COMPARED
+    )
+
+
+def shown_verdict(c: Comparison) -> str:
+    """The verdict as a table cell: an undecided one with the smallest difference its seeds
+    would detect."""
+    if c.verdict == UNDECIDED and c.detectable == c.detectable:  # not NaN
+        return f"undecided (detects ±{magnitude(c.detectable, c.metric)})"
+    return c.verdict
+
+
+def magnitude(value: float, metric: Metric) -> str:
+    """`value` in the metric's digits and scale, unsigned."""
+    return f"{abs(value) * metric.scale:.{metric.digits}f}"
 
 
 def summarise(
@@ -121,15 +154,21 @@ def markdown(
     lines += table(header, rows)
     lines += [
         "",
-        f"## Change against `{baseline}` (paired by seed, 95 % interval)",
+        f"## Change against `{baseline}` (paired by seed, corrected for {len(diffs)} variants)",
         "",
-        "Each cell: mean of (variant − baseline) over seeds [95 % t-interval], n = "
+        "Each cell: mean of (variant − baseline) over seeds [t-interval at "
+        f"{confidence_text(diffs)}], n = "
         + (
             f"{n_seeds}"
             if not missing
             else f"{n_seeds} unless a cell says less (the seeds both have finished)"
         )
-        + ". A change is claimed only where the interval excludes zero.",
+        + f". The intervals of a column hold together with {1 - cond['alpha']:.0%} confidence "
+        f"(Bonferroni over its {len(diffs)} comparisons). A verdict reads its interval: better "
+        "or worse (for the gap: closes or widens it) where it excludes zero and is not within "
+        f"±δ; *equivalent* where it lies within ±δ ({margins_text(cond['equivalence'])}); "
+        "*undecided* otherwise, with the smallest difference these seeds would detect 80 % of "
+        "the time.",
         "",
     ]
     header = [
@@ -149,7 +188,7 @@ def markdown(
             shown = interval(c.diff, c.metric)
             if 2 <= c.diff.n < n_seeds:
                 shown += f" (n={c.diff.n})"
-            cells += [shown, c.verdict]
+            cells += [shown, shown_verdict(c)]
         rows.append(cells)
     lines += table(header, rows)
     lines += ["", "## In words", "", *in_words(variants, diffs, baseline)]
@@ -195,27 +234,34 @@ def markdown(
 def in_words(
     variants: Sequence[VariantRuns], diffs: dict[str, dict[str, Comparison]], baseline: str
 ) -> list[str]:
-    """One sentence per variant: its verdict on the gap, and on test accuracy."""
-    base = next(v for v in variants if v.name == baseline)
-    base_gap = base.mean_sd("loss_gap_last")[0]
+    """One sentence per variant: its verdict on the gap, and on test accuracy. A gap closed
+    past zero (val loss below train loss, as label noise can make it) is named so, not given
+    as a share above 100 %."""
+    by_name = {v.name: v for v in variants}
+    base_gap = by_name[baseline].mean_sd("loss_gap_last")[0]
     lines = []
     for name, comparisons in diffs.items():
         gap = comparisons["loss_gap_last"]
         if gap.withheld:
             lines.append(f"- **{name}**: {gap.withheld}; the seeds left would flatter it.")
             continue
-        words = gap.verdict
-        if words in gap.metric.words:
-            d = gap.diff
-            share = f" ({abs(d.mean) / base_gap:.0%} of the baseline's gap)" if base_gap > 0 else ""
-            sentence = (
-                f"- **{name}** {words} by {abs(d.mean):.3f}{share}, 95 % interval "
-                f"[{d.low:+.3f}, {d.high:+.3f}]"
-            )
+        d = gap.diff
+        shown = f"{100 * gap.family.confidence:.2f} % interval [{d.low:+.3f}, {d.high:+.3f}]"
+        if gap.verdict in gap.metric.words:
+            own_gap = by_name[name].mean_sd("loss_gap_last")[0]
+            if own_gap < 0:
+                share = f", past zero: its val loss is {-own_gap:.3f} below its train loss"
+            elif base_gap > 0:
+                share = f" ({abs(d.mean) / base_gap:.0%} of the baseline's gap)"
+            else:
+                share = ""
+            sentence = f"- **{name}** {gap.verdict} by {abs(d.mean):.3f}{share}, {shown}"
         else:
-            sentence = f"- **{name}**: {words} in the loss gap ({gap.diff.describe()})"
+            sentence = (
+                f"- **{name}**: {shown_verdict(gap)} in the loss gap ({d.mean:+.3f}, {shown})"
+            )
         acc = comparisons["test_accuracy"]
-        sentence += f"; test accuracy {acc.verdict} ({interval(acc.diff, acc.metric)} pp)."
+        sentence += f"; test accuracy {shown_verdict(acc)} ({interval(acc.diff, acc.metric)} pp)."
         lines.append(sentence)
     return lines
 
@@ -239,12 +285,13 @@ def gap_report(
     variants: Sequence[VariantRuns],
     labels: dict[str, str],
     meta: dict[str, Any],
-    baseline: str,
+    settings: ReportConfig,
     missing: Sequence[MissingRun],
 ) -> tuple[dict[str, Any], str]:
     """(summary.json, gap_report.md) of the finished variants."""
-    diffs = compare_variants(variants, baseline, COMPARED)
-    cond = conditions(meta, variants, baseline)
+    margins = settings.equivalence.model_dump()
+    diffs = compare_variants(variants, settings.baseline, COMPARED, settings.alpha, margins)
+    cond = conditions(meta, variants, settings)
     return summarise(variants, diffs, cond, missing), markdown(
         variants, labels, diffs, cond, missing
     )

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis import against_baseline
-from ..config import Params
+from ..analysis import Family, against_baseline
+from ..config import Params, ReportConfig
 from ..errors import DataError
 from ..metrics import METRICS, PATH_METRICS
 from ..outputs import VariantRuns
@@ -81,28 +81,36 @@ def best_point(points: list[PathPoint]) -> PathPoint:
     return min(points, key=lambda p: p.mean("best_val_loss"))
 
 
-def summarise(paths: dict[str, list[PathPoint]]) -> dict[str, Any]:
+def summarise(paths: dict[str, list[PathPoint]], settings: ReportConfig) -> dict[str, Any]:
+    """Per technique, each strength against the baseline: its strengths' changes on one
+    metric are a family, so the intervals hold together, the best strength's included
+    although it was picked on these runs."""
+    margins = settings.equivalence.model_dump()
     out: dict[str, Any] = {}
     for technique, points in paths.items():
         base = points[0]
+        family = Family(len(points) - 1, settings.alpha)
         rows = []
+        changes: dict[float, dict[str, Any]] = {}
         for p in points:
             row: dict[str, Any] = {"strength": p.strength, "n": len(p.per_seed)}
             for key in PATH_METRICS:
                 row[key] = mean_interval(list(p.values(key).values())).to_json()
                 if p is not base:
-                    change = against_baseline(key, p.values(key), base.values(key))
-                    row[f"change_{key}"] = change.diff.to_json()
+                    change = against_baseline(
+                        key, p.values(key), base.values(key), family, margins[key]
+                    )
+                    row[f"change_{key}"] = change.to_json()
+            changes[p.strength] = row
             rows.append(row)
         best = best_point(points)
-        change = against_baseline(
-            "best_val_loss", best.values("best_val_loss"), base.values("best_val_loss")
-        )
         out[technique] = {
             "points": rows,
             "best_strength": best.strength,
             "best_val_loss": mean_interval(list(best.values("best_val_loss").values())).to_json(),
-            "best_change_val_loss": None if best is base else change.diff.to_json(),
+            "best_change_val_loss": (
+                None if best is base else changes[best.strength]["change_best_val_loss"]
+            ),
         }
     return out
 
@@ -112,9 +120,8 @@ def _value(d: dict[str, Any], key: str) -> str:
 
 
 def _change(d: dict[str, Any], key: str) -> str:
-    diff = PairedDifference.from_json(d)
-    word = " (no clear difference)" if diff.n >= 2 and not diff.clear else ""
-    return interval(diff, METRICS[key]) + word
+    """The change against the baseline with its verdict."""
+    return f"{interval(PairedDifference.from_json(d), METRICS[key])} ({d['verdict']})"
 
 
 def markdown(summary: dict[str, Any], params: Params) -> str:
@@ -125,13 +132,15 @@ def markdown(summary: dict[str, Any], params: Params) -> str:
         f"Each technique on top of `{params.report.baseline}` at the strengths in params.yaml "
         f"(`sweep`), seeds {seeds} (n = {len(seeds)} per point); strength 0 is the baseline's "
         "own runs. Cells: mean [95 % t-interval of the mean over seeds]. Changes are against "
-        "strength 0, paired by seed, and called a difference only where the interval excludes "
-        "zero. Val loss is at the best epoch (the weights the test score uses); train loss and "
-        "gap at the last epoch.",
+        "strength 0, paired by seed, with intervals corrected for the number of strengths of "
+        "the technique (Bonferroni, so that they hold together with "
+        f"{1 - params.report.alpha:.0%} confidence) and the verdicts of the gap report: better "
+        "or worse, equivalent within ±δ, or undecided. Val loss is at the best epoch (the "
+        "weights the test score uses); train loss and gap at the last epoch.",
         "",
-        "The best strength is picked on the same runs whose val loss it reports, and every row "
-        "is a comparison of its own, so its interval is optimistic: confirm a choice on new "
-        "seeds (add them to `train.seeds` and rerun) before trusting a close call.",
+        "The best strength is picked on the same runs whose val loss it reports: its corrected "
+        "interval still holds, but its mean tends to flatter it; confirm a choice on new seeds "
+        "(add them to `train.seeds` and rerun) before trusting a close call.",
         "",
     ]
     for technique, entry in summary.items():

@@ -28,7 +28,14 @@ def compare(
     target = Path(out) if out else layout.compare(by)
     runs = across.training_runs(tracking.finished_runs(experiment), experiment, by, where)
     found, left_out = across.latest(runs)
-    summary = across.summarise(found, params.report.baseline, list(params.variants))
+    report = params.report
+    summary = across.summarise(
+        found,
+        report.baseline,
+        list(params.variants),
+        report.alpha,
+        report.equivalence.model_dump(),
+    )
     with files_into(target) as staging:
         figures.across_groups(
             by, list(summary), across.figure_panels(summary), staging / "compare.png"

@@ -29,7 +29,7 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
             + "; ".join(f"{m.run_name}: {m.reason}" for m in missing)
         )
     labels = {v.name: run_specs(params, v.name)[0].label for v in variants}
-    summary, text = gap_report(variants, labels, load_meta(layout.prepared), baseline, missing)
+    summary, text = gap_report(variants, labels, load_meta(layout.prepared), params.report, missing)
     history = pd.DataFrame([row for v in variants for r in v.records for row in r.history_rows()])
     by_name = {v.name: v for v in variants}
     with files_into(layout.figures) as staging:

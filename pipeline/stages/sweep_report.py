@@ -21,7 +21,7 @@ def sweep_report(params: Params, layout: Layout) -> None:
             f"warning: {path.relative_to(layout.root)} is not a sweep point; left out", err=True
         )
     paths = sweep.strength_paths(params, baseline, points)
-    summary = sweep.summarise(paths)
+    summary = sweep.summarise(paths, params.report)
     with files_into(layout.sweep_reports) as staging:
         titles = [METRICS[key].title for key in PATH_METRICS]
         figures.strength_paths(sweep.figure_data(paths), titles, staging / "strength_paths.png")
