@@ -156,3 +156,24 @@ def test_the_report_without_prepared_data_says_so_and_writes_nothing(tmp_path: P
         report_stage.report(params, layout, log=False, join=False)
     assert not layout.gap_report.exists() and not layout.summary.exists()
     assert not layout.figures.exists()
+
+
+def test_a_gap_closed_past_zero_is_named_so(tmp_path: Path) -> None:
+    """Under label noise a variant's val loss can end below its train loss: the report says
+    the gap went past zero, not that it closed more than 100 % of the baseline's."""
+    raw = {**PARAMS, "variants": {"baseline": {}, "noisy": {"l2": 0.01}}}
+    params = Params.model_validate(yaml.safe_load(yaml.safe_dump(raw)))
+    layout = Layout(tmp_path)
+    write_prepared_meta(layout)
+    gaps = {"baseline": [0.30, 0.31, 0.29], "noisy": [-0.10, -0.12, -0.11]}
+    for name, values in gaps.items():
+        records = []
+        for seed, gap in enumerate(values):
+            r = record(params, name, seed, 0.5)
+            r.summary["loss_gap_last"] = gap
+            records.append(r)
+        write_variant(layout, name, records, [])
+    report_stage.report(params, layout, log=False, join=False)
+    [line] = [x for x in layout.gap_report.read_text().splitlines() if x.startswith("- **noisy**")]
+    assert "closes the gap by 0.410, past zero: its val loss is 0.110 below its train loss" in line
+    assert "of the baseline's gap" not in line

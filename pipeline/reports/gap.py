@@ -7,6 +7,7 @@ against the baseline and its verdict are `analysis`'s, corrected for the number 
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -78,9 +79,17 @@ def margins_text(margins: dict[str, float]) -> str:
 def shown_verdict(c: Comparison) -> str:
     """The verdict as a table cell: an undecided one with the smallest difference its seeds
     would detect."""
-    if c.verdict == UNDECIDED and c.detectable == c.detectable:  # not NaN
+    if c.verdict == UNDECIDED and not math.isnan(c.detectable):
         return f"undecided (detects ±{magnitude(c.detectable, c.metric)})"
     return c.verdict
+
+
+def detectable_note(c: Comparison) -> str:
+    """For a sentence: what an undecided comparison's seeds would detect; else nothing."""
+    if c.verdict == UNDECIDED and not math.isnan(c.detectable):
+        unit = " pp" if c.metric.scale == 100.0 else ""
+        return f"; these seeds would detect ±{magnitude(c.detectable, c.metric)}{unit}"
+    return ""
 
 
 def magnitude(value: float, metric: Metric) -> str:
@@ -163,7 +172,8 @@ def markdown(
             if not missing
             else f"{n_seeds} unless a cell says less (the seeds both have finished)"
         )
-        + f". The intervals of a column hold together with {1 - cond['alpha']:.0%} confidence "
+        + f". The intervals of a column hold together with {100 * (1 - cond['alpha']):g} % "
+        "confidence "
         f"(Bonferroni over its {len(diffs)} comparisons). A verdict reads its interval: better "
         "or worse (for the gap: closes or widens it) where it excludes zero and is not within "
         f"±δ; *equivalent* where it lies within ±δ ({margins_text(cond['equivalence'])}); "
@@ -258,10 +268,14 @@ def in_words(
             sentence = f"- **{name}** {gap.verdict} by {abs(d.mean):.3f}{share}, {shown}"
         else:
             sentence = (
-                f"- **{name}**: {shown_verdict(gap)} in the loss gap ({d.mean:+.3f}, {shown})"
+                f"- **{name}**: loss gap {gap.verdict} ({d.mean:+.3f}, {shown}"
+                f"{detectable_note(gap)})"
             )
         acc = comparisons["test_accuracy"]
-        sentence += f"; test accuracy {shown_verdict(acc)} ({interval(acc.diff, acc.metric)} pp)."
+        sentence += (
+            f"; test accuracy {acc.verdict} ({interval(acc.diff, acc.metric)} pp"
+            f"{detectable_note(acc)})."
+        )
         lines.append(sentence)
     return lines
 
