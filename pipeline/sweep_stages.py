@@ -71,6 +71,7 @@ POINT_CODE = (
     "errors.py",
     "executors/local.py",
     "files.py",
+    "lanes.py",
     "loading.py",
     "metrics.py",
     "model.py",

@@ -1,7 +1,7 @@
 """The training of a variant's seeds: `train_stack(specs, data) -> [TrainResult]`, and
 `train(spec, data)` for one seed alone. No files, no MLflow.
 
-The seeds of a stack train together in lanes (`lanes_for`): on a CPU each seed is a lane of its
+The seeds of a stack train together in lanes (`lanes`): on a CPU each seed is a lane of its
 own, and as many lanes as the cores hold run side by side in threads, each lane's next epoch
 taken up by the first thread free; on a GPU a lane holds several seeds as one batched network.
 A seed's numbers do not depend on the stack it trains in: its initialisation, batch order and
@@ -13,10 +13,8 @@ size, its history and weights are bit-identical (tests/test_stack.py).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +25,7 @@ from torch import nn
 from . import seed_state
 from .device import DeviceData
 from .epoch import Compute, check_diverged, evaluate, never, train_one_epoch
+from .lanes import Lane, lanes_at_once, lanes_for, run_lanes
 from .model import Architecture, MLPStack
 from .regularization import (
     make_optimizer,
@@ -121,43 +120,6 @@ def train_stack(
     return results  # type: ignore[return-value]
 
 
-@dataclass
-class Lane:
-    """Seeds whose steps run together: a stack, its optimizer, and which seeds it holds."""
-
-    members: list[int]  # positions in `specs`
-    stack: MLPStack
-    optimizer: torch.optim.Optimizer
-    net: Compute
-    epoch: int  # the epoch it trains next
-
-
-def lanes_for(device: torch.device, settings: Any, members: list[int]) -> list[list[int]]:
-    """How a stack's seeds share the device. On a CPU each seed is a lane of its own, each
-    product on `train.threads` cores; a seed's numbers are then those of its training alone,
-    on any machine with the same CPU, whatever its core count. On a GPU, lanes of
-    `train.parallel` seeds (0: all), each one batched network, since a small network there is
-    bound by kernel launches, not by arithmetic."""
-    if device.type == "cpu":
-        return [[i] for i in members]
-    size = settings.parallel or len(members)
-    return [members[i : i + size] for i in range(0, len(members), size)]
-
-
-def lanes_at_once(device: torch.device, settings: Any, lanes: int) -> int:
-    """How many lanes train at the same moment: `train.parallel` if set; else on a CPU as many
-    as the cores hold at `train.threads` each (more would only take turns on the cores: 10
-    seeds at once on 2 cores were 1.07 to 1.12 x slower per seed-epoch), on a GPU every lane."""
-    if settings.parallel:
-        at_once = settings.parallel
-    elif device.type == "cpu":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        at_once = max(1, (cores or 1) // settings.threads)
-    else:
-        at_once = lanes
-    return max(1, min(at_once, lanes))
-
-
 def _train(
     specs: list[RunSpec],
     data: DeviceData,
@@ -216,8 +178,9 @@ def _train(
         rows = torch.stack([t.to(running.dtype) for t in values], dim=1).tolist()
         return rows, time.perf_counter() - started
 
-    def leaving(old: Lane, stopping: set[int]) -> Lane:
-        """`old` without the seeds in `stopping`: a lane of the others, as they are now."""
+    def leaving(old: Lane, stopping: set[int]) -> Lane | None:
+        """`old` without the seeds in `stopping`: a lane of the others, as they are now; None
+        if none stays."""
         stay = [i for i in old.members if i not in stopping]
         for pos, i in enumerate(old.members):
             if i not in stopping:
@@ -225,10 +188,11 @@ def _train(
                 optimizer_states[i] = seed_state.optimizer_state_of(
                     old.optimizer, old.stack.nets[pos]
                 )
-        return lane(stay, old.epoch) if stay else Lane([], old.stack, old.optimizer, old.net, 0)
+        return lane(stay, old.epoch) if stay else None
 
-    def after_epoch(lane: Lane, values: list[list[float]], seconds: float) -> Lane | None:
+    def after_epoch(lane: Lane, result: tuple[list[list[float]], float]) -> Lane | None:
         """A lane's epoch recorded, seed by seed; the lane for its next epoch, or None."""
+        values, seconds = result
         epoch = lane.epoch
         rows = [dict(zip(EPOCH_METRICS[:6], vals, strict=False)) for vals in values]
         for i, row in zip(lane.members, rows, strict=True):
@@ -244,32 +208,15 @@ def _train(
                 if i not in stopping:
                     on_checkpoint(i, seeds[i].training_state(lane.stack, pos, lane.optimizer))
         lane.epoch += 1
-        if stopping:  # they leave their lane, so they stop changing
-            lane = leaving(lane, stopping)
-        return lane if lane.members and lane.epoch <= settings.epochs else None
+        following = leaving(lane, stopping) if stopping else lane  # they stop changing
+        return following if following is not None and following.epoch <= settings.epochs else None
 
     if device.type == "cpu":
         torch.set_num_threads(settings.threads)
     first = len(seeds[0].history) + 1
-    lanes = [lane(m, first) for m in lanes_for(device, settings, list(range(len(seeds))))]
-    if first > settings.epochs:
-        lanes = []
-    # Each lane's next epoch goes to the first thread free, so that lanes need not wait for
-    # each other (3 seeds on 2 cores keep both busy). The bookkeeping, and with it every
-    # callback, stays in this thread.
-    with ThreadPoolExecutor(max_workers=lanes_at_once(device, settings, len(lanes) or 1)) as pool:
-        running: dict[Future, Lane] = {pool.submit(epoch_of, ln): ln for ln in lanes}
-        try:
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: running[f].members):
-                    finished = running.pop(future)
-                    following = after_epoch(finished, *future.result())
-                    if following is not None:
-                        running[pool.submit(epoch_of, following)] = following
-        finally:
-            for future in running:
-                future.cancel()
+    members = lanes_for(device, settings, list(range(len(seeds))))
+    lanes = [lane(m, first) for m in members] if first <= settings.epochs else []
+    run_lanes(lanes, lanes_at_once(device, settings, len(members)), epoch_of, after_epoch)
     return _finish(seeds, arch, data)
 
 
