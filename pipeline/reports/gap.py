@@ -7,18 +7,17 @@ against the baseline and its verdict are `analysis`'s, corrected for the number 
 
 from __future__ import annotations
 
-import math
 import platform
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from ..analysis import UNDECIDED, Comparison, compare_variants, ranking
+from ..analysis import Comparison, compare_variants, ranking
 from ..config import ReportConfig
-from ..metrics import COMPARED, METRICS, REPORT_SUMMARY, Metric
+from ..metrics import COMPARED, METRICS, REPORT_SUMMARY
 from ..outputs import VariantRuns
 from ..records import MissingRun
-from .tables import interval, mean_sd, table
+from .tables import detectable_text, interval, magnitude, mean_sd, table, verdict_cell
 
 # The first table: the state at the end of training, and the best epoch's scores.
 END_OF_TRAINING = (
@@ -70,31 +69,14 @@ def confidence_text(diffs: dict[str, dict[str, Comparison]]) -> str:
 def margins_text(margins: dict[str, float]) -> str:
     """δ of each compared measure, in its own units."""
     return ", ".join(
-        f"{METRICS[k].label} {magnitude(margins[k], METRICS[k])}"
-        + (" pp" if METRICS[k].scale == 100.0 else "")
-        for k in COMPARED
+        f"{METRICS[k].label} {magnitude(margins[k], METRICS[k], unit=True)}" for k in COMPARED
     )
-
-
-def shown_verdict(c: Comparison) -> str:
-    """The verdict as a table cell: an undecided one with the smallest difference its seeds
-    would detect."""
-    if c.verdict == UNDECIDED and not math.isnan(c.detectable):
-        return f"undecided (detects ±{magnitude(c.detectable, c.metric)})"
-    return c.verdict
 
 
 def detectable_note(c: Comparison) -> str:
     """For a sentence: what an undecided comparison's seeds would detect; else nothing."""
-    if c.verdict == UNDECIDED and not math.isnan(c.detectable):
-        unit = " pp" if c.metric.scale == 100.0 else ""
-        return f"; these seeds would detect ±{magnitude(c.detectable, c.metric)}{unit}"
-    return ""
-
-
-def magnitude(value: float, metric: Metric) -> str:
-    """`value` in the metric's digits and scale, unsigned."""
-    return f"{abs(value) * metric.scale:.{metric.digits}f}"
+    shown = detectable_text(c, unit=True)
+    return "" if shown is None else f"; these seeds would detect {shown}"
 
 
 def summarise(
@@ -198,7 +180,7 @@ def markdown(
             shown = interval(c.diff, c.metric)
             if 2 <= c.diff.n < n_seeds:
                 shown += f" (n={c.diff.n})"
-            cells += [shown, shown_verdict(c)]
+            cells += [shown, verdict_cell(c)]
         rows.append(cells)
     lines += table(header, rows)
     lines += ["", "## In words", "", *in_words(variants, diffs, baseline)]

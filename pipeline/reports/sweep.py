@@ -91,7 +91,7 @@ def summarise(paths: dict[str, list[PathPoint]], settings: ReportConfig) -> dict
         base = points[0]
         family = Family(len(points) - 1, settings.alpha)
         rows = []
-        changes: dict[float, dict[str, Any]] = {}
+        row_of: dict[float, dict[str, Any]] = {}  # by strength
         for p in points:
             row: dict[str, Any] = {"strength": p.strength, "n": len(p.per_seed)}
             for key in PATH_METRICS:
@@ -101,7 +101,7 @@ def summarise(paths: dict[str, list[PathPoint]], settings: ReportConfig) -> dict
                         key, p.values(key), base.values(key), family, margins[key]
                     )
                     row[f"change_{key}"] = change.to_json()
-            changes[p.strength] = row
+            row_of[p.strength] = row
             rows.append(row)
         best = best_point(points)
         out[technique] = {
@@ -109,7 +109,7 @@ def summarise(paths: dict[str, list[PathPoint]], settings: ReportConfig) -> dict
             "best_strength": best.strength,
             "best_val_loss": mean_interval(list(best.values("best_val_loss").values())).to_json(),
             "best_change_val_loss": (
-                None if best is base else changes[best.strength]["change_best_val_loss"]
+                None if best is base else row_of[best.strength]["change_best_val_loss"]
             ),
         }
     return out
