@@ -4,11 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study sweep noise test test-fast chaos readme bench bench-grid lint format ui server clean
+.PHONY: study budget sweep noise test test-fast chaos readme bench bench-grid lint format ui server clean
 
-study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> report
+study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> rounds -> report
 	dvc repro
 	python -m pipeline next-steps
+
+budget: $(VENV)/.installed  ## the default study with rounds.max 12 -> reports/budget/ (what more seeds decide)
+	python scripts/larger_budget.py --max 12
+	python scripts/readme_findings.py
 
 sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/
 	dvc repro sweep-stages/dvc.yaml
@@ -59,17 +63,17 @@ server: $(VENV)/.cluster  ## a shared MLflow tracking server on 127.0.0.1:5001 (
 # they are not among the packages MLflow scans in every training process.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-cache-dir --upgrade pip
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[dev]"
 	touch $@
 
 $(VENV)/.cluster: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[cluster]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[cluster]"
 	touch $@
 
 clean:  ## remove pipeline outputs and the tracking store (keeps the environment)
-	rm -rf data/prepared models metrics sweeps logs mlflow.db mlruns dvc_plots .train-*
+	rm -rf data/prepared models metrics rounds sweeps logs mlflow.db mlruns dvc_plots .train-*

@@ -3,8 +3,9 @@
 A variant and the baseline trained with the same seed share the split, the initial weights'
 random stream and the batch order, so a change is taken seed by seed (`stats`). The
 comparisons made on one measure form a family (`Family`): each gets a t-interval at
-1 − α/m for m comparisons (Bonferroni), so that with probability at least 1 − α every
-interval of the family holds its true difference at once. Each verdict reads its interval:
+1 − α/(m·K) for m comparisons read at K planned looks (Bonferroni; K = 1 unless seeds are
+added in rounds, `rounds`), so that with probability at least 1 − α every interval of the
+family, at every look, holds its true difference at once. Each verdict reads its interval:
 
 - better / worse (the metric's words): the interval excludes zero and is not within ±δ;
 - equivalent: the interval lies within ±δ, δ being the smallest difference that matters;
@@ -34,15 +35,21 @@ POWER = 0.8  # for the smallest detectable difference of an undecided verdict
 
 @dataclass(frozen=True)
 class Family:
-    """The comparisons made on one measure: how many, and their family-wise error rate."""
+    """The comparisons made on one measure: how many, at how many looks, and their
+    family-wise error rate."""
 
     size: int
     alpha: float = 0.05
+    looks: int = 1  # the planned looks of seeds added in rounds
+
+    @property
+    def level(self) -> float:
+        """Each interval's share of α: α/(m·K) (Bonferroni over comparisons and looks)."""
+        return self.alpha / (max(1, self.size) * self.looks)
 
     @property
     def confidence(self) -> float:
-        """Each interval's confidence: 1 − α/m (Bonferroni)."""
-        return 1 - self.alpha / max(1, self.size)
+        return 1 - self.level
 
 
 def verdict(metric: Metric, diff: PairedDifference, delta: float) -> str:
@@ -80,8 +87,7 @@ class Comparison:
         power at the family's level; else NaN."""
         if self.verdict != UNDECIDED:
             return math.nan
-        level = self.family.alpha / max(1, self.family.size)
-        return detectable(self.diff.sd, self.diff.n, level, POWER)
+        return detectable(self.diff.sd, self.diff.n, self.family.level, POWER)
 
     def to_json(self) -> dict[str, Any]:
         """The corrected interval (`low`, `high`), the uncorrected one (`raw_low`, `raw_high`),
@@ -91,6 +97,7 @@ class Comparison:
             "sd": self.diff.sd,
             "confidence": self.family.confidence,
             "comparisons": self.family.size,
+            "looks": self.family.looks,
             "raw_low": self.raw.low,
             "raw_high": self.raw.high,
             "delta": self.delta,
@@ -130,12 +137,13 @@ def compare_variants(
     keys: Sequence[str],
     alpha: float,
     margins: Mapping[str, float],
+    looks: int = 1,
 ) -> dict[str, dict[str, Comparison]]:
     """Every variant but the baseline against it, on each metric of `keys`; the variants'
-    comparisons on one metric are a family."""
+    comparisons on one metric are a family, read at `looks` planned looks."""
     base = next(v for v in variants if v.name == baseline)
     others = [v for v in variants if v.name != baseline]
-    family = Family(len(others), alpha)
+    family = Family(len(others), alpha, looks)
     return {
         v.name: {
             k: against_baseline(

@@ -84,6 +84,16 @@ def train(variant: str, resume: bool, params_path: str, **knobs: str | None) -> 
 
 
 @main.command()
+@params_option
+@fail_cleanly
+def rounds(params_path: str) -> None:
+    """More seeds, in rounds, for the variants still undecided (params.yaml's `rounds`) and
+    the baseline they pair with: rounds/. With `rounds: null` it trains nothing."""
+    params, layout = load(params_path)
+    stage("rounds").rounds(params, layout)
+
+
+@main.command()
 @click.option("--no-mlflow", is_flag=True, help="Write the report files only.")
 @params_option
 @fail_cleanly

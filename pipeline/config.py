@@ -7,6 +7,7 @@ tracked. Code below this module receives these objects, never dicts of strings.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Any, Literal
 
@@ -62,6 +63,26 @@ class ModelConfig(_Frozen):
 
     hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field(default=[512, 512], min_length=1)
     activation: Literal["relu", "gelu", "tanh"] = "relu"
+
+
+class SeedRounds(_Frozen):
+    """More seeds, in rounds, for the variants whose verdicts are still undecided after
+    `train.seeds` (the `rounds` section): `step` more per round for each such variant and for
+    the baseline, up to `max` per variant (the `rounds` module)."""
+
+    max: int = Field(ge=2)
+    step: int = Field(2, ge=1)
+
+    def seed_order(self, seeds: list[int]) -> list[int]:
+        """Every seed the study may train: `seeds`, then the ones the rounds add, in order
+        (the smallest seeds not among them)."""
+        more = (s for s in itertools.count() if s not in seeds)
+        return [*seeds, *itertools.islice(more, self.max - len(seeds))]
+
+    def looks(self, seeds: list[int]) -> tuple[int, ...]:
+        """How many seeds the verdicts are read at: len(seeds), then each round's step more,
+        up to max."""
+        return (*range(len(seeds), self.max, self.step), self.max)
 
 
 class TrainConfig(_Frozen):
@@ -192,6 +213,7 @@ class Params(_Frozen):
     variants: dict[str, Variant] = Field(min_length=1)
     mlflow: MlflowConfig = MlflowConfig()
     report: ReportConfig = ReportConfig()
+    rounds: SeedRounds | None = None
     sweep: Sweep = Sweep()
 
     @model_validator(mode="after")
@@ -209,6 +231,11 @@ class Params(_Frozen):
                     f"variants.{name}.dropout has {len(variant.dropout)} rates but the model has "
                     f"{len(self.model.hidden_sizes)} hidden layers"
                 )
+        if self.rounds is not None:
+            if len(self.train.seeds) < 2:
+                raise ValueError("rounds need at least 2 train.seeds first (an interval needs two)")
+            if self.rounds.max < len(self.train.seeds):
+                raise ValueError("rounds.max must be at least the number of train.seeds")
         if self.report.baseline not in self.variants:
             raise ValueError(f"report.baseline {self.report.baseline!r} is not one of the variants")
         return self

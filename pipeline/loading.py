@@ -20,7 +20,9 @@ from .errors import ConfigError
 from .techniques import TECHNIQUES
 
 # Labels pydantic adds to an error's location for the members of a union: not keys.
-_UNION_MEMBER = re.compile(r"(constrained-)?(float|int|str|bool)|list\[.*\]|function-.*")
+_UNION_MEMBER = re.compile(
+    r"(constrained-)?(float|int|str|bool)|list\[.*\]|function-.*|seeds-(list|rounds)"
+)
 
 
 class _Yaml12Loader(yaml.SafeLoader):

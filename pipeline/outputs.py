@@ -7,6 +7,8 @@ half-written folder for a result:
 - `metrics/<variant>/runs.json`: per seed, its hyperparameters and summary (`RunRecord`);
 - `metrics/<variant>/summary.json` and `curves.csv`: means over seeds (DVC metrics and plots);
 - `metrics/<variant>/missing.json`: runs that did not finish (a Ray study only).
+Per seed added in rounds (`rounds`): `rounds/<variant>/seed<k>/`, its record (history and
+what it was trained with included) and kept weights; `rounds/rounds.json`, what the rounds did.
 Per strength-path point: `sweeps/<technique>/<strength>/seed<k>.json`.
 
 These hold results only. Each run's MLflow run id and seconds go to `logs/` (`Layout`), which
@@ -118,10 +120,13 @@ def seed_mean(records: Sequence[RunRecord]) -> dict[str, Any]:
     return {"n_seeds": len(records), **means}
 
 
-def read_variant(layout: Layout, params: Params, name: str) -> VariantRuns:
-    """A variant's finished runs and, of the study's seeds, those that did not finish. Every
-    run must have been trained with the settings params.yaml holds now: a report must not
-    name a variant by settings its runs did not have."""
+def read_variant(
+    layout: Layout, params: Params, name: str, added: Sequence[int] = ()
+) -> VariantRuns:
+    """A variant's finished runs (its train stage's, and the seeds `added` by the rounds) and,
+    of the study's seeds, those that did not finish. Every run must have been trained with the
+    settings params.yaml holds now: a report must not name a variant by settings its runs did
+    not have."""
     seeds = params.train.seeds
     folder = layout.metrics(name)
     runs_path, history_path = folder / "runs.json", folder / "history.csv"
@@ -146,6 +151,14 @@ def read_variant(layout: Layout, params: Params, name: str) -> VariantRuns:
             )
     history = read_history(history_path)
     records = [RunRecord.from_json(e, history.get(int(e["seed"]), [])) for e in entries or []]
+    stored = read_round_seeds(layout, name)
+    for seed in added:
+        if seed not in stored:
+            raise DataError(
+                f"{layout.round_seed(name, seed)}: missing; run the rounds again "
+                "(`python -m pipeline rounds` or `dvc repro`)"
+            )
+        records.append(stored[seed][1])
     for record in records:
         [spec] = run_specs(params, name, [record.seed])
         if record.hyperparameters != spec.hyperparameters():
@@ -170,10 +183,66 @@ def read_history(path: Path) -> dict[int, list[dict[str, float]]]:
 
 
 def read_weights(layout: Layout, variant: str, seed: int) -> dict[str, np.ndarray]:
-    """A seed's kept weights, by parameter name (safetensors: nothing is unpickled)."""
+    """A seed's kept weights, by parameter name (safetensors: nothing is unpickled), from its
+    train stage or from the rounds."""
     from safetensors.numpy import load_file
 
-    return load_file(layout.model_folder(variant, seed) / "model.safetensors")
+    folder = layout.model_folder(variant, seed)
+    if not folder.is_dir():
+        folder = layout.round_seed(variant, seed)
+    return load_file(folder / "model.safetensors")
+
+
+# --- seeds added in rounds ----------------------------------------------------------------------
+
+
+def write_round_seed(layout: Layout, record: RunRecord, made_with: str) -> None:
+    """A seed the rounds added: `rounds/<variant>/seed<k>/` swapped in whole, with its record,
+    its history and `made_with` (what decides whether a later run of the rounds may reuse it),
+    and its kept weights. Written as soon as it has trained: an interrupted round keeps it."""
+    target = layout.round_seed(record.variant, record.seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        entry = {**record.to_json(), "history": record.history, "made_with": made_with}
+        (staging / "record.json").write_text(json_text(entry, indent=1))
+        for name, content in record.model_files.items():
+            (staging / name).write_bytes(content)
+        replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_atomic(layout.round_log(record.variant, record.seed), json_text(record.provenance()))
+
+
+def read_round_seeds(layout: Layout, variant: str) -> dict[int, tuple[str, RunRecord]]:
+    """The seeds the rounds have added to `variant`: seed -> (made_with, record)."""
+    found = {}
+    for path in sorted(layout.round_seeds(variant).glob("seed*/record.json")):
+        entry = json.loads(path.read_text())
+        found[int(entry["seed"])] = (
+            str(entry["made_with"]),
+            RunRecord.from_json(entry, entry["history"]),
+        )
+    return found
+
+
+def write_rounds(layout: Layout, record: dict[str, Any], kept: dict[str, Sequence[int]]) -> None:
+    """`rounds/rounds.json`; and of the seeds stored under `rounds/`, only those `kept` (by
+    variant) stay, so that the folder holds what the report reads and nothing else."""
+    for folder in sorted(layout.rounds.glob("*/*")) if layout.rounds.is_dir() else []:
+        variant, seed = folder.parent.name, folder.name.removeprefix("seed")
+        if not (seed.isdigit() and int(seed) in kept.get(variant, ())):
+            shutil.rmtree(folder)  # a seed no longer used, or what an interrupt left
+    for folder in sorted(layout.rounds.glob("*/")) if layout.rounds.is_dir() else []:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    write_atomic(layout.rounds_record, json_text(record))
+
+
+def read_rounds(layout: Layout) -> dict[str, Any] | None:
+    """What `write_rounds` wrote, or None before the rounds have run."""
+    path = layout.rounds_record
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 # --- strength paths ---------------------------------------------------------------------------

@@ -68,6 +68,28 @@ class Layout:
         """Temporary folders in the root in which a variant's outputs are put together."""
         return ".train-"
 
+    # --- seeds added in rounds: rounds/<variant>/seed<k>/, and what the rounds did ---
+    @property
+    def rounds(self) -> Path:
+        return self.root / "rounds"
+
+    @property
+    def rounds_record(self) -> Path:
+        """Each variant's seeds and why it stopped, and the verdicts read at each look."""
+        return self.rounds / "rounds.json"
+
+    def round_seeds(self, variant: str) -> Path:
+        return self.rounds / variant
+
+    def round_seed(self, variant: str, seed: int) -> Path:
+        """A seed added by the rounds: `record.json` (its record, history included) and its
+        kept weights, as in `models/<variant>/seed<k>/`."""
+        return self.round_seeds(variant) / f"seed{seed}"
+
+    def round_log(self, variant: str, seed: int) -> Path:
+        """The MLflow run and the seconds of a seed added by the rounds (not hashed)."""
+        return self.root / "logs" / "rounds" / variant / f"seed{seed}.json"
+
     # --- strength paths ---
     @property
     def sweeps(self) -> Path:

@@ -1,6 +1,7 @@
-"""`study`: the three stages in one process (prepare, train every variant × seed, report), the
-seeds run here or as Ray tasks; or the stages of dvc.yaml by `dvc repro`. The one command that
-runs several stages, so it lives beside the command line, not among the stages."""
+"""`study`: the stages in one process (prepare, train every variant × seed, the rounds that add
+seeds where verdicts are undecided, report), the seeds run here or as Ray tasks; or the stages
+of dvc.yaml by `dvc repro`. The one command that runs several stages, so it lives beside the
+command line, not among the stages."""
 
 from __future__ import annotations
 
@@ -122,10 +123,13 @@ def study(
         with on_ray.session(plan):  # connected first: Ray refuses what it cannot run
             prepared = stage("prepare").prepare(params, layout)
             missing = on_ray.train_on_ray(params, layout, prepared, plan)
+            execute = on_ray.execute_on_ray(params, plan, missing)
+            stage("rounds").rounds(params, layout, execute, tracking.context_tags())
     else:
         stage("prepare").prepare(params, layout)
         for name in params.variants:
             stage("train").train_variant(params, layout, name)
+        stage("rounds").rounds(params, layout)
     stage("report").report(params, layout, log=True, join=False)
     click.echo(tracking.next_steps(layout.gap_report))
     if missing:

@@ -1,16 +1,24 @@
-"""Copy the gap report's comparison table into the README, between its findings markers.
+"""Copy the gap report's comparison table into the README, between its findings markers, and
+write what a larger seed budget decided (reports/budget/, `make budget`) between its own.
 
-The README's findings are the report's, not retyped: `make readme` runs this after a study,
-and a test fails when the README's table differs from reports/gap_report.md.
+The README's findings are the reports', not retyped: `make readme` runs this after a study,
+and a test fails when the README differs from what this writes.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- findings: from reports/gap_report.md -->", "<!-- end of findings -->"
+BUDGET = "<!-- budget: from reports/budget/ -->", "<!-- end of budget -->"
+COMPARED = {
+    "loss_gap_last": "loss gap",
+    "best_val_loss": "best val loss",
+    "test_accuracy": "test accuracy",
+}
 HEADING = "## Change against"
 
 
@@ -23,15 +31,69 @@ def findings_table(report: str) -> str:
     return "\n".join(lines[first:end])
 
 
+def between(text: str, markers: tuple[str, str], content: str) -> str:
+    before, rest = text.split(markers[0], 1)
+    _, after = rest.split(markers[1], 1)
+    return f"{before}{markers[0]}\n{content}\n{markers[1]}{after}"
+
+
 def with_findings(readme: str, report: str) -> str:
-    before, rest = readme.split(START, 1)
-    _, after = rest.split(END, 1)
-    return f"{before}{START}\n{findings_table(report)}\n{END}{after}"
+    return between(readme, (START, END), findings_table(report))
+
+
+def verdicts(summary: dict) -> dict[tuple[str, str], str]:
+    return {
+        (name, key): entry["vs_baseline"][key]["verdict"]
+        for name, entry in summary["variants"].items()
+        if "vs_baseline" in entry
+        for key in COMPARED
+    }
+
+
+def budget_text(default: dict, larger: dict, rounds: dict) -> str:
+    """What the larger budget decided that the default left undecided, in sentences."""
+    before, after = verdicts(default), verdicts(larger)
+    seeds = {name: entry["n_seeds"] for name, entry in larger["variants"].items()}
+    decided = [
+        f"{name}'s {COMPARED[key]} *{after[name, key]}* (n = {seeds[name]})"
+        for (name, key), verdict in before.items()
+        if verdict == "undecided" and after[name, key] != "undecided"
+    ]
+    changed = [  # other seeds may give another decided verdict: said, not hidden
+        f"{name}'s {COMPARED[key]}: {verdict} → {after[name, key]}"
+        for (name, key), verdict in before.items()
+        if verdict != "undecided" and after[name, key] != verdict
+    ]
+    open_ = sum(v == "undecided" for v in after.values())
+    lines = [
+        f"With `rounds.max: {rounds['looks'][-1]}` "
+        "([its report](reports/budget/gap_report.md)) "
+        f"the variants took {min(seeds.values())} to {max(seeds.values())} seeds, and "
+        f"{len(decided)} of the {sum(v == 'undecided' for v in before.values())} verdicts the "
+        "default budget leaves undecided were decided: "
+        + ("; ".join(decided) if decided else "none")
+        + f". Still undecided: {open_} of {len(after)}."
+    ]
+    if changed:
+        lines.append("Verdicts that differ from the default budget's: " + "; ".join(changed) + ".")
+    return "\n".join(lines)
 
 
 def main() -> None:
     readme = ROOT / "README.md"
-    text = with_findings(readme.read_text(), (ROOT / "reports" / "gap_report.md").read_text())
+    reports = ROOT / "reports"
+    text = with_findings(readme.read_text(), (reports / "gap_report.md").read_text())
+    budget = reports / "budget"
+    if (budget / "summary.json").is_file():
+        text = between(
+            text,
+            BUDGET,
+            budget_text(
+                json.loads((reports / "summary.json").read_text()),
+                json.loads((budget / "summary.json").read_text()),
+                json.loads((budget / "rounds.json").read_text()),
+            ),
+        )
     if "--check" in sys.argv:
         sys.exit(0 if text == readme.read_text() else "README.md: findings differ from the report")
     readme.write_text(text)

@@ -43,6 +43,7 @@ TINY_PARAMS = {
     },
     "mlflow": {"experiment": "tiny-study", "log_model": True},
     "report": {"baseline": "baseline"},
+    "rounds": None,  # the seeds above, no more (dvc.yaml's rounds stage reads the key)
     # sweep-stages/dvc.yaml reads every technique's list; empty: no strength paths in these tests
     "sweep": {technique: [] for technique in SWEPT},
 }

@@ -59,6 +59,11 @@ FAILING_PARAMS = copy.deepcopy(GRID_PARAMS)
 FAILING_PARAMS["variants"]["unstable"] = {"optimizer": "sgd", "l2": 1.0e12}
 FAILING_PARAMS["train"]["parallel"] = 1  # one seed per task: a killed worker takes one run
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# The grid with one round that adds a third seed to what is undecided: on Ray too. At α = 1e-6
+# no interval on 2 or 3 seeds can decide a verdict, so the round surely runs.
+ROUNDS_GRID = copy.deepcopy(GRID_PARAMS)
+ROUNDS_GRID["rounds"] = {"max": 3, "step": 1}
+ROUNDS_GRID["report"] = {"baseline": "baseline", "alpha": 1e-6}
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +319,7 @@ def most_at_once(intervals: list[tuple[int, int]]) -> int:
 def test_ray_cluster_runs_the_grid_into_the_shared_server(
     tmp_path: Path, postgres_server: str, ray_head: RayHead
 ) -> None:
-    repo = scratch_repo(tmp_path / "repo", GRID_PARAMS)
+    repo = scratch_repo(tmp_path / "repo", ROUNDS_GRID)
     run = make_runner(repo)
     done = run(
         PY,
@@ -337,7 +342,14 @@ def test_ray_cluster_runs_the_grid_into_the_shared_server(
     experiment_id, found = server_runs(postgres_server, "grid")
     trained = [r for r in found if tags_of(r).get("kind") == "train"]
     names = [r["info"]["run_name"] for r in trained]
-    assert sorted(names) == sorted(RUN_NAMES), "every run once: none lost, none duplicated"
+    rounds = json.loads((repo / "rounds" / "rounds.json").read_text())
+    seeds = {name: outcome["seeds"] for name, outcome in rounds["variants"].items()}
+    expected = {f"{v}-seed{s}" for v, n in seeds.items() for s in range(n)}
+    assert sorted(names) == sorted(expected), "every run once: none lost, none duplicated"
+    # Undecided on 2 seeds (see ROUNDS_GRID): the round trained a third of each, as Ray tasks.
+    assert seeds == {"baseline": 3, "l2": 3}
+    added = [r for r in trained if tags_of(r).get("round") == "1"]
+    assert sorted(r["info"]["run_name"] for r in added) == ["baseline-seed2", "l2-seed2"]
     epochs = GRID_PARAMS["train"]["epochs"]
     for r in trained:
         info = r["info"]
@@ -367,12 +379,24 @@ def test_ray_cluster_runs_the_grid_into_the_shared_server(
         v: json.loads((repo / "metrics" / v / "runs.json").read_text())
         for v in GRID_PARAMS["variants"]
     }
+    added_on_ray = read_added(repo)
+    shutil.rmtree(repo / "rounds")  # trained again here, not reused
     run(PY, "-m", "pipeline", "study")  # in-process, into a local SQLite store
     for variant, runs in on_ray.items():
         local = json.loads((repo / "metrics" / variant / "runs.json").read_text())
         assert [results(r) for r in runs] == [results(r) for r in local], variant
+    assert read_added(repo) == added_on_ray
+    assert json.loads((repo / "rounds" / "rounds.json").read_text()) == rounds
     for seed in GRID_PARAMS["train"]["seeds"]:
         assert (repo / "models" / "l2" / f"seed{seed}" / "model.safetensors").is_file()
+
+
+def read_added(repo: Path) -> dict[str, dict]:
+    """The summaries of the seeds the rounds added, by folder."""
+    return {
+        str(path.parent.relative_to(repo)): json.loads(path.read_text())["summary"]
+        for path in sorted((repo / "rounds").glob("*/seed*/record.json"))
+    }
 
 
 def results(run: dict) -> dict:

@@ -130,6 +130,19 @@ BAD = [
     ("seeds-duplicate", [(("train", "seeds"), [0, 1, 1])], "train.seeds: seeds must be distinct"),
     ("seeds-empty", [(("train", "seeds"), [])], "train.seeds"),
     ("seeds-negative", [(("train", "seeds"), [0, -1])], "train.seeds"),
+    (
+        "rounds-below-seeds",
+        [(("rounds",), {"max": 2})],
+        "rounds.max must be at least the number of train.seeds",
+    ),
+    (
+        "rounds-one-seed",
+        [(("train", "seeds"), [0]), (("rounds",), {"max": 5})],
+        "rounds need at least 2 train.seeds first",
+    ),
+    ("rounds-step-zero", [(("rounds",), {"max": 5, "step": 0})], "rounds.step"),
+    ("rounds-unknown-key", [(("rounds",), {"max": 5, "mn": 3})], "unknown key 'rounds.mn'"),
+    ("rounds-without-max", [(("rounds",), {"step": 1})], "rounds.max: required"),
     ("device-tpu", [(("train", "device"), "tpu")], "train.device"),
     ("device-cuda-junk", [(("train", "device"), "cuda:x")], "train.device"),
     ("threads-negative", [(("train", "threads"), -1)], "train.threads"),
@@ -292,3 +305,11 @@ def test_a_key_written_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
     # The same key in different mappings, and YAML's merge key, are not repeats.
     path.write_text("a: &shared\n  x: 1\nb:\n  <<: *shared\n  y: 2\nc:\n  x: 3\n")
     assert read_yaml(path) == {"a": {"x": 1}, "b": {"x": 1, "y": 2}, "c": {"x": 3}}
+
+
+def test_rounds_plan_their_looks(valid: dict[str, Any]) -> None:
+    params = parse_params(edited(valid, [(("rounds",), {"max": 10, "step": 3})]))
+    assert params.rounds is not None
+    assert params.rounds.looks(params.train.seeds) == (3, 6, 9, 10)  # the last look at max
+    assert params.rounds.seed_order(params.train.seeds) == list(range(10))
+    assert parse_params(valid).rounds is None  # left out: no rounds

@@ -174,7 +174,7 @@ def test_editing_one_variant_retrains_only_it(reproduced: Path) -> None:
     params["variants"]["l2"]["l2"] = 0.002
     (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run("dvc", "status", "dvc.yaml", "--json").stdout)
-    assert set(status) == {"train@l2", "report"}
+    assert set(status) == {"train@l2", "rounds", "report"}
 
 
 def test_exp_run_with_set_param(tiny_repo: Path) -> None:

@@ -75,11 +75,12 @@ SWEEP = yaml.safe_load(sweep_dvc_yaml())["stages"]
     [
         (STUDY["prepare"], "prepare"),
         (STUDY["train"]["do"], "train"),
+        (STUDY["rounds"], "rounds"),
         (STUDY["report"], "report"),
         (SWEEP["sweep-l2"], "sweep_point"),
         (SWEEP["sweep-report"], "sweep_report"),
     ],
-    ids=["prepare", "train", "report", "sweep-point", "sweep-report"],
+    ids=["prepare", "train", "rounds", "report", "sweep-point", "sweep-report"],
 )
 def test_a_stage_depends_on_the_code_it_runs_and_no_other(stage: dict, module: str) -> None:
     declared, runs = code_deps(stage), code_of(module)
@@ -112,3 +113,10 @@ def test_only_the_commands_import_a_stage() -> None:
     text = (PACKAGE / "cli.py").read_text() + (PACKAGE / "study_command.py").read_text()
     called = set(re.findall(r'stage\("(\w+)"\)', text))
     assert called == {path.stem for path in stages}
+
+
+def test_only_the_rounds_and_the_report_read_the_seed_budget() -> None:
+    """A new seed budget (`rounds`) retrains no seed of the train stages or strength paths."""
+    assert "rounds" in STUDY["rounds"]["params"]
+    for stage in (STUDY["train"]["do"], SWEEP["sweep-l2"], SWEEP["sweep-report"]):
+        assert "rounds" not in stage["params"]

@@ -41,11 +41,15 @@ def _same(logged: str, wanted: str) -> bool:
 
 def training_runs(runs: list[Any], experiment: str, by: str, where: dict[str, str]) -> list:
     """The study's training runs among MLflow's finished `runs` (not sweep points, not
-    reports, not overrides) that log `by` and match `where`."""
+    reports, not overrides, not seeds added in rounds) that log `by` and match `where`."""
     out, seen_params = [], set()
     for run in runs:
         tags, params = run.data.tags, run.data.params
         if "variant" not in tags or tags.get("kind", "train") != "train":
+            continue
+        if tags.get("round"):
+            # A seed the rounds added was chosen by its own study's verdicts: across studies
+            # only the seeds every variant trained count (one look, no stopping rule).
             continue
         seen_params |= set(params)
         if by not in params or not all(

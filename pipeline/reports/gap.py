@@ -17,6 +17,7 @@ from ..config import ReportConfig
 from ..metrics import COMPARED, METRICS, REPORT_SUMMARY
 from ..outputs import VariantRuns
 from ..records import MissingRun
+from ..rounds import DRIVING, Rounds
 from .tables import detectable_text, interval, magnitude, mean_sd, table, verdict_cell
 
 # The first table: the state at the end of training, and the best epoch's scores.
@@ -37,16 +38,17 @@ FIGURES = (
 
 
 def conditions(
-    meta: dict[str, Any], variants: Sequence[VariantRuns], settings: ReportConfig
+    meta: dict[str, Any], variants: Sequence[VariantRuns], settings: ReportConfig, done: Rounds
 ) -> dict:
-    """What the numbers rest on: data, seeds, network and training, device, versions, and the
-    verdicts' error rate and margins."""
+    """What the numbers rest on: data, seeds (and the looks they were read at), network and
+    training, device, versions, and the verdicts' error rate and margins."""
     first = variants[0].records[0].hyperparameters
     return {
         "dataset": meta["dataset"],
         "sizes": meta["sizes"],
         "label_noise": meta["label_noise"],
         "seeds": sorted({r.seed for v in variants for r in v.records}),
+        "looks": list(done.schedule.looks),
         "hidden_sizes": first["hidden_sizes"],
         "epochs": first["epochs"],
         "batch_size": first["batch_size"],
@@ -84,11 +86,15 @@ def summarise(
     diffs: dict[str, dict[str, Comparison]],
     cond: dict[str, Any],
     missing: Sequence[MissingRun],
+    done: Rounds,
 ) -> dict[str, Any]:
     """The JSON that DVC reads as the study's metrics."""
     out: dict[str, Any] = {"conditions": cond, "variants": {}}
     for v in variants:
-        entry: dict[str, Any] = {"n_seeds": len(v.records)}
+        entry: dict[str, Any] = {
+            "n_seeds": len(v.records),
+            "stopped": done.outcomes[v.name].stopped,
+        }
         for key in REPORT_SUMMARY:
             mean, sd = v.mean_sd(key)
             entry[key] = {"mean": mean, "sd": sd}
@@ -106,17 +112,26 @@ def markdown(
     diffs: dict[str, dict[str, Comparison]],
     cond: dict[str, Any],
     missing: Sequence[MissingRun],
+    done: Rounds,
 ) -> str:
     baseline = cond["baseline"]
     n_seeds = len(cond["seeds"])
+    looks = len(done.schedule.looks)
+    if done.schedule.adaptive:
+        seeds_text = (
+            f"seeds added in rounds until decided: {done.schedule.looks[0]} to "
+            f"{done.schedule.looks[-1]} per variant (*Seeds* below)"
+        )
+    else:
+        how_many = "some runs missing" if missing else f"{n_seeds} per variant"
+        seeds_text = f"seeds {cond['seeds']} ({how_many})"
     lines = [
         "# Generalization gap report",
         "",
         f"Dataset **{cond['dataset']}** (train {cond['sizes']['train']}, val "
         f"{cond['sizes']['val']}, test {cond['sizes']['test']}; label noise "
         f"{cond['label_noise']:g}), MLP {cond['hidden_sizes']}, {cond['epochs']} epochs, batch "
-        f"{cond['batch_size']}, lr {cond['lr']:g}, seeds {cond['seeds']} "
-        f"({'some runs missing' if missing else f'{n_seeds} per variant'}), "
+        f"{cond['batch_size']}, lr {cond['lr']:g}, {seeds_text}, "
         f"device {', '.join(cond['device'])}, torch {cond['torch']}, Python {cond['python']}.",
         "",
         "Losses are the data loss (cross-entropy, eval mode, no penalty) over the whole split. "
@@ -125,6 +140,7 @@ def markdown(
         "of lowest val loss. Values are mean ± sd over seeds.",
         "",
         *missing_section(missing),
+        *seeds_section(done),
         "## Gap at the end of training",
         "",
     ]
@@ -156,7 +172,13 @@ def markdown(
         )
         + f". The intervals of a column hold together with {100 * (1 - cond['alpha']):g} % "
         "confidence "
-        f"(Bonferroni over its {len(diffs)} comparisons). A verdict reads its interval: better "
+        f"(Bonferroni over its {len(diffs)} comparisons"
+        + (
+            f" and the {looks} looks of the rounds, each interval at every look"
+            if looks > 1
+            else ""
+        )
+        + "). A verdict reads its interval: better "
         "or worse (for the gap: closes or widens it) where it excludes zero and is not within "
         f"±δ; *equivalent* where it lies within ±δ ({margins_text(cond['equivalence'])}); "
         "*undecided* otherwise, with the smallest difference these seeds would detect 80 % of "
@@ -262,6 +284,27 @@ def in_words(
     return lines
 
 
+def seeds_section(done: Rounds) -> list[str]:
+    """With seeds added in rounds: each variant's seeds and why it stopped."""
+    if not done.schedule.adaptive:
+        return []
+    driving = " and ".join(METRICS[k].label for k in DRIVING)
+    rows = [[name, str(o.seeds), o.stopped] for name, o in done.outcomes.items()]
+    return [
+        "## Seeds",
+        "",
+        f"Seeds were added in rounds: {done.schedule.looks[0]} for every variant, then more for "
+        f"each variant whose verdicts on {driving} were still undecided (and for the baseline "
+        f"they pair with), looking at {', '.join(map(str, done.schedule.looks))} seeds. Test "
+        "accuracy never drives a choice, so it does not decide who gets more seeds. Each "
+        "interval below is corrected for every look the rounds could make, so looking after "
+        "each round does not raise the error rate.",
+        "",
+        *table(["variant", "seeds", "stopped because"], rows),
+        "",
+    ]
+
+
 def missing_section(missing: Sequence[MissingRun]) -> list[str]:
     """The runs that did not finish, by name, above every table that lacks them."""
     if not missing:
@@ -283,11 +326,13 @@ def gap_report(
     meta: dict[str, Any],
     settings: ReportConfig,
     missing: Sequence[MissingRun],
+    done: Rounds,
 ) -> tuple[dict[str, Any], str]:
-    """(summary.json, gap_report.md) of the finished variants."""
+    """(summary.json, gap_report.md) of the finished variants, their seeds as `done` says."""
     margins = settings.equivalence.model_dump()
-    diffs = compare_variants(variants, settings.baseline, COMPARED, settings.alpha, margins)
-    cond = conditions(meta, variants, settings)
-    return summarise(variants, diffs, cond, missing), markdown(
-        variants, labels, diffs, cond, missing
+    looks = len(done.schedule.looks)
+    diffs = compare_variants(variants, settings.baseline, COMPARED, settings.alpha, margins, looks)
+    cond = conditions(meta, variants, settings, done)
+    return summarise(variants, diffs, cond, missing, done), markdown(
+        variants, labels, diffs, cond, missing, done
     )

@@ -14,12 +14,16 @@ from ..files import files_into, json_text, write_atomic
 from ..paths import Layout
 from ..reports import figures
 from ..reports.gap import gap_report
+from ..rounds import rounds_for_report
 from ..spec import run_specs
 
 
 def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     """The gap report from every variant's outputs: `reports/`, and an MLflow run of it."""
-    loaded = [outputs.read_variant(layout, params, name) for name in params.variants]
+    done = rounds_for_report(params, layout)
+    loaded = [
+        outputs.read_variant(layout, params, name, done.added(name)) for name in params.variants
+    ]
     missing = [m for v in loaded for m in v.missing]
     variants = [v for v in loaded if v.records]
     baseline = params.report.baseline
@@ -29,7 +33,9 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
             + "; ".join(f"{m.run_name}: {m.reason}" for m in missing)
         )
     labels = {v.name: run_specs(params, v.name)[0].label for v in variants}
-    summary, text = gap_report(variants, labels, load_meta(layout.prepared), params.report, missing)
+    summary, text = gap_report(
+        variants, labels, load_meta(layout.prepared), params.report, missing, done
+    )
     history = pd.DataFrame([row for v in variants for r in v.records for row in r.history_rows()])
     by_name = {v.name: v for v in variants}
     with files_into(layout.figures) as staging:
@@ -58,11 +64,16 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
         **tracking.context_tags(),
     }
     with run_lifecycle.tracked_run(params.mlflow.experiment, "report", tags, join) as run:
-        metrics = {}
+        metrics, stops = {}, {}
         for name, entry in summary["variants"].items():
             metrics[f"loss_gap_last.{name}"] = entry["loss_gap_last"]["mean"]
             metrics[f"test_accuracy.{name}"] = entry["test_accuracy"]["mean"]
+            metrics[f"n_seeds.{name}"] = entry["n_seeds"]
+            stops[f"stopped.{name}"] = entry["stopped"]
+            for key, change in entry.get("vs_baseline", {}).items():
+                stops[f"verdict.{key}.{name}"] = change["verdict"]
         mlflow.log_metrics(metrics)
+        mlflow.set_tags(stops)
         for path in (layout.gap_report, layout.summary):
             mlflow.log_artifact(str(path))
         mlflow.log_artifacts(str(layout.figures), artifact_path="figures")

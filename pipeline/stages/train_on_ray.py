@@ -4,6 +4,7 @@ report names it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from ..paths import Layout
 from ..records import MissingRun
 from ..run import RunContext
 from ..signals import signals_held
-from ..spec import study_specs
+from ..spec import RunSpec, study_specs
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,18 @@ def train_on_ray(
                 [m for m in missing if m.variant == name],
             )
     return missing
+
+
+def execute_on_ray(params: Params, plan: RayPlan, missing: list[MissingRun]) -> Callable:
+    """Inside a `session`: who trains the rounds' seeds (`rounds.rounds`'s `execute`), as
+    Ray tasks too; the runs of theirs that do not finish are added to `missing`."""
+
+    def execute(prepared: Prepared):
+        def run(specs: list[RunSpec], context: RunContext):
+            records, lost = on_ray.run_on_ray(specs, prepared, params, context, plan.resources)
+            missing.extend(lost)
+            return records, lost
+
+        return run
+
+    return execute

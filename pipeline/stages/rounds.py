@@ -1,0 +1,138 @@
+"""The rounds stage: more seeds for the variants whose verdicts are still undecided after their
+train stages, and for the baseline they pair with, until each is decided or `rounds.max`
+is reached (`rounds.seeds_until_decided`); `rounds/`.
+
+With `rounds: null` it trains nothing and writes the one look `train.seeds` makes. A seed
+stored by an earlier run of this stage is reused, not trained again, when it was trained with
+the same settings, data and device beside the same first-round results of its variant: code
+that changed any number changes those too. So editing one variant retrains only that variant, the
+seeds the rounds then need, and no other variant's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import click
+
+from .. import outputs
+from ..config import Params
+from ..data import Prepared, load_prepared
+from ..device import resolve_device
+from ..files import json_text
+from ..outputs import VariantRuns
+from ..paths import Layout
+from ..records import MissingRun, RunRecord
+from ..rounds import Rounds, Schedule, fixed, seeds_until_decided
+from ..run import RunContext
+from ..spec import RunSpec, run_specs
+
+# Who trains a round's runs: (specs, context) -> the records of those that finished, and the
+# runs that did not. In this process (`execute_here`) or on Ray.
+Execute = Callable[[list[RunSpec], RunContext], tuple[list[RunRecord], list[MissingRun]]]
+
+
+def execute_here(params: Params, prepared: Prepared) -> Execute:
+    from ..executors.local import on_device, run_here
+
+    data = on_device(params.train.device, prepared)
+
+    def execute(specs: list[RunSpec], context: RunContext):
+        return run_here(specs, data, context, params.train), []
+
+    return execute
+
+
+def made_with(layout: Layout, params: Params, prepared: Prepared, variant: str) -> str:
+    """What a seed the rounds add to `variant` is trained with: a digest of the data, the
+    device and threads, the variant's resolved settings, and its first-round results."""
+    first = layout.metrics(variant)
+    settings = {
+        "data": prepared.digest(),
+        "device": str(resolve_device(params.train.device)),
+        "threads": params.train.threads,
+        "settings": {
+            k: v
+            for k, v in run_specs(params, variant, [0])[0].hyperparameters().items()
+            if k != "seed"
+        },
+        "first_round": [
+            hashlib.sha256((first / name).read_bytes()).hexdigest()
+            for name in ("runs.json", "history.csv")
+        ],
+    }
+    return hashlib.sha256(json_text(settings).encode()).hexdigest()
+
+
+def rounds(
+    params: Params,
+    layout: Layout,
+    execute: Callable[[Prepared], Execute] | None = None,
+    tags: dict[str, str] | None = None,
+) -> Rounds:
+    """Read every variant's train-stage runs, add seeds in rounds where undecided, write
+    `rounds/`. `execute` makes who trains (default: this process)."""
+    schedule = Schedule.of(params.train.seeds, params.rounds)
+    names = list(params.variants)
+    margins = params.report.equivalence.model_dump()
+    if not schedule.adaptive:  # nothing to train
+        done = fixed(schedule, names, params.report.alpha, margins)
+        outputs.write_rounds(layout, done.to_json(), {})
+        return done
+    first = {name: outputs.read_variant(layout, params, name) for name in names}
+    prepared = load_prepared(layout.prepared)
+    keys = {name: made_with(layout, params, prepared, name) for name in names}
+    stored = {name: outputs.read_round_seeds(layout, name) for name in names}
+    executor = (execute or (lambda p: execute_here(params, p)))(prepared)
+    looks = iter(range(1, len(schedule.looks)))
+
+    def train(need: dict[str, list[int]]) -> dict[str, VariantRuns]:
+        """A round: the seeds `need` names, stored ones reused, the others trained."""
+        look = next(looks)
+        reused = {
+            name: [stored[name][s][1] for s in seeds if stored[name].get(s, ("",))[0] == keys[name]]
+            for name, seeds in need.items()
+        }
+        specs = [
+            spec
+            for name, seeds in need.items()
+            for spec in run_specs(params, name, seeds)
+            if spec.seed not in {r.seed for r in reused[name]}
+        ]
+        click.echo(
+            f"round {look}: {len(specs)} run(s) to train, {sum(map(len, reused.values()))} "
+            f"reused ({', '.join(need)})",
+            err=True,
+        )
+        context = RunContext.of(
+            params.mlflow, prepared.logged(), tags={**(tags or {}), "round": str(look)}
+        )
+        records, missing = executor(specs, context) if specs else ([], [])
+        for record in records:
+            outputs.write_round_seed(layout, record, keys[record.variant])
+        return {
+            name: VariantRuns(
+                name,
+                sorted(reused[name] + [r for r in records if r.variant == name], key=_seed),
+                [m for m in missing if m.variant == name],
+            )
+            for name in need
+        }
+
+    done = seeds_until_decided(
+        schedule, first, params.report.baseline, params.report.alpha, margins, train
+    )
+    first_seeds = set(schedule.first())
+    outputs.write_rounds(
+        layout,
+        done.to_json(),
+        {name: [s for s in done.seeds_of(name) if s not in first_seeds] for name in names},
+    )
+    for name, outcome in done.outcomes.items():
+        click.echo(f"{name}: {outcome.seeds} seeds ({outcome.stopped})", err=True)
+    return done
+
+
+def _seed(record: RunRecord) -> int:
+    return record.seed
