@@ -36,7 +36,8 @@ def main() -> None:
         # A study in a copy of the project, as a DVC experiment in `.dvc/tmp/exps/` is: DVC_ROOT
         # sends its runs to this project's store and `mlruns/` (paths.tracking_root).
         env = {**os.environ, "DVC_ROOT": str(ROOT)}
-        subprocess.run([sys.executable, "-m", "pipeline", "study"], cwd=folder, env=env, check=True)
+        python = os.path.abspath(sys.executable)  # the scratch folder is the working directory
+        subprocess.run([python, "-m", "pipeline", "study"], cwd=folder, env=env, check=True)
         OUT.mkdir(parents=True, exist_ok=True)
         for name in ("gap_report.md", "summary.json"):
             shutil.copyfile(folder / "reports" / name, OUT / name)

@@ -64,15 +64,17 @@ def budget_text(default: dict, larger: dict, rounds: dict) -> str:
         for (name, key), verdict in before.items()
         if verdict != "undecided" and after[name, key] != verdict
     ]
-    open_ = sum(v == "undecided" for v in after.values())
+    open_ = [key for (_, key), v in after.items() if v == "undecided"]
+    was_undecided = sum(v == "undecided" for v in before.values())
     lines = [
         f"With `rounds.max: {rounds['looks'][-1]}` "
         "([its report](reports/budget/gap_report.md)) "
-        f"the variants took {min(seeds.values())} to {max(seeds.values())} seeds, and "
-        f"{len(decided)} of the {sum(v == 'undecided' for v in before.values())} verdicts the "
-        "default budget leaves undecided were decided: "
-        + ("; ".join(decided) if decided else "none")
-        + f". Still undecided: {open_} of {len(after)}."
+        f"the variants took {min(seeds.values())} to {max(seeds.values())} seeds and decided "
+        f"{len(decided)} of the {was_undecided} verdicts the default budget leaves undecided"
+        + (": " + "; ".join(decided) if decided else "")
+        + f". Still undecided: {len(open_)} of {len(after)}, "
+        f"{open_.count('test_accuracy')} of them on test accuracy, which does not drive the "
+        "rounds."
     ]
     if changed:
         lines.append("Verdicts that differ from the default budget's: " + "; ".join(changed) + ".")

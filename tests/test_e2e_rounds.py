@@ -98,6 +98,14 @@ def test_an_unchanged_study_is_up_to_date_and_an_edit_retrains_only_its_variant(
     outcome = read(adaptive, "rounds/rounds.json")["variants"]["l2"]
     assert sorted(r.data.tags["variant"] for r in new) == ["l2"] * outcome["seeds"]
 
+    # A larger budget is the rounds stage's alone: no train stage would run again.
+    params["rounds"]["max"] = 4
+    (adaptive / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run("dvc", "status", "dvc.yaml", "--json").stdout)
+    assert set(status) == {"rounds"}
+    params["rounds"]["max"] = ROUNDS["max"]
+    (adaptive / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
 
 def test_the_same_params_give_the_same_added_seeds(adaptive: Path) -> None:
     run = make_runner(adaptive)

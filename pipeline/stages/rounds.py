@@ -114,7 +114,7 @@ def rounds(
         return {
             name: VariantRuns(
                 name,
-                sorted(reused[name] + [r for r in records if r.variant == name], key=_seed),
+                sorted(reused[name] + [r for r in records if r.variant == name], key=by_seed),
                 [m for m in missing if m.variant == name],
             )
             for name in need
@@ -134,5 +134,5 @@ def rounds(
     return done
 
 
-def _seed(record: RunRecord) -> int:
+def by_seed(record: RunRecord) -> int:
     return record.seed
