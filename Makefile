@@ -10,8 +10,8 @@ study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train e
 	dvc repro
 	python -m pipeline next-steps
 
-budget: $(VENV)/.installed  ## the default study with rounds.max 12 -> reports/budget/ (what more seeds decide)
-	python scripts/larger_budget.py --max 12
+budget: $(VENV)/.installed  ## the default study with rounds {max: 12, step: 3} -> reports/budget/ (what more seeds decide)
+	python scripts/larger_budget.py --max 12 --step 3
 	python scripts/readme_findings.py
 
 sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/

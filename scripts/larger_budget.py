@@ -1,10 +1,10 @@
 """The default study again with a larger seed budget (`rounds.max`), to show what more
 seeds decide: it runs `python -m pipeline study` in a scratch folder on params.yaml with only
-`rounds.max` changed, its runs going to this project's MLflow store under an experiment
+`rounds` changed, its runs going to this project's MLflow store under an experiment
 of their own, and copies the report to `reports/budget/`. The README's sentence on what a
 larger budget buys is written from that report (`scripts/readme_findings.py`).
 
-    python scripts/larger_budget.py [--max 12]     (make budget)
+    python scripts/larger_budget.py [--max 12] [--step 3]     (make budget)
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ OUT = ROOT / "reports" / "budget"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max", type=int, default=12, help="rounds.max (default: 12)")
-    budget = parser.parse_args().max
+    parser.add_argument("--step", type=int, default=3, help="rounds.step (default: 3)")
+    args = parser.parse_args()
+    budget = args.max
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["rounds"] = {**(params.get("rounds") or {}), "max": budget}
+    params["rounds"] = {"max": budget, "step": args.step}
     params["mlflow"]["experiment"] += f"-rounds-max-{budget}"
     with tempfile.TemporaryDirectory(prefix="budget-") as scratch:
         folder = Path(scratch)
