@@ -89,8 +89,8 @@ def main() -> None:
     }
     schedules = {
         "3 fixed": Schedule((0, 1, 2), (3,)),
-        "4 fixed": Schedule(tuple(range(4)), (4,)),
-        "rounds to 4, step 1 (default)": rounds(4, 1),
+        "5 fixed": Schedule(tuple(range(5)), (5,)),
+        "rounds to 5, step 2 (default)": rounds(5, 2),
         "rounds to 12, step 3": rounds(12, 3),
     }
     print(f"{n} studies per row; 7 variants; sd {SD}; δ {DELTA}; α {ALPHA}; measure {KEY}")
