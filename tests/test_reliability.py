@@ -277,7 +277,7 @@ def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: P
     [l2] = [r for r in all_runs(repo) if r.data.tags.get("variant") == "l2"]
     assert l2.info.status == "KILLED"
     status = json.loads(make_runner(repo)("dvc", "status", "dvc.yaml", "--json").stdout)
-    assert set(status) == {"train@l2", "report"}, status
+    assert set(status) == {"train@l2", "rounds", "report"}, status
 
     again = make_runner(repo)("dvc", "repro").stdout
     assert "Running stage 'train@l2'" in again
