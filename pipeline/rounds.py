@@ -10,7 +10,7 @@ Looking after each round does not inflate the error rate: every interval, at eve
 1 − α/(m·K) for m comparisons and K planned looks (`Family`). With probability at least
 1 − α all the intervals of a measure, at every look, hold their true differences at once (the
 union bound), so whatever the data make the procedure do, every verdict read from those
-intervals is right together with that probability (tests/test_verdicts.py measures it by
+intervals is right together with that probability (tests/test_rounds.py measures it by
 simulation, the looks included).
 
 The test split never drives a choice, so test accuracy does not decide whether a variant
@@ -82,9 +82,6 @@ class Rounds:
     margins: dict[str, float]
     outcomes: dict[str, Outcome]
     looks: list[tuple[int, dict[str, dict[str, str]]]] = field(default_factory=list)
-
-    def family(self, size: int) -> Family:
-        return Family(size, self.alpha, len(self.schedule.looks))
 
     def seeds_of(self, variant: str) -> list[int]:
         return list(self.schedule.seeds[: self.outcomes[variant].seeds])

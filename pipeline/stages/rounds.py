@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from operator import attrgetter
 
 import click
 
@@ -114,7 +115,9 @@ def rounds(
         return {
             name: VariantRuns(
                 name,
-                sorted(reused[name] + [r for r in records if r.variant == name], key=by_seed),
+                sorted(
+                    reused[name] + [r for r in records if r.variant == name], key=attrgetter("seed")
+                ),
                 [m for m in missing if m.variant == name],
             )
             for name in need
@@ -132,7 +135,3 @@ def rounds(
     for name, outcome in done.outcomes.items():
         click.echo(f"{name}: {outcome.seeds} seeds ({outcome.stopped})", err=True)
     return done
-
-
-def by_seed(record: RunRecord) -> int:
-    return record.seed
