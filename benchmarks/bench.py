@@ -40,16 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import run_lifecycle, tracking  # noqa: E402
-from pipeline.config import DataConfig, Params  # noqa: E402
+from pipeline.config import DataConfig, MlflowConfig, Params  # noqa: E402
 from pipeline.data import Prepared  # noqa: E402
 from pipeline.device import DeviceData, DeviceSplit  # noqa: E402
 from pipeline.epoch import Compute, train_one_epoch  # noqa: E402
 from pipeline.loading import load_params  # noqa: E402
-from pipeline.model import Architecture, MLPStack, build_mlp  # noqa: E402
+from pipeline.model import Architecture, build_mlp  # noqa: E402
 from pipeline.preparation import prepare  # noqa: E402
 from pipeline.regularization import make_optimizer  # noqa: E402
 from pipeline.run import RunContext, execute_stack  # noqa: E402
 from pipeline.spec import RunSpec, run_specs  # noqa: E402
+from pipeline.stacks import MLPStack  # noqa: E402
 from pipeline.trainer import train, train_stack  # noqa: E402
 
 HIDDEN = [512, 512]
@@ -243,7 +244,7 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
         # The project's own tracked run, as a train stage makes it; everything but the epochs
         # is the fixed cost. The first one in a process also pays MLflow's scan of the
         # installed packages (once per train stage), shown apart.
-        context = RunContext("bench", log_model=True, data_params=prepared.logged())
+        context = RunContext.of(MlflowConfig(experiment="bench"), prepared)
         fixed = []
         for _ in range(3):
             started = time.perf_counter()

@@ -11,7 +11,7 @@ import click
 from . import tracking
 from .command import OneLineErrors, fail_cleanly, key_values, load, params_option, stage
 from .errors import ConfigError
-from .loading import OVERRIDABLE, VARIANT_KNOBS, with_overrides
+from .loading import MODEL_KNOBS, OVERRIDABLE, VARIANT_KNOBS, with_overrides
 from .paths import Layout, project_root
 from .study_command import study
 from .sweep_stages import sweep_dvc_yaml
@@ -47,14 +47,18 @@ def override_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for knob in reversed(OVERRIDABLE):
         flags = {f"--{knob.replace('_', '-')}", f"--{knob}"}
         help_text = (
-            "Train this one seed."
-            if knob == "seed"
-            else f"Override {'variants.VARIANT' if knob in VARIANT_KNOBS else 'train'}.{knob}."
+            "Train this one seed." if knob == "seed" else f"Override {_section(knob)}.{knob}."
         )
         command = click.option(*sorted(flags), knob, default=None, metavar="VALUE", help=help_text)(
             command
         )
     return command
+
+
+def _section(knob: str) -> str:
+    if knob in VARIANT_KNOBS:
+        return "variants.VARIANT"
+    return "model" if knob in MODEL_KNOBS else "train"
 
 
 @main.command()

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -58,11 +59,49 @@ class DataConfig(_Frozen):
         return self
 
 
-class ModelConfig(_Frozen):
-    """The network: a multi-layer perceptron over flattened inputs (the `model` section)."""
+NETWORK = re.compile(r"mlp|cnn|[\w./-]+\.py:[A-Za-z_]\w*|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
-    hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field(default=[512, 512], min_length=1)
+
+class ModelConfig(_Frozen):
+    """The network (the `model` section): the built-in multi-layer perceptron (`mlp`) or
+    convolutional network (`cnn`), or the user's own, a function named as
+    `package.module:function` or `path/to/file.py:function` (`user_network`)."""
+
+    network: str = "mlp"
+    # mlp: its hidden layers; cnn: the dense hidden layers after its convolutional blocks
+    hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field(default=[512, 512])
+    channels: list[Annotated[int, Field(ge=1)]] = [32, 64]  # cnn: one 3×3 conv block each
     activation: Literal["relu", "gelu", "tanh"] = "relu"
+
+    @field_validator("network")
+    @classmethod
+    def _known_network(cls, network: str) -> str:
+        if not NETWORK.fullmatch(network):
+            raise ValueError(
+                "network must be mlp, cnn, or your function as package.module:function or "
+                "path/to/file.py:function"
+            )
+        return network
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _mlp_has_hidden_layers(cls, sizes: list[int], info: ValidationInfo) -> list[int]:
+        if info.data.get("network") == "mlp" and not sizes:
+            raise ValueError("the mlp needs at least one hidden layer")
+        return sizes
+
+    @property
+    def built_in(self) -> bool:
+        return self.network in ("mlp", "cnn")
+
+    def hidden_blocks(self) -> int | None:
+        """How many hidden blocks a built-in network has (one dropout rate each); None for
+        the user's network, whose blocks its factory defines."""
+        if self.network == "mlp":
+            return len(self.hidden_sizes)
+        if self.network == "cnn":
+            return len(self.channels) + len(self.hidden_sizes)
+        return None
 
 
 class SeedRounds(_Frozen):
@@ -224,12 +263,11 @@ class Params(_Frozen):
                     f"variant name {name!r} must start with a letter and hold only letters, "
                     "digits, '_' and '-'"
                 )
-            if isinstance(variant.dropout, list) and len(variant.dropout) != len(
-                self.model.hidden_sizes
-            ):
+            blocks = self.model.hidden_blocks()
+            if isinstance(variant.dropout, list) and blocks not in (None, len(variant.dropout)):
                 raise ValueError(
-                    f"variants.{name}.dropout has {len(variant.dropout)} rates but the model has "
-                    f"{len(self.model.hidden_sizes)} hidden layers"
+                    f"variants.{name}.dropout has {len(variant.dropout)} rates but the "
+                    f"{self.model.network} has {blocks} hidden blocks"
                 )
         if self.rounds is not None:
             if len(self.train.seeds) < 2:

@@ -47,6 +47,11 @@ class Prepared:
     def n_classes(self) -> int:
         return int(self.meta["n_classes"])
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape before flattening: (C, H, W) for images."""
+        return tuple(self.meta.get("input_shape") or (self.n_features,))
+
     def digest(self) -> str:
         """SHA-256 of every split's arrays: the data's content, normalization included."""
         h = hashlib.sha256()
@@ -55,6 +60,19 @@ class Prepared:
                 h.update(f"{name}{array.dtype}{array.shape}".encode())
                 h.update(np.ascontiguousarray(array).tobytes())
         return h.hexdigest()
+
+    def described(self) -> dict[str, str]:
+        """The prepared splits as an MLflow dataset: name, digest (of the arrays), source
+        (`data/prepared`), schema and profile."""
+        shape = self.meta.get("input_shape") or [self.n_features]
+        return {
+            "name": self.meta["dataset"],
+            "digest": self.digest()[:12],
+            "source_type": "local",
+            "source": json.dumps({"uri": "data/prepared"}),
+            "schema": json.dumps({"x": ["float32", shape], "y": ["int64", []]}),
+            "profile": json.dumps({**self.meta["sizes"], "label_noise": self.meta["label_noise"]}),
+        }
 
     def logged(self) -> dict[str, Any]:
         """The data settings every run records next to its own hyperparameters."""

@@ -42,6 +42,8 @@ class DeviceData:
     test: DeviceSplit
     n_features: int
     n_classes: int
+    input_shape: tuple[int, ...] = ()  # one example's shape before flattening
+    raw_zero: float | None = None  # a raw 0 after normalising (`prepare`), for padding crops
 
     @classmethod
     def of(cls, prepared: Prepared, device: torch.device) -> DeviceData:
@@ -51,6 +53,8 @@ class DeviceData:
             DeviceSplit.of(prepared.test, device),
             prepared.n_features,
             prepared.n_classes,
+            prepared.input_shape,
+            prepared.meta.get("raw_zero"),
         )
 
     @property

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from .device import DeviceSplit
 from .errors import Interrupted, TrainingDiverged
-from .model import MLPStack
 from .regularization import apply_max_norm, penalised_parameters, training_objective
+from .stacks import Stack
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
 
@@ -41,12 +41,12 @@ class Compute:
     """How the forward pass runs: the stack itself or its compiled form, in float32 or under
     bfloat16 autocast. `model` is always the plain stack (weights, train/eval mode)."""
 
-    model: MLPStack
+    model: Stack
     forward: Callable[..., torch.Tensor]
     bf16: bool = False
 
     @classmethod
-    def of(cls, model: MLPStack, precision: str = "float32", compile: bool = False) -> Compute:
+    def of(cls, model: Stack, precision: str = "float32", compile: bool = False) -> Compute:
         return cls(model, torch.compile(model) if compile else model, precision == "bfloat16")
 
     def __call__(self, x: torch.Tensor, *args: Any) -> torch.Tensor:
@@ -85,9 +85,11 @@ def train_one_epoch(
     variant: Any,
     dropout: list[torch.Generator] | None,
     should_stop: Callable[[], bool] = never,
+    augment: list[Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> torch.Tensor:
-    """One pass over `split` for each seed of the stack, each in its own shuffled order;
-    returns each seed's summed data loss, (K,) on the device, so the caller reads it once.
+    """One pass over `split` for each seed of the stack, each in its own shuffled order (and,
+    with `augment`, each seed's mini-batch augmented by its own function); returns each
+    seed's summed data loss, (K,) on the device, so the caller reads it once.
     Stops with `Interrupted` before a mini-batch once `should_stop()` says so."""
     stack = net.model
     stack.train()
@@ -99,7 +101,10 @@ def train_one_epoch(
         if should_stop():
             raise Interrupted
         idx = orders[:, start : start + batch]  # (K, B)
-        logits = net(split.x[idx], dropout).float()  # (K, B, C)
+        x = split.x[idx]  # (K, B, D)
+        if augment is not None:
+            x = torch.stack([f(xk) for f, xk in zip(augment, x.unbind(0), strict=True)])
+        logits = net(x, dropout).float()  # (K, B, C)
         target = split.y[idx]
         objective, data_losses = 0.0, []
         # Each seed's objective as it would be alone (unbind, not indexing: its backward

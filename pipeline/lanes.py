@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import torch
 
 from .epoch import Compute
-from .model import MLPStack
+from .stacks import Stack
 
 Result = TypeVar("Result")
 
@@ -23,7 +23,7 @@ class Lane:
     """Seeds whose steps run together: a stack, its optimizer, and which seeds it holds."""
 
     members: list[int]  # positions in the stack's specs
-    stack: MLPStack
+    stack: Stack
     optimizer: torch.optim.Optimizer
     net: Compute
     epoch: int  # the epoch it trains next

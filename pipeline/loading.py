@@ -114,7 +114,8 @@ TRAIN_KNOBS = (
     *("lr", "epochs", "batch_size", "momentum", "device", "precision", "compile"),
     *("parallel", "threads"),
 )
-OVERRIDABLE = (*VARIANT_KNOBS, *TRAIN_KNOBS, "seed")
+MODEL_KNOBS = ("network", "hidden_sizes", "channels", "activation")
+OVERRIDABLE = (*VARIANT_KNOBS, *MODEL_KNOBS, *TRAIN_KNOBS, "seed")
 
 
 def parse_value(text: str) -> Any:
@@ -137,6 +138,8 @@ def with_overrides(params: Params, variant: str, overrides: dict[str, str]) -> P
         value = parse_value(text)
         if key in VARIANT_KNOBS:
             raw["variants"][variant][key] = value
+        elif key in MODEL_KNOBS:
+            raw["model"][key] = text if key == "network" else value
         elif key in TRAIN_KNOBS:
             raw["train"][key] = value
         elif key == "seed":

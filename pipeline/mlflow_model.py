@@ -6,12 +6,14 @@
     logits = model.predict(x)  # x: float32 (n, n_inputs), normalised as `prepare` did
     network = model.unwrap_python_model().network  # the torch.nn.Module, in eval mode
 
-MLflow runs this file when it loads the model; `pipeline/model.py` travels with it (the
-model's `code/`), so it loads where the project is not installed.
+MLflow runs this file when it loads the model; the network's modules (`pipeline/model.py`,
+and the user's own module for a network of their own) travel with it (the model's `code/`), so
+it loads where the project is not installed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -21,7 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from pipeline.model import Architecture, build_mlp
+from pipeline.model import BUILT_IN, Architecture, build
+from pipeline.user_network import portable
 
 # MLflow asks, as the class is made, for type hints on predict to infer a schema from; this
 # model's schema is the signature logged with it: float32 (n, n_inputs) in, logits out.
@@ -33,7 +36,10 @@ with warnings.catch_warnings():
 
         def load_context(self, context):
             described = json.loads(Path(context.artifacts["architecture"]).read_text())
-            network = build_mlp(Architecture.from_json(described["architecture"]))
+            arch = Architecture.from_json(described["architecture"])
+            if arch.network not in BUILT_IN:  # its module is among the model's code
+                arch = dataclasses.replace(arch, network=portable(arch.network)[1])
+            network = build(arch)
             network.load_state_dict(load_file(context.artifacts["weights"]))
             self.network = network.eval()
 

@@ -1,32 +1,72 @@
-"""The network: a multi-layer perceptron with optional input and per-layer dropout, alone or
-as a stack of seeds (`MLPStack`) that trains them together."""
+"""The networks: a multi-layer perceptron, a small convolutional network for image-shaped data,
+or the user's own (`user_network`), each described by an `Architecture` and built by `build`.
+
+Every network the pipeline trains takes the flattened features, (B, n_features), and gives the
+logits, (B, n_classes): the prepared splits are flat, and networks that want the input's shape
+(the CNN, the user's) start with an `nn.Unflatten` to `input_shape`.
+
+Dropout: every `nn.Dropout` of a network draws its masks from a generator its seed owns
+(`SeededDropout`), so a seed's numbers depend neither on the other seeds nor on the threads
+that train them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+BUILT_IN = ("mlp", "cnn")
+
+# The layers with a weight a penalty, weight decay or max-norm act on; and the normalisation
+# layers, whose parameters (like biases) they touch only when asked (`penalize_bias`).
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORM_LAYERS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """Everything needed to rebuild the module from a state dict (saved as JSON beside it)."""
+    """Everything needed to rebuild the network from a state dict (saved as JSON beside it)."""
 
     n_inputs: int
     hidden_sizes: tuple[int, ...]
     n_classes: int
     activation: str = "relu"
-    dropout: tuple[float, ...] = ()  # one rate per hidden layer; () means none
+    dropout: tuple[float, ...] = ()  # one rate per hidden block; () means none
     input_dropout: float = 0.0
+    network: str = "mlp"  # mlp | cnn | the user's factory, `module:function` or `file.py:function`
+    input_shape: tuple[int, ...] = ()  # the shape of one example; () means (n_inputs,)
+    channels: tuple[int, ...] = ()  # cnn: the output channels of each convolutional block
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {
+            "n_inputs": self.n_inputs,
+            "hidden_sizes": list(self.hidden_sizes),
+            "n_classes": self.n_classes,
+            "activation": self.activation,
+            "dropout": list(self.dropout),
+            "input_dropout": self.input_dropout,
+            "network": self.network,
+            "input_shape": list(self.input_shape),
+            "channels": list(self.channels),
+        }
 
     @classmethod
     def from_json(cls, raw: dict) -> Architecture:
+        """Also reads the architecture.json of models logged before networks were chosen."""
         return cls(
             n_inputs=int(raw["n_inputs"]),
             hidden_sizes=tuple(int(h) for h in raw["hidden_sizes"]),
@@ -34,7 +74,28 @@ class Architecture:
             activation=str(raw["activation"]),
             dropout=tuple(float(p) for p in raw["dropout"]),
             input_dropout=float(raw["input_dropout"]),
+            network=str(raw.get("network", "mlp")),
+            input_shape=tuple(int(d) for d in raw.get("input_shape", ())),
+            channels=tuple(int(c) for c in raw.get("channels", ())),
         )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.input_shape or (self.n_inputs,)
+
+
+def build(arch: Architecture) -> nn.Module:
+    """The network `arch` describes, with fresh weights: (B, n_inputs) -> (B, n_classes)."""
+    if arch.network == "mlp":
+        network = build_mlp(arch)
+    elif arch.network == "cnn":
+        network = build_cnn(arch)
+    else:
+        from .user_network import build_user_network
+
+        network = build_user_network(arch)
+    _seed_dropout(network)
+    return network
 
 
 def build_mlp(arch: Architecture) -> nn.Sequential:
@@ -48,99 +109,108 @@ def build_mlp(arch: Architecture) -> nn.Sequential:
     layers: list[nn.Module] = []
     if arch.input_dropout > 0:
         layers.append(nn.Dropout(arch.input_dropout))
-    width = arch.n_inputs
+    return nn.Sequential(*layers, *_dense(arch, arch.n_inputs, rates))
+
+
+def _dense(arch: Architecture, width: int, rates: tuple[float, ...]) -> list[nn.Module]:
+    """(Linear → activation → [Dropout]) per hidden size, from `width` inputs, then the
+    Linear of the logits."""
+    layers: list[nn.Module] = []
     for size, rate in zip(arch.hidden_sizes, rates, strict=True):
         layers += [nn.Linear(width, size), ACTIVATIONS[arch.activation]()]
         if rate > 0:
             layers.append(nn.Dropout(rate))
         width = size
-    layers.append(nn.Linear(width, arch.n_classes))
-    return nn.Sequential(*layers)
+    return [*layers, nn.Linear(width, arch.n_classes)]
 
 
-class MLPStack(nn.Module):
-    """The networks of K seeds of one variant, trained as one: each mini-batch runs every
-    seed's network in one forward pass, and one optimizer step updates them all.
+def cnn_blocks(arch: Architecture) -> int:
+    """The CNN's hidden blocks: its convolutional blocks, then its dense hidden layers."""
+    return len(arch.channels) + len(arch.hidden_sizes)
 
-    Seed k's numbers are those of its own `build_mlp` network trained alone, bit for bit: it
-    keeps its own parameters (so the optimizer, decay and max-norm treat them as they treat
-    them alone), each product is computed as its own `nn.Linear` computes it, and its dropout
-    masks come from its own generator, drawn as `nn.Dropout` draws them. So they depend
-    neither on the other seeds nor on their number.
+
+def build_cnn(arch: Architecture) -> nn.Sequential:
+    """(B, n_inputs) -> (B, n_classes) logits, for inputs of shape (C, H, W).
+
+    Layout: Unflatten → [Dropout(input)] → (Conv 3×3, padding 1 → activation → max-pool 2×2 →
+    [Dropout]) per entry of `channels` → Flatten → (Linear → activation → [Dropout]) per
+    hidden size → Linear. One dropout rate per hidden block, as in the MLP.
     """
+    c, h, w = arch.shape
+    rates = arch.dropout or (0.0,) * cnn_blocks(arch)
+    conv_rates, dense_rates = rates[: len(arch.channels)], rates[len(arch.channels) :]
+    layers: list[nn.Module] = [nn.Unflatten(1, arch.shape)]
+    if arch.input_dropout > 0:
+        layers.append(nn.Dropout(arch.input_dropout))
+    for out, rate in zip(arch.channels, conv_rates, strict=True):
+        layers += [nn.Conv2d(c, out, 3, padding=1), ACTIVATIONS[arch.activation](), nn.MaxPool2d(2)]
+        if rate > 0:
+            layers.append(nn.Dropout(rate))
+        c, h, w = out, h // 2, w // 2
+    return nn.Sequential(*layers, nn.Flatten(), *_dense(arch, c * h * w, dense_rates))
 
-    def __init__(self, arch: Architecture, states: list[dict[str, torch.Tensor]]):
-        """`states`: each seed's weights as the state dict of its `build_mlp` network."""
+
+def cnn_fits(arch: Architecture) -> str | None:
+    """Why the CNN cannot take this input, or None."""
+    if len(arch.shape) != 3:
+        return f"the cnn needs image-shaped data (C, H, W); the input shape is {list(arch.shape)}"
+    side = 2 ** len(arch.channels)
+    if min(arch.shape[1:]) < side:
+        return (
+            f"{len(arch.channels)} pooling blocks need images of at least {side}×{side}; "
+            f"the input shape is {list(arch.shape)}"
+        )
+    return None
+
+
+def wrap_shaped(network: nn.Module, shape: tuple[int, ...]) -> nn.Sequential:
+    """`network`, which takes (B, *shape), as a network of flat inputs (its parameters keep
+    their names under `network.`)."""
+    return nn.Sequential(OrderedDict(shape=nn.Unflatten(1, shape), network=network))
+
+
+class SeededDropout(nn.Module):
+    """`nn.Dropout`, with masks drawn from the generator its seed sets (`generator`; None:
+    torch's default one, as `nn.Dropout`): the same masks and arithmetic as `F.dropout`
+    drawing from that generator."""
+
+    def __init__(self, p: float):
         super().__init__()
-        self.arch = arch
-        self.nets = nn.ModuleList()
-        for state in states:
-            with torch.device("meta"):  # no memory and no random draws until the weights come
-                net = build_mlp(arch)
-            net = net.to_empty(device=next(iter(state.values())).device)
-            net.load_state_dict(state)
-            self.nets.append(net)
-        # the k-th linear layer of every seed, layer by layer
-        self.columns = list(zip(*(linear_layers(net) for net in self.nets), strict=True))
-        self.activation = ACTIVATIONS[arch.activation]()
+        self.p = p
+        self.generator: torch.Generator | None = None
 
-    def __len__(self) -> int:
-        return len(self.nets)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        mask = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator)
+        return x * mask.div_(1 - self.p)
 
-    def forward(
-        self, x: torch.Tensor, dropout: list[torch.Generator] | None = None
-    ) -> torch.Tensor:
-        """x: (K, B, n_inputs), or (B, n_inputs) shared by every seed -> (K, B, n_classes).
-
-        `dropout`: one generator per seed in training; None evaluates (no dropout)."""
-        if x.dim() == 2:
-            x = x.expand(len(self), *x.shape)
-        rates = self.arch.dropout or (0.0,) * len(self.arch.hidden_sizes)
-        x = _dropout(x, self.arch.input_dropout, dropout)
-        for column, rate in zip(self.columns[:-1], rates, strict=True):
-            x = _dropout(self.activation(_product(column, x)), rate, dropout)
-        return _product(self.columns[-1], x)
-
-    def seed_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Seed k's weights (a copy) as the state dict of its `build_mlp` network."""
-        return {name: t.detach().clone() for name, t in self.nets[k].state_dict().items()}
-
-    def seed_networks(self) -> list[nn.Sequential]:
-        """Each seed's network (the stack's own modules)."""
-        return list(self.nets)
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
-def _product(layers: tuple[nn.Linear, ...], x: torch.Tensor) -> torch.Tensor:
-    """Each seed's linear layer on its slice of x: (K, B, i) -> (K, B, o).
-
-    On a CPU, one product per seed, exactly `nn.Linear`'s (a batched product's kernel for a
-    slice can depend on the number of slices: MKL picks another one for some shapes), at no
-    measurable cost at these sizes. On a GPU, where a small network is bound by kernel
-    launches, one batched product.
-    """
-    if x.device.type == "cpu":
-        if len(layers) == 1:  # a CPU lane holds one seed: no copy into a stack
-            return layers[0](x[0]).unsqueeze(0)
-        return torch.stack([layer(xk) for layer, xk in zip(layers, x.unbind(0), strict=True)])
-    weight = torch.stack([layer.weight for layer in layers])  # (K, o, i)
-    bias = torch.stack([layer.bias for layer in layers])  # (K, o)
-    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+def _seed_dropout(network: nn.Module) -> None:
+    """Every `nn.Dropout` of `network` as a `SeededDropout` of the same rate."""
+    for module in list(network.modules()):
+        for name, child in module.named_children():
+            if type(child) is nn.Dropout:
+                setattr(module, name, SeededDropout(child.p))
 
 
-def _dropout(
-    x: torch.Tensor, rate: float, generators: list[torch.Generator] | None
-) -> torch.Tensor:
-    """Inverted dropout with each seed's mask from its own generator; the same masks and
-    arithmetic as `F.dropout` drawing from that generator."""
-    if rate == 0 or generators is None:
-        return x
-    mask = torch.empty_like(x)
-    for k, generator in enumerate(generators):
-        mask[k].bernoulli_(1 - rate, generator=generator)
-    return x * mask.div_(1 - rate)
+def dropout_layers(model: nn.Module) -> list[SeededDropout]:
+    return [m for m in model.modules() if isinstance(m, SeededDropout)]
 
 
-def linear_layers(model: nn.Module) -> list[nn.Linear]:
-    """The layers with a weight matrix, in order (in a stack, seed by seed): what penalties,
-    weight decay and max-norm act on."""
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """The linear and convolutional layers, in order (in a stack, seed by seed): what
+    penalties, weight decay and max-norm act on."""
+    return [m for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
+def norm_parameters(model: nn.Module) -> list[torch.Tensor]:
+    """The parameters of the normalisation layers (scale and shift)."""
+    return [p for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()]
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())

@@ -169,6 +169,19 @@ def read_variant(
     return VariantRuns(name, records, missing)
 
 
+def run_id_of(layout: Layout, variant: str, seed: int) -> str | None:
+    """The MLflow run of a seed of `variant`, as the training that made its outputs here
+    recorded it in `logs/`; None when these outputs were made elsewhere (a DVC cache)."""
+    paths = (layout.round_log(variant, seed), layout.run_log(variant))
+    for path in paths:
+        if path.is_file():
+            entries = json.loads(path.read_text())
+            for entry in entries if isinstance(entries, list) else [entries]:
+                if entry.get("run_name") == f"{variant}-seed{seed}" and entry.get("run_id"):
+                    return str(entry["run_id"])
+    return None
+
+
 def read_history(path: Path) -> dict[int, list[dict[str, float]]]:
     """history.csv by seed: each epoch's row of results, in epoch order."""
     by_seed: dict[int, list[tuple[int, dict[str, float]]]] = {}

@@ -134,6 +134,9 @@ def prepare(cfg: DataConfig) -> tuple[Prepared, dict[str, np.ndarray]]:
         "label_noise": cfg.label_noise,
         "noisy_labels": int(noisy.sum()),
         "normalize": cfg.normalize,
+        # what a raw 0 (a black pixel) is after normalising: augmentation pads crops with it;
+        # None when each feature is normalised apart
+        "raw_zero": None if mean.ndim else float(-mean / std),
     }
     prepared = Prepared(splits["train"], splits["val"], splits["test"], meta)
     return prepared, {"mean": mean, "std": std}

@@ -15,8 +15,9 @@ The penalty added to the loss is
 
     penalty = λ1·Σ|w| + λ2·Σw²
 
-summed over the *penalised parameters*: the weight matrices of the linear layers, plus their
-biases only when the variant sets `penalize_bias`. λ1 = `l1`, λ2 = `l2`; elastic net is both.
+summed over the *penalised parameters*: the weights of the linear and convolutional layers, in
+any network, plus their biases and the normalisation layers' scales and shifts only when the
+variant sets `penalize_bias`. λ1 = `l1`, λ2 = `l2`; elastic net is both.
 Note Σw², not ½Σw²: an L2 penalty λ2 adds 2·λ2·w to the gradient.
 
 Optimizer weight decay is kept apart from the penalty. It acts on the same parameter set:
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import linear_layers
+from .model import norm_parameters, weight_layers
 
 
 def training_objective(
@@ -54,14 +55,14 @@ def training_objective(
 
 
 def penalised_parameters(model: nn.Module, include_bias: bool) -> list[torch.Tensor]:
-    """Linear weights, and biases when asked; never anything else (in a stack, every
-    seed's)."""
+    """Linear and convolutional weights, and when asked their biases and the normalisation
+    parameters; never anything else (in a stack, every seed's)."""
     params: list[torch.Tensor] = []
-    for layer in linear_layers(model):
+    for layer in weight_layers(model):
         params.append(layer.weight)
         if include_bias and layer.bias is not None:
             params.append(layer.bias)
-    return params
+    return params + (norm_parameters(model) if include_bias else [])
 
 
 def penalty(params: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor:
@@ -103,15 +104,20 @@ def make_optimizer(
 
 @torch.no_grad()
 def apply_max_norm(model: nn.Module, max_norm: float) -> None:
-    """Cap the L2 norm of each unit's incoming weights (each row of a Linear weight)."""
-    for layer in linear_layers(model):
+    """Cap the L2 norm of each unit's incoming weights: each row of a linear layer's weight,
+    each output channel's filter of a convolution."""
+    for layer in weight_layers(model):
         layer.weight.renorm_(p=2, dim=0, maxnorm=max_norm)
 
 
 @torch.no_grad()
 def weight_statistics(model: nn.Module, zero_tol: float = 1e-3) -> dict[str, float]:
-    """Fraction of linear weights with |w| < zero_tol, and the L2 norm of all linear weights."""
-    weights = torch.cat([layer.weight.flatten() for layer in linear_layers(model)])
+    """Fraction of the penalisable weights (linear, convolutional) with |w| < zero_tol, and
+    their L2 norm; zeros when the network has none."""
+    layers = weight_layers(model)
+    if not layers:
+        return {"near_zero_fraction": 0.0, "weight_norm": 0.0}
+    weights = torch.cat([layer.weight.flatten() for layer in layers])
     return {
         "near_zero_fraction": float((weights.abs() < zero_tol).float().mean()),
         "weight_norm": float(weights.norm()),

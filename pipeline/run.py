@@ -21,18 +21,23 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from . import run_ends, run_lifecycle, signals, tracking
+from . import run_ends, run_lifecycle, signals, tracking, user_network
 from .checkpoint import Checkpoints
 from .config import MlflowConfig
+from .data import Prepared
 from .device import DeviceData
 from .epoch_metrics import EpochMetrics
 from .errors import TrainingDiverged
 from .files import csv_text, json_text
+from .model import BUILT_IN
 from .records import EPOCH_SECONDS, RUN_SECONDS, RunRecord
 from .spec import RunSpec
 from .trainer import TrainResult, train_stack
 
 # Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
+# What an MLflow model's code holds of this package: the modules `mlflow_model.py` imports.
+MODEL_CODE = ("model.py", "user_network.py", "errors.py")
+
 PIP_REQUIREMENTS = [
     f"torch=={torch.__version__.split('+')[0]}",
     f"safetensors=={importlib.metadata.version('safetensors')}",
@@ -51,11 +56,18 @@ class RunContext:
     kind: str = "train"
     tags: Mapping[str, str] = field(default_factory=dict)
     join: bool = False  # fill the run `mlflow run` started instead of a new one
+    dataset: Mapping[str, str] | None = None  # `Prepared.described()`: each run's MLflow input
 
     @classmethod
-    def of(cls, settings: MlflowConfig, data_params: Mapping[str, Any], **how: Any) -> RunContext:
-        """The context of runs under params.yaml's `mlflow` section, on the data `data_params`."""
-        return cls(settings.experiment, settings.log_model, data_params, **how)
+    def of(cls, settings: MlflowConfig, prepared: Prepared, **how: Any) -> RunContext:
+        """The context of runs under params.yaml's `mlflow` section, on the data `prepared`."""
+        return cls(
+            settings.experiment,
+            settings.log_model,
+            prepared.logged(),
+            dataset=prepared.described(),
+            **how,
+        )
 
 
 def execute_stack(
@@ -95,6 +107,8 @@ def execute_stack(
             if resumed and client.get_run(run_id).data.tags.get("failure") == "process died":
                 client.delete_tag(run_id, "failure")  # ended as its process died: it goes on now
             tracking.log_params_once(run_id, {**spec.hyperparameters(), **context.data_params})
+            if context.dataset is not None and not resumed:
+                tracking.log_dataset(run_id, context.dataset)
             # A resumed run retrains the epochs after its checkpoint; those it had logged
             # before the interrupt are in the store already and are not logged twice.
             metrics.append(EpochMetrics(run_id, resumed=resumed))
@@ -173,7 +187,7 @@ def finish_run(
         history.write_text(csv_text(record.history_rows(timings=True)))
         mlflow.log_artifact(str(history))
     if context.log_model:
-        log_model(record, result.model, data)
+        log_model(record, result.model, data, spec.model.network)
     return record
 
 
@@ -204,9 +218,11 @@ def record_of(spec: RunSpec, result: TrainResult, run_id: str) -> RunRecord:
     )
 
 
-def log_model(record: RunRecord, network: nn.Module, data: DeviceData) -> None:
+def log_model(record: RunRecord, network: nn.Module, data: DeviceData, reference: str) -> None:
     """The MLflow model (`mlflow_model.py`, a model from code over the run's weights files),
-    with an input example and signature, and pinned requirements."""
+    with an input example and signature, and pinned requirements. Its code holds what
+    `mlflow_model.py` imports, no more: the network modules and, for the user's network
+    (`reference`, `model.network`), that network's own module."""
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
@@ -218,10 +234,16 @@ def log_model(record: RunRecord, network: nn.Module, data: DeviceData) -> None:
         for name, content in record.model_files.items():
             files[name] = Path(tmp) / name
             files[name].write_bytes(content)
-        package = Path(tmp) / "code" / "pipeline"  # what mlflow_model.py imports, no more
+        code = Path(tmp) / "code"
+        package = code / "pipeline"
         package.mkdir(parents=True)
         (package / "__init__.py").write_text("")
-        shutil.copy(Path(__file__).with_name("model.py"), package / "model.py")
+        for module in MODEL_CODE:
+            shutil.copy(Path(__file__).with_name(module), package / module)
+        if reference not in BUILT_IN:
+            place, _ = user_network.portable(reference)
+            (code / place).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(user_network.source_file(reference), code / place)
         mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("mlflow_model.py")),
@@ -229,7 +251,7 @@ def log_model(record: RunRecord, network: nn.Module, data: DeviceData) -> None:
                 "weights": str(files["model.safetensors"]),
                 "architecture": str(files["architecture.json"]),
             },
-            code_paths=[str(package)],
+            code_paths=[str(p) for p in code.iterdir()],
             input_example=example,
             signature=infer_signature(example, output),
             pip_requirements=PIP_REQUIREMENTS,

@@ -48,12 +48,35 @@ class OpenRuns:
         self.ids: list[str] = []
         self.ended: set[str] = set()
         self.blamed: str | None = None
+        self.monitors: dict[str, Any] = {}
+
+    def open(self, run_id: str) -> None:
+        """Count `run_id` among the open runs; with MLflow's own switch on
+        (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true), log the machine's CPU, memory and GPU to
+        it while it is open (every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s, default 10), for
+        people who compare cost as well as gap."""
+        from mlflow import environment_variables as env
+
+        self.ids.append(run_id)
+        if env.MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(
+                run_id,
+                sampling_interval=env.MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() or 10,
+                samples_before_logging=env.MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING.get() or 1,
+                resume_logging=True,
+            )
+            monitor.start()
+            self.monitors[run_id] = monitor
 
     def blame(self, run_id: str) -> None:
         self.blamed = run_id
 
     def end(self, run_id: str, status: str) -> None:
         if run_id not in self.ended:
+            if run_id in self.monitors:
+                self.monitors.pop(run_id).finish()
             self.client.set_terminated(run_id, status)
             self.ended.add(run_id)
 
@@ -116,7 +139,7 @@ def tracked_runs(
             for name, tags, resume in openings:
                 if resume is None and join:
                     resume = launcher
-                runs.ids.append(_open_run(runs.client, experiment_id, name, tags, resume))
+                runs.open(_open_run(runs.client, experiment_id, name, tags, resume))
             stop_if_signalled()
             yield runs
         except KeyboardInterrupt:

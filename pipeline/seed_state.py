@@ -11,8 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .model import Architecture, MLPStack, build_mlp
+from .model import Architecture, build
 from .spec import RunSpec
+from .stacks import Stack
+
+AUGMENT_STREAM = 2**40  # the augmentation generator of seed s starts from this + s
 
 
 @dataclass
@@ -22,6 +25,7 @@ class Seed:
     spec: RunSpec
     shuffle: torch.Generator  # batch order
     dropout: torch.Generator  # dropout masks
+    augment: torch.Generator  # crops and flips
     state: dict[str, torch.Tensor]  # its network's state dict at the start
     history: list[dict[str, float]] = field(default_factory=list)
     best_loss: float = math.inf
@@ -29,7 +33,7 @@ class Seed:
     best_state: dict[str, torch.Tensor] | None = None
     stopped_early: bool = False
 
-    def record(self, epoch: int, row: dict[str, float], stack: MLPStack, pos: int) -> bool:
+    def record(self, epoch: int, row: dict[str, float], stack: Stack, pos: int) -> bool:
         """Epoch `epoch`'s numbers into the history, its gaps added; the weights of the stack's
         seed `pos` kept if its val loss is the lowest so far. True when early stopping ends the
         seed here (no lower val loss for `patience` epochs)."""
@@ -45,7 +49,7 @@ class Seed:
         return self.stopped_early
 
     def training_state(
-        self, stack: MLPStack, pos: int, optimizer: torch.optim.Optimizer
+        self, stack: Stack, pos: int, optimizer: torch.optim.Optimizer
     ) -> dict[str, Any]:
         """What a checkpoint keeps of this seed, the stack's seed `pos`: plain tensors and
         numbers, for `torch.load(weights_only=True)`; a snapshot, which later epochs (of this
@@ -53,7 +57,11 @@ class Seed:
         return {
             "model": stack.seed_state(pos),
             "optimizer": optimizer_state_of(optimizer, stack.nets[pos]),
-            "rng": {"shuffle": self.shuffle.get_state(), "dropout": self.dropout.get_state()},
+            "rng": {
+                "shuffle": self.shuffle.get_state(),
+                "dropout": self.dropout.get_state(),
+                "augment": self.augment.get_state(),
+            },
             "history": [dict(row) for row in self.history],
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
@@ -65,20 +73,23 @@ def start(spec: RunSpec, arch: Architecture, device: torch.device) -> Seed:
     """A seed's initial weights and generators: those it has trained alone since the first
     version (`torch.manual_seed(seed)`, then the network's initialisation, then dropout)."""
     torch.manual_seed(spec.seed)
-    net = build_mlp(arch).to(device)
+    net = build(arch).to(device)
     dropout = torch.Generator(device=device)
     if device.type == "cpu":  # the global stream after the initialisation, as nn.Dropout drew
         dropout.set_state(torch.get_rng_state())
     else:  # the device's own stream, untouched by the initialisation on the CPU
         dropout.manual_seed(spec.seed)
     shuffle = torch.Generator(device=device).manual_seed(spec.seed)
-    return Seed(spec, shuffle, dropout, net.state_dict())
+    # a stream of its own, apart from the shuffle's (which is seeded with the seed itself)
+    augment = torch.Generator(device=device).manual_seed(AUGMENT_STREAM + spec.seed)
+    return Seed(spec, shuffle, dropout, augment, net.state_dict())
 
 
 def resumed(seed: Seed, saved: dict[str, Any], device: torch.device) -> Seed:
     seed.state = {k: t.to(device) for k, t in saved["model"].items()}
     seed.shuffle.set_state(saved["rng"]["shuffle"])
     seed.dropout.set_state(saved["rng"]["dropout"])
+    seed.augment.set_state(saved["rng"]["augment"])
     seed.history = [dict(row) for row in saved["history"]]
     seed.best_loss, seed.best_epoch = saved["best_loss"], saved["best_epoch"]
     seed.best_state = {k: t.to(device) for k, t in saved["best_state"].items()}

@@ -26,7 +26,8 @@ def load_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        x, y = digits.data.astype(np.float32), digits.target
+        # 8×8 images, one channel: the same numbers as `digits.data`, with their shape
+        x, y = digits.images.reshape(-1, 1, 8, 8).astype(np.float32), digits.target
     elif cfg.dataset == "npz":
         x, y = load_npz(Path(cfg.path or ""))
     else:

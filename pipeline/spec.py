@@ -3,6 +3,7 @@ and the lists of runs a study, a variant or a strength path is made of."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,12 @@ class RunSpec:
 
     @property
     def dropout_rates(self) -> tuple[float, ...]:
+        """One rate per hidden block of a built-in network; for the user's network, the
+        variant's rate or rates as written."""
         rates = self.variant.dropout
         if isinstance(rates, list):
             return tuple(rates)
-        return (rates,) * len(self.model.hidden_sizes)
+        return (rates,) * (self.model.hidden_blocks() or 1)
 
     @property
     def run_name(self) -> str:
@@ -41,23 +44,45 @@ class RunSpec:
         """What the variant switches on, in the report's words."""
         return techniques.label(self)
 
-    def architecture(self, n_inputs: int, n_classes: int) -> Architecture:
+    def architecture(self, input_shape: tuple[int, ...], n_classes: int) -> Architecture:
+        """The network of this run for inputs of `input_shape` (one example's shape)."""
+        m = self.model
         return Architecture(
-            n_inputs=n_inputs,
-            hidden_sizes=tuple(self.model.hidden_sizes),
+            n_inputs=math.prod(input_shape),
+            hidden_sizes=tuple(m.hidden_sizes) if m.built_in else (),
             n_classes=n_classes,
-            activation=self.model.activation,
+            activation=m.activation if m.built_in else "",
             dropout=self.dropout_rates,
             input_dropout=self.variant.input_dropout,
+            network=m.network,
+            input_shape=tuple(input_shape),
+            channels=tuple(m.channels) if m.network == "cnn" else (),
         )
+
+    def network(self) -> dict[str, object]:
+        """The network's settings under their params.yaml names: those it uses only."""
+        m = self.model
+        if m.network == "mlp":
+            return {
+                "network": "mlp",
+                "hidden_sizes": list(m.hidden_sizes),
+                "activation": m.activation,
+            }
+        if m.network == "cnn":
+            return {
+                "network": "cnn",
+                "channels": list(m.channels),
+                "hidden_sizes": list(m.hidden_sizes),
+                "activation": m.activation,
+            }
+        return {"network": m.network}
 
     def hyperparameters(self) -> dict[str, object]:
         """Every resolved hyperparameter, under the same names in every run."""
         return {
             "variant": self.variant_name,
             "seed": self.seed,
-            "hidden_sizes": list(self.model.hidden_sizes),
-            "activation": self.model.activation,
+            **self.network(),
             "epochs": self.train.epochs,
             "batch_size": self.train.batch_size,
             "lr": self.train.lr,

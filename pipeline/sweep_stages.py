@@ -38,7 +38,7 @@ STAGE = """\
 
 """
 # The first stage names its dependencies and params (YAML anchors); the others refer to them.
-FIRST_DEPS = "&sweep_deps\n      - data/prepared\n{code}"
+FIRST_DEPS = "&sweep_deps\n      - data/prepared\n{code}\n      - networks"
 FIRST_PARAMS = "&sweep_params\n      - model\n      - train\n      - variants.${{report.baseline}}"
 
 REPORT = """\
@@ -62,6 +62,8 @@ REPORT = """\
 # The code each kind of stage runs, as DVC dependencies: a change to it reruns the stage
 # (tests/test_stage_deps.py keeps these equal to the modules the stage imports).
 POINT_CODE = (
+    "applicable.py",
+    "augment.py",
     "checkpoint.py",
     "config.py",
     "data.py",
@@ -86,10 +88,12 @@ POINT_CODE = (
     "seed_state.py",
     "signals.py",
     "spec.py",
+    "stacks.py",
     "stages/sweep_point.py",
     "techniques.py",
     "tracking.py",
     "trainer.py",
+    "user_network.py",
 )
 REPORT_CODE = (
     "analysis.py",
@@ -110,6 +114,7 @@ REPORT_CODE = (
     "stages/sweep_report.py",
     "stats.py",
     "techniques.py",
+    "user_network.py",
 )
 
 

@@ -50,15 +50,25 @@ class Technique:
     type: Any  # what `variants.<name>.<knob>` accepts (pydantic checks it)
     off: Any  # the value that switches it off (the default)
     values: str  # the accepted values in words, for `python -m pipeline techniques`
-    acts_on: Literal["network", "objective", "optimizer", "step", "stopping"]  # see ACTS_ON
+    acts_on: Literal["data", "network", "objective", "optimizer", "step", "stopping"]  # ACTS_ON
     summary: str
     label: Callable[[Resolved], str | None]  # the report's words when it is on, else None
     logged: Callable[[Resolved], dict[str, Any]]  # its params in every MLflow run
+    # What it needs of the network or the data to act on (see NEEDS); checked before training.
+    needs: Literal["weights", "dropout", "images"] | None = None
     sweep: SweepAxis | None = None
 
 
+# What a technique needs to act on, in words: a network or data without it refuses the technique.
+NEEDS = {
+    "weights": "linear or convolutional layers",  # their weights (biases: penalize_bias)
+    "dropout": "nn.Dropout modules in the network",  # built-in: after the input, each block
+    "images": "image data (C, H, W), normalised as a whole (data.normalize global or none)",
+}
+
 # Where in training each kind of technique acts, in words.
 ACTS_ON = {
+    "data": "the training mini-batches (image data)",
     "network": "the network",
     "objective": "the training objective",
     "optimizer": "the optimizer",
@@ -84,6 +94,15 @@ def _dropout_label(r: Resolved) -> str | None:
         return None
     rates = "/".join(f"{p:g}" for p in r.dropout_rates)
     return f"dropout {rates}" + (f", input {v.input_dropout:g}" if v.input_dropout else "")
+
+
+def _dropout_logged(r: Resolved) -> dict[str, Any]:
+    # Numbers, so that MLflow charts them: one rate for every hidden block as `dropout`,
+    # different rates as `dropout_1`, `dropout_2`, ... one per block.
+    rates = r.dropout_rates
+    if len(set(rates)) <= 1:
+        return {"dropout": rates[0] if rates else 0.0}
+    return {f"dropout_{k}": p for k, p in enumerate(rates, start=1)}
 
 
 def weight_decay_kind(optimizer: str, weight_decay: float) -> str:
@@ -113,11 +132,12 @@ TECHNIQUES: tuple[Technique, ...] = (
         knob="dropout",
         type=Rate | list[Rate],
         off=0.0,
-        values="[0, 1), or one rate per hidden layer",
+        values="[0, 1), or one rate per hidden block",
         acts_on="network",
-        summary="inverted dropout after each hidden layer",
+        summary="inverted dropout after each hidden block",
         label=_dropout_label,
-        logged=lambda r: {"dropout": list(r.dropout_rates)},
+        logged=_dropout_logged,
+        needs="dropout",
         sweep=SweepAxis(Rate, "linear", lambda s: {"dropout": s}),
     ),
     Technique(
@@ -129,6 +149,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         summary="inverted dropout on the inputs",
         label=lambda r: None,  # named with dropout
         logged=_value("input_dropout"),
+        needs="dropout",
         sweep=SweepAxis(Rate, "linear", lambda s: {"input_dropout": s}),
     ),
     Technique(
@@ -140,6 +161,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         summary="λ1·Σ|w| added to the loss",
         label=_when_on(lambda x: f"L1 λ1={x:g}", "l1"),
         logged=_value("l1"),
+        needs="weights",
         sweep=SweepAxis(Positive, "log", lambda s: {"l1": s}),
     ),
     Technique(
@@ -151,6 +173,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         summary="λ2·Σw² added to the loss",
         label=_when_on(lambda x: f"L2 λ2={x:g}", "l2"),
         logged=_value("l2"),
+        needs="weights",
         sweep=SweepAxis(Positive, "log", lambda s: {"l2": s}),
     ),
     Technique(
@@ -165,6 +188,7 @@ TECHNIQUES: tuple[Technique, ...] = (
             "weight_decay": r.variant.weight_decay,
             "weight_decay_kind": weight_decay_kind(r.optimizer, r.variant.weight_decay),
         },
+        needs="weights",
         sweep=SweepAxis(Positive, "log", lambda s: {"optimizer": "adamw", "weight_decay": s}),
     ),
     Technique(
@@ -176,6 +200,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         summary="cap on each unit's incoming weight norm, after each step",
         label=_when_on(lambda x: f"max-norm {x:g}", "max_norm"),
         logged=_value("max_norm", when_off=0.0),
+        needs="weights",
     ),
     Technique(
         knob="patience",
@@ -197,6 +222,28 @@ TECHNIQUES: tuple[Technique, ...] = (
         label=_when_on(lambda x: f"label smoothing {x:g}", "label_smoothing"),
         logged=_value("label_smoothing"),
         sweep=SweepAxis(Rate, "linear", lambda s: {"label_smoothing": s}),
+    ),
+    Technique(
+        knob="crop",
+        type=Annotated[int, Field(ge=0)],
+        off=0,
+        values="padding in pixels ≥ 0",
+        acts_on="data",
+        summary="random crop of each training image padded by this many pixels (augmentation)",
+        label=_when_on(lambda p: f"random crop (padding {p})", "crop"),
+        logged=_value("crop"),
+        needs="images",
+    ),
+    Technique(
+        knob="flip",
+        type=bool,
+        off=False,
+        values="true | false",
+        acts_on="data",
+        summary="horizontal flip of each training image with probability ½ (augmentation)",
+        label=lambda r: "horizontal flip" if r.variant.flip else None,
+        logged=_value("flip"),
+        needs="images",
     ),
 )
 
@@ -228,5 +275,10 @@ def listing() -> list[str]:
         path = f"sweep: {t.sweep.scale} axis" if t.sweep else "no strength path"
         lines += [f"{t.knob:<16} {t.values:<38} acts on {ACTS_ON[t.acts_on]}; {path}"]
         lines += [f"{'':<16} {t.summary}"]
-    lines += [f"{'penalize_bias':<16} {'true | false':<38} penalties and decay touch biases too"]
+        if t.needs:
+            lines += [f"{'':<16} needs {NEEDS[t.needs]}"]
+    lines += [
+        f"{'penalize_bias':<16} {'true | false':<38} penalties and decay touch biases and "
+        "normalisation parameters too"
+    ]
     return lines + [f"{'optimizer':<16} {'sgd | adam | adamw':<38} overrides train.optimizer"]

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,17 @@ def log_params_once(run_id: str, params: dict[str, Any]) -> None:
     fresh = {k: _param_value(v) for k, v in params.items() if k not in existing}
     if fresh:
         mlflow.log_params(fresh, run_id=run_id)
+
+
+def log_dataset(run_id: str, dataset: Mapping[str, str]) -> None:
+    """The run's data as an MLflow dataset input (context `training`): the UI's Dataset
+    column, so that runs on different data cannot be taken for each other."""
+    import mlflow
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    entry = DatasetInput(Dataset(**dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
+    mlflow.MlflowClient().log_inputs(run_id, datasets=[entry])
 
 
 def _param_value(value: Any) -> str:

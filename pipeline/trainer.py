@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from . import seed_state
+from .augment import augment
 from .device import DeviceData
 from .epoch import Compute, check_diverged, evaluate, never, train_one_epoch
 from .lanes import Lane, lanes_at_once, lanes_for, run_lanes
-from .model import Architecture, MLPStack
+from .model import Architecture
 from .regularization import (
     make_optimizer,
     penalised_parameters,
@@ -34,6 +35,7 @@ from .regularization import (
     weight_statistics,
 )
 from .spec import RunSpec
+from .stacks import stack_of
 
 
 @dataclass
@@ -133,16 +135,21 @@ def _train(
     device = data.device
     spec = specs[0]
     v, settings = spec.variant, spec.train
-    arch = spec.architecture(data.n_features, data.n_classes)
+    arch = spec.architecture(data.input_shape or (data.n_features,), data.n_classes)
     seeds = [seed_state.start(s, arch, device) for s in specs]
     for seed, saved in zip(seeds, resume, strict=True):
         if saved is not None:
             seed_state.resumed(seed, saved, device)
     has_dropout = v.input_dropout > 0 or any(r > 0 for r in spec.dropout_rates)
+    augmenting = v.crop > 0 or v.flip
     optimizer_states = [s["optimizer"] if s is not None else {} for s in resume]
 
+    def augmenter(generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+        fill = data.raw_zero if data.raw_zero is not None else 0.0
+        return lambda x: augment(x, arch.shape, v.crop, v.flip, generator, fill)
+
     def lane(members: list[int], epoch: int) -> Lane:
-        stack = MLPStack(arch, [seeds[i].state for i in members])
+        stack = stack_of(arch, [seeds[i].state for i in members])
         optimizer = make_optimizer(
             stack, spec.optimizer, settings.lr, v.weight_decay, v.penalize_bias, settings.momentum
         )
@@ -164,6 +171,7 @@ def _train(
             v,
             [seeds[i].dropout for i in lane.members] if has_dropout else None,
             should_stop,
+            [augmenter(seeds[i].augment) for i in lane.members] if augmenting else None,
         )
         train_loss, train_acc = evaluate(lane.net, data.train)
         val_loss, val_acc = evaluate(lane.net, data.val)
@@ -225,7 +233,7 @@ def _finish(
 ) -> list[TrainResult]:
     """Each seed's best weights, scored once on the test split."""
     assert all(s.best_state is not None for s in seeds)  # an epoch ran, its val loss finite
-    best = MLPStack(arch, [s.best_state for s in seeds]).to(data.device)
+    best = stack_of(arch, [s.best_state for s in seeds]).to(data.device)
     test_loss, test_acc = (t.tolist() for t in evaluate(Compute.of(best), data.test))
     results = []
     for k, (seed, net) in enumerate(zip(seeds, best.seed_networks(), strict=True)):

@@ -10,16 +10,10 @@ larger budget buys is written from that report (`scripts/readme_findings.py`).
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import yaml
+from scratch_study import ROOT, study_in_scratch
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "budget"
 
 
@@ -32,18 +26,8 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["rounds"] = {"max": budget, "step": args.step}
     params["mlflow"]["experiment"] += f"-rounds-max-{budget}"
-    with tempfile.TemporaryDirectory(prefix="budget-") as scratch:
-        folder = Path(scratch)
-        (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        # A study in a copy of the project, as a DVC experiment in `.dvc/tmp/exps/` is: DVC_ROOT
-        # sends its runs to this project's store and `mlruns/` (paths.tracking_root).
-        env = {**os.environ, "DVC_ROOT": str(ROOT)}
-        python = os.path.abspath(sys.executable)  # the scratch folder is the working directory
-        subprocess.run([python, "-m", "pipeline", "study"], cwd=folder, env=env, check=True)
-        OUT.mkdir(parents=True, exist_ok=True)
-        for name in ("gap_report.md", "summary.json"):
-            shutil.copyfile(folder / "reports" / name, OUT / name)
-        shutil.copyfile(folder / "rounds" / "rounds.json", OUT / "rounds.json")
+    files = {"reports/gap_report.md": "gap_report.md", "reports/summary.json": "summary.json"}
+    study_in_scratch(params, OUT, {**files, "rounds/rounds.json": "rounds.json"})
     print(f"report: {OUT.relative_to(ROOT)}/gap_report.md")
 
 

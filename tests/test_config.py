@@ -91,7 +91,7 @@ BAD = [
     (
         "dropout-list-length",
         [(("variants", "dropout", "dropout"), [0.5])],
-        "variants.dropout.dropout has 1 rates but the model has 2 hidden layers",
+        "variants.dropout.dropout has 1 rates but the mlp has 2 hidden blocks",
     ),
     (
         "dropout-list-entry",

@@ -36,3 +36,11 @@ def test_relative_links_lead_to_files_that_exist() -> None:
 def test_the_readme_is_a_first_read() -> None:
     """Details belong in docs/: the README stays short enough to read in ten minutes."""
     assert len((REPO / "README.md").read_bytes()) <= 12 * 1024
+
+
+def test_the_readme_shows_the_whole_example_network() -> None:
+    """The README's example network is networks/example.py, every line after its docstring,
+    so what a reader copies is what the tests train."""
+    example = (REPO / "networks" / "example.py").read_text()
+    code = example[example.index("from __future__") :]
+    assert f"```python\n{code}```" in (REPO / "README.md").read_text()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.model import ACTIVATIONS, Architecture, build_mlp, linear_layers
+from pipeline.model import ACTIVATIONS, Architecture, build_mlp, weight_layers
 
 
 def layout(model: nn.Sequential) -> list[tuple[str, float | None]]:
@@ -22,7 +22,7 @@ def test_output_shape(batch: int) -> None:
     )
     model = build_mlp(arch)
     assert model(torch.randn(batch, 12)).shape == (batch, 5)
-    widths = [(m.in_features, m.out_features) for m in linear_layers(model)]
+    widths = [(m.in_features, m.out_features) for m in weight_layers(model)]
     assert widths == [(12, 8), (8, 6), (6, 5)]
 
 
@@ -82,7 +82,7 @@ def test_eval_mode_is_deterministic_and_equals_the_network_without_dropout() -> 
     )
     plain = build_mlp(Architecture(n_inputs=10, hidden_sizes=(16, 8), n_classes=3))
     # Sequential indices differ (the dropout modules shift them): copy Linear by Linear.
-    src, dst = linear_layers(with_dropout), linear_layers(plain)
+    src, dst = weight_layers(with_dropout), weight_layers(plain)
     assert len(src) == len(dst) == 3
     with torch.no_grad():
         for a, b in zip(src, dst, strict=True):

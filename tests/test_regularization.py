@@ -116,12 +116,28 @@ def test_penalised_parameters_include_biases_only_when_asked() -> None:
     assert got == {id(m.weight) for m in linears} | {id(m.bias) for m in linears}
 
 
-def test_penalised_parameters_skip_other_modules_and_missing_biases() -> None:
-    model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.LayerNorm(3), nn.Linear(3, 2))
-    got = penalised_parameters(model, include_bias=True)
-    assert [id(p) for p in got] == [id(model[0].weight), id(model[2].weight), id(model[2].bias)]
-    norm_ids = {id(p) for p in model[1].parameters()}
-    assert not norm_ids & {id(p) for p in got}
+def test_penalised_parameters_are_weights_and_only_when_asked_biases_and_norms() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, bias=False),
+        nn.BatchNorm2d(2),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+        nn.LayerNorm(3),
+        nn.Linear(3, 2),
+    )
+    conv, bn, first, norm, last = model[0], model[1], model[3], model[4], model[5]
+    weights = [id(conv.weight), id(first.weight), id(last.weight)]
+    assert [id(p) for p in penalised_parameters(model, include_bias=False)] == weights
+    got = [id(p) for p in penalised_parameters(model, include_bias=True)]
+    asked = [
+        id(first.bias),
+        id(last.bias),
+        id(bn.weight),
+        id(bn.bias),
+        id(norm.weight),
+        id(norm.bias),
+    ]
+    assert sorted(got) == sorted(weights + asked) and len(got) == len(set(got))
 
 
 # --- optimizer weight decay ---------------------------------------------------------------------

@@ -106,13 +106,33 @@ def test_only_the_commands_import_a_stage() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline")
     }
-    assert from_package == {"pipeline.model"}
+    assert from_package == {"pipeline.model", "pipeline.user_network"}
     modules = set(PACKAGE.rglob("*.py")) - {model_code}
     importers = {str(path.relative_to(REPO)) for path in modules if imports_of(path) & stages}
     assert importers == set()  # the commands import theirs by name when they run: see below
     text = (PACKAGE / "cli.py").read_text() + (PACKAGE / "study_command.py").read_text()
     called = set(re.findall(r'stage\("(\w+)"\)', text))
     assert called == {path.stem for path in stages}
+
+
+def test_the_logged_model_carries_the_code_it_imports() -> None:
+    """An MLflow model's code (`run.MODEL_CODE`) is the closure of what mlflow_model.py
+    imports from the package: it then loads where the project is not installed."""
+    from pipeline.run import MODEL_CODE
+
+    todo, seen = [PACKAGE / "model.py", PACKAGE / "user_network.py"], set()
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(imports_of(path))
+    assert {p.name for p in seen} == set(MODEL_CODE)
+
+
+def test_training_stages_depend_on_the_users_networks() -> None:
+    for stage in (STUDY["train"]["do"], STUDY["rounds"], SWEEP["sweep-l2"]):
+        assert "networks" in stage["deps"]
+        assert "model" in stage["params"]
 
 
 def test_only_the_rounds_and_the_report_read_the_seed_budget() -> None:

@@ -15,7 +15,7 @@ from pipeline.config import ModelConfig, TrainConfig, Variant
 from pipeline.data import Prepared, Split
 from pipeline.device import DeviceData, resolve_device
 from pipeline.errors import TrainingDiverged
-from pipeline.model import linear_layers
+from pipeline.model import weight_layers
 from pipeline.spec import RunSpec
 from pipeline.trainer import EPOCH_METRICS, train
 
@@ -179,11 +179,11 @@ def test_a_healthy_run_stays_far_below_the_divergence_threshold(data: DeviceData
 
 
 def sum_sq(model: nn.Module) -> float:
-    return float(sum(layer.weight.detach().square().sum() for layer in linear_layers(model)))
+    return float(sum(layer.weight.detach().square().sum() for layer in weight_layers(model)))
 
 
 def sum_abs(model: nn.Module) -> float:
-    return float(sum(layer.weight.detach().abs().sum() for layer in linear_layers(model)))
+    return float(sum(layer.weight.detach().abs().sum() for layer in weight_layers(model)))
 
 
 def test_penalty_row(data: DeviceData) -> None:
@@ -209,7 +209,7 @@ def test_l2_penalty_shrinks_the_weights(data: DeviceData) -> None:
 
 def test_max_norm_holds_after_training(data: DeviceData) -> None:
     result = train(spec(Variant(max_norm=0.5), lr=0.05), data)
-    for layer in linear_layers(result.model):
+    for layer in weight_layers(result.model):
         assert (layer.weight.detach().norm(dim=1) <= 0.5 + 1e-5).all()
 
 

@@ -98,7 +98,9 @@ def _check_reachable(address: str) -> None:
 
 
 @contextmanager
-def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
+def ray_session(
+    address: str | None, resources: Resources, modules: list[str] | None = None
+) -> Iterator[None]:
     """Connected to Ray (a new local instance when `address` is None) for the block.
 
     Fails with one line where no cluster answers or none of its nodes could ever run a run
@@ -113,9 +115,11 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
     if resources.gpus == 0:  # Ray no longer hides the GPUs from tasks that asked for none
         env["CUDA_VISIBLE_DEVICES"] = ""
     runtime_env: dict[str, Any] = {"env_vars": env}
-    if address is not None:
-        # The cluster's workers run this very code, whatever their image holds.
-        runtime_env["py_modules"] = [str(Path(__file__).parents[1])]
+    # The workers import the user's network from `modules` (`user_network.ship`); a
+    # cluster's workers run this very code too, whatever their image holds.
+    shipped = [*([str(Path(__file__).parents[1])] if address is not None else []), *(modules or [])]
+    if shipped:
+        runtime_env["py_modules"] = shipped
     local = {"include_dashboard": False} if address is None else {}
     try:
         # The workers' own output stays in Ray's logs; the driver prints one line per run.

@@ -37,6 +37,19 @@ FIGURES = (
 )
 
 
+def network_of(hyperparameters: dict[str, Any]) -> str:
+    """The network in words: `MLP [512, 512]`, `CNN channels [32, 64], dense [128]`, or the
+    user's function."""
+    network = hyperparameters.get("network", "mlp")
+    if network == "mlp":
+        return f"MLP {hyperparameters['hidden_sizes']}"
+    if network == "cnn":
+        return (
+            f"CNN channels {hyperparameters['channels']}, dense {hyperparameters['hidden_sizes']}"
+        )
+    return f"network {network}"
+
+
 def conditions(
     meta: dict[str, Any], variants: Sequence[VariantRuns], settings: ReportConfig, done: Rounds
 ) -> dict:
@@ -49,7 +62,7 @@ def conditions(
         "label_noise": meta["label_noise"],
         "seeds": sorted({r.seed for v in variants for r in v.records}),
         "looks": list(done.schedule.looks),
-        "hidden_sizes": first["hidden_sizes"],
+        "network": network_of(first),
         "epochs": first["epochs"],
         "batch_size": first["batch_size"],
         "lr": first["lr"],
@@ -130,7 +143,7 @@ def markdown(
         "",
         f"Dataset **{cond['dataset']}** (train {cond['sizes']['train']}, val "
         f"{cond['sizes']['val']}, test {cond['sizes']['test']}; label noise "
-        f"{cond['label_noise']:g}), MLP {cond['hidden_sizes']}, {cond['epochs']} epochs, batch "
+        f"{cond['label_noise']:g}), {cond['network']}, {cond['epochs']} epochs, batch "
         f"{cond['batch_size']}, lr {cond['lr']:g}, {seeds_text}, "
         f"device {', '.join(cond['device'])}, torch {cond['torch']}, Python {cond['python']}.",
         "",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from .. import outputs, run_lifecycle, tracking
+from .. import outputs, registry, run_lifecycle, tracking
 from ..config import Params
 from ..data import load_meta
 from ..errors import DataError
@@ -50,8 +50,27 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     write_atomic(layout.gap_report, text)
     write_atomic(layout.summary, json_text(summary))
     if log:
-        log_report(params, layout, summary, join)
+        report_run = log_report(params, layout, summary, join)
+        if params.mlflow.log_model:
+            register_recommended(params, layout, summary, variants, report_run)
     click.echo(f"report: {layout.gap_report.relative_to(layout.root)}")
+
+
+def register_recommended(
+    params: Params, layout: Layout, summary: dict, variants: list, report_run: str
+) -> None:
+    """The recommended variant's kept network in the Model Registry (`registry`)."""
+    name = params.mlflow.experiment
+    chosen = registry.recommend(summary, {v.name: v.records for v in variants})
+    run_id = chosen and outputs.run_id_of(layout, chosen.variant, chosen.record.seed)
+    version = registry.register(name, chosen, run_id, report_run)
+    if chosen is None:
+        click.echo(f"no variant is decided better on best val loss: no model @{registry.ALIAS}")
+    elif version is None:
+        click.echo(f"{chosen.variant}: its runs were not made here (no logs/); not registered")
+    else:
+        where = f"models:/{name}@{registry.ALIAS}"
+        click.echo(f"{where}: {chosen.variant}, seed {chosen.record.seed} (version {version})")
 
 
 def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str:

@@ -106,9 +106,7 @@ def rounds(
             f"reused ({', '.join(need)})",
             err=True,
         )
-        context = RunContext.of(
-            params.mlflow, prepared.logged(), tags={**(tags or {}), "round": str(look)}
-        )
+        context = RunContext.of(params.mlflow, prepared, tags={**(tags or {}), "round": str(look)})
         records, missing = executor(specs, context) if specs else ([], [])
         for record in records:
             outputs.write_round_seed(layout, record, keys[record.variant])

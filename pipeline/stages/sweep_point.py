@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .. import outputs
+from ..applicable import check_applicable
 from ..config import Params
 from ..data import load_prepared
 from ..executors.local import on_device, run_here
@@ -29,8 +30,9 @@ def sweep_run(
     `sweeps/<technique>/<strength>/seed<k>.json` (or `out/seed<k>.json`)."""
     specs = [sweep_spec(params, technique, strength, s) for s in seeds or params.train.seeds]
     prepared = load_prepared(layout.prepared)
+    check_applicable(specs, prepared)
     tags = {"sweep_technique": technique, "sweep_strength": f"{strength:g}"}
-    context = RunContext.of(params.mlflow, prepared.logged(), kind="sweep", tags=tags)
+    context = RunContext.of(params.mlflow, prepared, kind="sweep", tags=tags)
     data = on_device(params.train.device, prepared)
     records = run_here(specs, data, context, params.train)
     folder = Path(out) if out else layout.sweep_point(technique, strength)

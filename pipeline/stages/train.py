@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from .. import outputs, run_ends, tracking
+from ..applicable import check_applicable
 from ..checkpoint import Checkpoints, fingerprint
 from ..config import Params
 from ..data import load_prepared
@@ -13,7 +14,7 @@ from ..executors.local import on_device, run_here
 from ..paths import Layout
 from ..records import RunRecord
 from ..run import RunContext
-from ..spec import run_specs
+from ..spec import run_specs, study_specs
 
 
 def train(
@@ -58,13 +59,15 @@ def train_variant(
     its outputs then. `join`: fill the run `mlflow run` started."""
     specs = run_specs(params, variant, seeds)
     prepared = load_prepared(layout.prepared)
+    # Under DVC, the first train stage refuses a study any of whose variants cannot train.
+    check_applicable(specs if tracked_only else study_specs(params), prepared)
     for name in run_ends.end_runs_of_dead_processes(params.mlflow.experiment, variant):
         click.echo(f"{name}: its process had died with the run open; the run is ended KILLED")
     data = on_device(params.train.device, prepared)
     checkpoints = None
     if not tracked_only and params.train.checkpoint_every:
         made_with = {  # a checkpoint continues only on the same data, on the same device
-            "format": 2,  # the training state's layout (2: per-seed generators)
+            "format": 3,  # the training state's layout (3: per-seed augmentation generators)
             "data": prepared.logged(),
             "data_digest": prepared.digest(),
             "device": str(data.device),
@@ -79,7 +82,7 @@ def train_variant(
             resume,
         )
     kind = "override" if tracked_only else "train"
-    context = RunContext.of(params.mlflow, prepared.logged(), kind=kind, join=join)
+    context = RunContext.of(params.mlflow, prepared, kind=kind, join=join)
     records = run_here(specs, data, context, params.train, checkpoints)
     if not tracked_only:
         outputs.write_variant(layout, variant, records)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from .. import outputs, tracking
+from .. import outputs, tracking, user_network
+from ..applicable import check_applicable
 from ..config import Params
 from ..data import Prepared
 from ..errors import StudyIncomplete
@@ -24,6 +25,7 @@ from ..spec import RunSpec, study_specs
 class RayPlan:
     address: str | None  # None: start a Ray instance on this machine
     resources: on_ray.Resources
+    modules: list[str]  # folders the workers import the user's network from
 
 
 def plan(params: Params, address: str | None, cpus: float | None, gpus: float | None) -> RayPlan:
@@ -32,13 +34,15 @@ def plan(params: Params, address: str | None, cpus: float | None, gpus: float | 
     address = on_ray.ray_address(address)
     gpus = on_ray.default_gpus(params) if gpus is None else gpus
     on_ray.check_settings(address, params, gpus)
-    return RayPlan(address, on_ray.Resources(cpus or 1.0, gpus))
+    network = params.model.network
+    modules = [] if params.model.built_in else user_network.ship(network)
+    return RayPlan(address, on_ray.Resources(cpus or 1.0, gpus), modules)
 
 
 def session(plan: RayPlan) -> AbstractContextManager[None]:
     """Connected to Ray (a new local instance, or the cluster) for the block. Entered before
     the data is prepared: a cluster none of whose nodes could run a run fails here."""
-    return on_ray.ray_session(plan.address, plan.resources)
+    return on_ray.ray_session(plan.address, plan.resources, plan.modules)
 
 
 def train_on_ray(
@@ -47,10 +51,10 @@ def train_on_ray(
     """Inside a `session`: train the grid; write every variant's outputs; return the runs that
     did not finish. Where no run of the baseline finished, nothing is written: the old outputs
     and report stay, consistent with each other."""
-    context = RunContext.of(params.mlflow, prepared.logged(), tags=tracking.context_tags())
-    records, missing = on_ray.run_on_ray(
-        study_specs(params), prepared, params, context, plan.resources
-    )
+    specs = study_specs(params)
+    check_applicable(specs, prepared)
+    context = RunContext.of(params.mlflow, prepared, tags=tracking.context_tags())
+    records, missing = on_ray.run_on_ray(specs, prepared, params, context, plan.resources)
     baseline = params.report.baseline
     if not any(r.variant == baseline for r in records):
         raise StudyIncomplete(
