@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study budget sweep noise test test-fast chaos readme bench bench-grid lint format ui server clean
+.PHONY: study budget cnn-example sweep noise test test-fast chaos readme bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> rounds -> report
 	dvc repro
@@ -13,6 +13,9 @@ study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train e
 budget: $(VENV)/.installed  ## the default study with rounds {max: 12, step: 3} -> reports/budget/ (what more seeds decide)
 	python scripts/larger_budget.py --max 12 --step 3
 	python scripts/readme_findings.py
+
+cnn-example: $(VENV)/.installed  ## the default variants plus augmentation on the built-in CNN -> docs/cnn-example/
+	python scripts/cnn_example.py
 
 sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/
 	dvc repro sweep-stages/dvc.yaml

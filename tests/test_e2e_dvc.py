@@ -183,7 +183,7 @@ def test_exp_run_with_set_param(tiny_repo: Path) -> None:
     runs = training_runs(client_for(tiny_repo))
     dropout = [r for r in runs if r.data.tags["variant"] == "dropout"]
     assert len(dropout) == 2
-    assert all(r.data.params["dropout"] == "[0.3]" for r in dropout)
+    assert all(r.data.params["dropout"] == "0.3" for r in dropout)
     assert all(r.data.tags["dvc_exp_name"] == "strong-dropout" for r in dropout)
     shown = run("dvc", "exp", "show", "--json").stdout
     assert "strong-dropout" in shown

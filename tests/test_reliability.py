@@ -192,6 +192,26 @@ def test_resume_on_data_prepared_otherwise_is_refused(tmp_path: Path) -> None:
     assert killed.info.status == "KILLED"
 
 
+def test_resume_after_the_users_network_was_edited_is_refused(tmp_path: Path) -> None:
+    """The specs name a network of the user's by its function only: an edit to its module
+    between an interrupt and `--resume` (here ReLU -> GELU, the same shapes) would train the
+    first epochs with one network and the rest with another."""
+    params = json.loads(json.dumps(LONG))
+    params["model"] = {"network": "networks.example:build"}
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "l2")
+    interrupt_after(process, [f"l2-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
+    source = repo / "networks" / "example.py"
+    assert source.read_text().count("nn.ReLU()") == 2
+    source.write_text(source.read_text().replace("nn.ReLU()", "nn.GELU()"))
+    resumed = run(PY, "-m", "pipeline", "train", "--variant", "l2", "--resume", check=False)
+    assert resumed.returncode == 2, resumed.stderr
+    [line] = resumed.stderr.strip().splitlines()
+    assert "seed0.pt was made with other settings, data or device" in line
+
+
 def test_a_run_whose_process_was_killed_is_ended_by_the_next_training(tmp_path: Path) -> None:
     """SIGKILL to a stage that trains in its own process, before its first checkpoint: its
     run stays RUNNING, with nothing left to end it. The next training of the variant on this

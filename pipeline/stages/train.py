@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import click
 
-from .. import outputs, run_ends, tracking
+from .. import outputs, run_ends, tracking, user_network
 from ..applicable import check_applicable
 from ..checkpoint import Checkpoints, fingerprint
 from ..config import Params
 from ..data import load_prepared
 from ..executors.local import on_device, run_here
+from ..model import BUILT_IN
 from ..paths import Layout
 from ..records import RunRecord
 from ..run import RunContext
@@ -46,6 +49,14 @@ def train(
     return train_variant(params, layout, variant, seeds, tracked_only, launched, resume)
 
 
+def network_source_digest(network: str) -> str | None:
+    """The SHA-256 of the module that defines the user's network; None for a built-in one
+    (the package's code is the stage's own dependency)."""
+    if network in BUILT_IN:
+        return None
+    return hashlib.sha256(user_network.source_file(network).read_bytes()).hexdigest()
+
+
 def train_variant(
     params: Params,
     layout: Layout,
@@ -73,6 +84,8 @@ def train_variant(
             "device": str(data.device),
             "variant": variant,
             "specs": [s.hyperparameters() for s in specs],
+            # a network of the user's is named, not described, by the specs: its code too
+            "network": network_source_digest(params.model.network),
         }
         checkpoints = Checkpoints(
             layout.checkpoints(variant),
