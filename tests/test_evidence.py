@@ -130,7 +130,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     ci = stats.ttest_rel(values, [base[0], base[1]]).confidence_interval(0.95)
     change = points[0.01]["change_best_val_loss"]
     assert (change["low"], change["high"]) == pytest.approx((ci.low, ci.high))
-    assert l2[0]["hyperparameters"]["l2"] == 0.01 and l2[0]["hyperparameters"]["dropout"] == [0.0]
+    assert l2[0]["hyperparameters"]["l2"] == 0.01 and l2[0]["hyperparameters"]["dropout"] == 0.0
     # The best strength, from the point files and the baseline's runs directly.
     l2_mean = np.mean(values)
     assert summary["l2"]["best_strength"] == (
