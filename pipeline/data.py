@@ -8,6 +8,7 @@ Format, readable with numpy alone (`np.load(..., allow_pickle=False)`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -54,6 +55,12 @@ class Prepared:
 
     def digest(self) -> str:
         """SHA-256 of every split's arrays: the data's content, normalization included."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
+        # once per load: the checkpoint's fingerprint, the rounds' keys and every run's
+        # dataset input all ask for it
         h = hashlib.sha256()
         for name in SPLITS:
             for array in (getattr(self, name).x, getattr(self, name).y):
@@ -64,13 +71,12 @@ class Prepared:
     def described(self) -> dict[str, str]:
         """The prepared splits as an MLflow dataset: name, digest (of the arrays), source
         (`data/prepared`), schema and profile."""
-        shape = self.meta.get("input_shape") or [self.n_features]
         return {
             "name": self.meta["dataset"],
             "digest": self.digest()[:12],
             "source_type": "local",
             "source": json.dumps({"uri": "data/prepared"}),
-            "schema": json.dumps({"x": ["float32", shape], "y": ["int64", []]}),
+            "schema": json.dumps({"x": ["float32", list(self.input_shape)], "y": ["int64", []]}),
             "profile": json.dumps({**self.meta["sizes"], "label_noise": self.meta["label_noise"]}),
         }
 

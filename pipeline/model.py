@@ -12,7 +12,6 @@ that train them.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -210,7 +209,3 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
 def norm_parameters(model: nn.Module) -> list[torch.Tensor]:
     """The parameters of the normalisation layers (scale and shift)."""
     return [p for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()]
-
-
-def n_parameters(model: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())

@@ -23,13 +23,12 @@ from torch import nn
 
 from . import run_ends, run_lifecycle, signals, tracking, user_network
 from .checkpoint import Checkpoints
-from .config import MlflowConfig
+from .config import MlflowConfig, ModelConfig
 from .data import Prepared
 from .device import DeviceData
 from .epoch_metrics import EpochMetrics
 from .errors import TrainingDiverged
 from .files import csv_text, json_text
-from .model import BUILT_IN
 from .records import EPOCH_SECONDS, RUN_SECONDS, RunRecord
 from .spec import RunSpec
 from .trainer import TrainResult, train_stack
@@ -187,7 +186,7 @@ def finish_run(
         history.write_text(csv_text(record.history_rows(timings=True)))
         mlflow.log_artifact(str(history))
     if context.log_model:
-        log_model(record, result.model, data, spec.model.network)
+        log_model(record, result.model, data, spec.model)
     return record
 
 
@@ -218,11 +217,11 @@ def record_of(spec: RunSpec, result: TrainResult, run_id: str) -> RunRecord:
     )
 
 
-def log_model(record: RunRecord, network: nn.Module, data: DeviceData, reference: str) -> None:
+def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: ModelConfig) -> None:
     """The MLflow model (`mlflow_model.py`, a model from code over the run's weights files),
     with an input example and signature, and pinned requirements. Its code holds what
     `mlflow_model.py` imports, no more: the network modules and, for the user's network
-    (`reference`, `model.network`), that network's own module."""
+    (`model.network`), that network's own module."""
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
@@ -240,10 +239,10 @@ def log_model(record: RunRecord, network: nn.Module, data: DeviceData, reference
         (package / "__init__.py").write_text("")
         for module in MODEL_CODE:
             shutil.copy(Path(__file__).with_name(module), package / module)
-        if reference not in BUILT_IN:
-            place, _ = user_network.portable(reference)
+        if not model.built_in:
+            place, _ = user_network.portable(model.network)
             (code / place).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(user_network.source_file(reference), code / place)
+            shutil.copy(user_network.source_file(model.network), code / place)
         mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("mlflow_model.py")),

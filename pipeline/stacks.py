@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import ACTIVATIONS, Architecture, build, dropout_layers
+from .model import ACTIVATIONS, Architecture, build, dropout_layers, weight_layers
 
 
 def stack_of(arch: Architecture, states: list[dict[str, torch.Tensor]]) -> Stack:
@@ -31,7 +31,15 @@ class Stack(nn.Module):
     """What the trainer needs of a stack: its seeds' networks (`nets`), a forward pass of
     (K, B, n_inputs) or a shared (B, n_inputs) to (K, B, n_classes), and a seed's weights."""
 
-    nets: nn.ModuleList
+    def __init__(self, arch: Architecture, states: list[dict[str, torch.Tensor]]):
+        """`states`: each seed's weights as the state dict of its network."""
+        super().__init__()
+        self.arch = arch
+        self.nets = nn.ModuleList(_load(arch, state) for state in states)
+
+    def per_seed(self, x: torch.Tensor) -> torch.Tensor:
+        """x as (K, B, n_inputs): a (B, n_inputs) batch is shared by every seed."""
+        return x.expand(len(self), *x.shape) if x.dim() == 2 else x
 
     def __len__(self) -> int:
         return len(self.nets)
@@ -50,9 +58,7 @@ class ModuleStack(Stack):
     slice, its dropout drawing from its own generator."""
 
     def __init__(self, arch: Architecture, states: list[dict[str, torch.Tensor]]):
-        super().__init__()
-        self.arch = arch
-        self.nets = nn.ModuleList(_load(arch, state) for state in states)
+        super().__init__(arch, states)
         self.dropouts = [dropout_layers(net) for net in self.nets]
 
     def forward(
@@ -61,10 +67,8 @@ class ModuleStack(Stack):
         """x: (K, B, n_inputs), or (B, n_inputs) shared by every seed -> (K, B, n_classes).
 
         `dropout`: one generator per seed in training; None evaluates (no dropout)."""
-        if x.dim() == 2:
-            x = x.expand(len(self), *x.shape)
         out = []
-        for k, (net, xk) in enumerate(zip(self.nets, x.unbind(0), strict=True)):
+        for k, (net, xk) in enumerate(zip(self.nets, self.per_seed(x).unbind(0), strict=True)):
             for layer in self.dropouts[k]:
                 layer.generator = dropout[k] if dropout is not None else None
             out.append(net(xk))
@@ -83,12 +87,9 @@ class MLPStack(Stack):
     """
 
     def __init__(self, arch: Architecture, states: list[dict[str, torch.Tensor]]):
-        """`states`: each seed's weights as the state dict of its network."""
-        super().__init__()
-        self.arch = arch
-        self.nets = nn.ModuleList(_load(arch, state) for state in states)
-        # the k-th linear layer of every seed, layer by layer
-        self.columns = list(zip(*(_linear_layers(net) for net in self.nets), strict=True))
+        super().__init__(arch, states)
+        # the k-th linear layer of every seed, layer by layer (an MLP's only weight layers)
+        self.columns = list(zip(*(weight_layers(net) for net in self.nets), strict=True))
         self.activation = ACTIVATIONS[arch.activation]()
 
     def forward(
@@ -97,10 +98,8 @@ class MLPStack(Stack):
         """x: (K, B, n_inputs), or (B, n_inputs) shared by every seed -> (K, B, n_classes).
 
         `dropout`: one generator per seed in training; None evaluates (no dropout)."""
-        if x.dim() == 2:
-            x = x.expand(len(self), *x.shape)
         rates = self.arch.dropout or (0.0,) * len(self.arch.hidden_sizes)
-        x = _dropout(x, self.arch.input_dropout, dropout)
+        x = _dropout(self.per_seed(x), self.arch.input_dropout, dropout)
         for column, rate in zip(self.columns[:-1], rates, strict=True):
             x = _dropout(self.activation(_product(column, x)), rate, dropout)
         return _product(self.columns[-1], x)
@@ -134,7 +133,3 @@ def _dropout(
     for k, generator in enumerate(generators):
         mask[k].bernoulli_(1 - rate, generator=generator)
     return x * mask.div_(1 - rate)
-
-
-def _linear_layers(model: nn.Module) -> list[nn.Linear]:
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]

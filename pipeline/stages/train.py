@@ -10,10 +10,9 @@ import click
 from .. import outputs, run_ends, tracking, user_network
 from ..applicable import check_applicable
 from ..checkpoint import Checkpoints, fingerprint
-from ..config import Params
+from ..config import ModelConfig, Params
 from ..data import load_prepared
 from ..executors.local import on_device, run_here
-from ..model import BUILT_IN
 from ..paths import Layout
 from ..records import RunRecord
 from ..run import RunContext
@@ -49,12 +48,12 @@ def train(
     return train_variant(params, layout, variant, seeds, tracked_only, launched, resume)
 
 
-def network_source_digest(network: str) -> str | None:
+def network_source_digest(model: ModelConfig) -> str | None:
     """The SHA-256 of the module that defines the user's network; None for a built-in one
     (the package's code is the stage's own dependency)."""
-    if network in BUILT_IN:
+    if model.built_in:
         return None
-    return hashlib.sha256(user_network.source_file(network).read_bytes()).hexdigest()
+    return hashlib.sha256(user_network.source_file(model.network).read_bytes()).hexdigest()
 
 
 def train_variant(
@@ -85,7 +84,7 @@ def train_variant(
             "variant": variant,
             "specs": [s.hyperparameters() for s in specs],
             # a network of the user's is named, not described, by the specs: its code too
-            "network": network_source_digest(params.model.network),
+            "network": network_source_digest(params.model),
         }
         checkpoints = Checkpoints(
             layout.checkpoints(variant),
