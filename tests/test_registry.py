@@ -3,6 +3,7 @@ and seed it picks (validation data only), the alias it moves, and the versions i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -63,12 +64,20 @@ class Constant(mlflow.pyfunc.PythonModel):
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A SQLite store of this test's own; its runs go to the store's default experiment.
+
+    No `mlflow.set_experiment` here: it sets process-wide state (an active experiment id and
+    MLFLOW_EXPERIMENT_ID) that would send a later test's runs to an experiment its store lacks.
+    """
+    previous = mlflow.get_tracking_uri()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("registry-test")
-    return uri
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def logged_run(value: float) -> str:
