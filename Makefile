@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study budget cnn-example sweep noise test test-fast chaos readme bench bench-grid lint format ui server clean
+.PHONY: study budget cnn-example sweep noise test test-fast chaos readme screenshot bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> rounds -> report
 	dvc repro
@@ -41,6 +41,10 @@ chaos: $(VENV)/.installed  ## 100 interrupts of the train stage, each resumed an
 readme: $(VENV)/.installed  ## copy the gap report's findings table into the README
 	python scripts/readme_findings.py
 
+screenshot: $(VENV)/.dev  ## after make study: the README's picture of the study's view in the MLflow UI
+	scripts/chromium-up
+	python scripts/ui_screenshot.py
+
 bench: $(VENV)/.installed  ## trainer speed against the tutorial loop and the machine's limits
 	python benchmarks/bench.py
 
@@ -56,7 +60,7 @@ format: $(VENV)/.dev
 	ruff check --fix pipeline tests benchmarks scripts
 
 ui: $(VENV)/.installed  ## the MLflow UI on 127.0.0.1 against the project's store
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	python -m pipeline ui
 
 server: $(VENV)/.cluster  ## a shared MLflow tracking server on 127.0.0.1:5001 (PostgreSQL store, served artifacts)
 	scripts/tracking-server

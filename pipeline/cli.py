@@ -8,11 +8,10 @@ from typing import Any
 
 import click
 
-from . import tracking
+from . import tracking, ui_view
 from .command import OneLineErrors, fail_cleanly, key_values, load, params_option, stage
 from .errors import ConfigError
 from .loading import MODEL_KNOBS, OVERRIDABLE, VARIANT_KNOBS, with_overrides
-from .paths import Layout, project_root
 from .study_command import study
 from .sweep_stages import sweep_dvc_yaml
 from .techniques import listing
@@ -185,11 +184,14 @@ def compare_command(
     help="Interface to bind; anything but loopback exposes the store to the network.",
 )
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def ui(host: str, port: int) -> None:
-    """Start the MLflow UI against the project's tracking store."""
-    click.echo(
-        f"MLflow UI on http://{host}:{port} (store: {tracking.tracking_uri()}); Ctrl-C stops it"
-    )
+@params_option
+@fail_cleanly
+def ui(host: str, port: int, params_path: str) -> None:
+    """Start the MLflow UI against the project's tracking store, and print the address of the
+    study's view: its training runs grouped by variant."""
+    params, _ = load(params_path)
+    address = ui_view.view_address(f"http://{host}:{port}", params.mlflow.experiment)
+    click.echo(f"MLflow UI on {address}\n(store: {tracking.tracking_uri()}); Ctrl-C stops it")
     sys.exit(tracking.serve_ui(host, port))
 
 
@@ -210,6 +212,9 @@ main.add_command(study)
 
 
 @main.command("next-steps", hidden=True)
-def next_steps() -> None:
+@params_option
+@fail_cleanly
+def next_steps(params_path: str) -> None:
     """Where the report is and how to open the MLflow UI (printed after `make study`)."""
-    click.echo(tracking.next_steps(Layout(project_root()).gap_report))
+    params, layout = load(params_path)
+    click.echo(ui_view.next_steps(layout.gap_report, params.mlflow.experiment))

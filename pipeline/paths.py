@@ -121,6 +121,11 @@ class Layout:
         return self.reports / "summary.json"
 
     @property
+    def headline(self) -> Path:
+        """The report's DVC metrics: the few numbers compared across experiments."""
+        return self.reports / "metrics.json"
+
+    @property
     def figures(self) -> Path:
         return self.reports / "figures"
 

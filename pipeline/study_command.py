@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import tracking
+from . import tracking, ui_view
 from .command import fail_cleanly, load, params_option, stage
 from .errors import ConfigError, StudyIncomplete
 from .executors import EXECUTORS
@@ -113,7 +113,7 @@ def study(
             )
         if code != 0:
             sys.exit(code)
-        click.echo(tracking.next_steps(layout.gap_report))
+        click.echo(ui_view.next_steps(layout.gap_report, params.mlflow.experiment))
         return
     # Ray's settings are checked before anything is prepared or trained.
     on_ray = stage("train_on_ray") if executor == "ray" else None
@@ -131,7 +131,7 @@ def study(
             stage("train").train_variant(params, layout, name)
         stage("rounds").rounds(params, layout)
     stage("report").report(params, layout, log=True, join=False)
-    click.echo(tracking.next_steps(layout.gap_report))
+    click.echo(ui_view.next_steps(layout.gap_report, params.mlflow.experiment))
     if missing:
         raise StudyIncomplete(
             f"{len(missing)} run(s) did not finish: "

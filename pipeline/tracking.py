@@ -191,19 +191,6 @@ def finished_runs(experiment: str) -> list[Any]:
             return runs
 
 
-def next_steps(report: Path) -> str:
-    """Where the report is, and how to open the MLflow UI on this store."""
-    uri = tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        ui_hint = f"MLflow UI: open {uri} (the tracking server serves it)"
-    else:
-        ui_hint = (
-            f"MLflow UI: python -m pipeline ui  (or: make ui; mlflow ui --backend-store-uri "
-            f"{uri} --host 127.0.0.1), then open http://127.0.0.1:5000"
-        )
-    return f"\nReport: {report}\n{ui_hint}"
-
-
 def serve_ui(host: str, port: int) -> int:
     """Run the MLflow UI against this store until it ends (Ctrl-C: 130)."""
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri()]

@@ -160,9 +160,25 @@ def test_dvc_metrics_plots_and_up_to_date(reproduced: Path) -> None:
     run = make_runner(reproduced)
     again = run("dvc", "repro")
     assert "Data and pipelines are up to date." in again.stdout
-    metrics = run("dvc", "metrics", "show", "--json")
-    assert "reports/summary.json" in metrics.stdout
-    assert "metrics/l2/summary.json" in metrics.stdout
+    # The declared metrics are the report's few numbers per variant, nothing else.
+    shown = json.loads(run("dvc", "metrics", "show", "--json").stdout)
+    [files] = [rev["data"] for rev in shown.values()]
+    assert set(files) == {"reports/metrics.json"}
+    headline = files["reports/metrics.json"]["data"]
+    assert set(headline) == set(TINY_PARAMS["variants"])
+    summary = json.loads((reproduced / "reports" / "summary.json").read_text())["variants"]
+    for name, numbers in headline.items():
+        assert (
+            {"best_val_loss", "loss_gap", "test_accuracy"}
+            <= set(numbers)
+            <= {
+                "best_val_loss",
+                "loss_gap",
+                "test_accuracy",
+                "gap_verdict",
+            }
+        )
+        assert numbers["loss_gap"] == summary[name]["loss_gap_last"]["mean"]
     plots = run("dvc", "plots", "show", "--json")
     assert "metrics/baseline/curves.csv" in plots.stdout
     assert "learning_curves.png" in plots.stdout
@@ -187,6 +203,22 @@ def test_exp_run_with_set_param(tiny_repo: Path) -> None:
     assert all(r.data.tags["dvc_exp_name"] == "strong-dropout" for r in dropout)
     shown = run("dvc", "exp", "show", "--json").stdout
     assert "strong-dropout" in shown
+    # Two experiments' learning curves, drawn together by `dvc plots diff`.
+    run("dvc", "exp", "run", "-n", "weak-dropout", "-S", "variants.dropout.dropout=0.1")
+    plots = json.loads(
+        run("dvc", "plots", "diff", "strong-dropout", "weak-dropout", "--json").stdout
+    )["data"]
+    [curves] = plots["metrics/dropout/curves.csv"]
+    assert set(curves["revisions"]) == {"strong-dropout", "weak-dropout"}
+    values = curves["content"]["data"]["values"]
+    epochs = TINY_PARAMS["train"]["epochs"]
+    for rev in ("strong-dropout", "weak-dropout"):
+        assert sorted(int(v["epoch"]) for v in values if v["rev"] == rev) == list(
+            range(1, epochs + 1)
+        )
+    # ... and their numbers, metric by metric, by `dvc exp diff`.
+    diff = run("dvc", "exp", "diff", "strong-dropout", "weak-dropout", "--json").stdout
+    assert "dropout.loss_gap" in diff or '"loss_gap"' in diff
 
 
 def test_queued_experiment_logs_into_the_root_store(tiny_repo: Path) -> None:

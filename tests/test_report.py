@@ -17,6 +17,7 @@ from pipeline.errors import DataError
 from pipeline.outputs import write_variant
 from pipeline.paths import Layout
 from pipeline.records import MissingRun, RunRecord
+from pipeline.reports.headline import direction
 from pipeline.spec import run_specs
 from pipeline.stages import report as report_stage
 
@@ -144,6 +145,25 @@ def test_a_lost_run_leaves_a_paired_comparison_on_the_other_seeds(
     assert lost["verdict"] == "better"
     assert "(n=2)" in next(line for line in text.splitlines() if line.startswith("| lost_one |"))
     assert summary["ranking_by_best_val_loss"][0] == "lost_one"
+
+
+def test_the_dvc_metrics_are_a_few_numbers_per_variant(
+    report: tuple[dict, str], tmp_path: Path
+) -> None:
+    headline = json.loads(Layout(tmp_path).headline.read_text())
+    assert set(headline) == set(PARAMS["variants"])
+    # The baseline's means over its seeds 0.50, 0.52, 0.51 (gap: 0.05 less); no verdict.
+    assert headline["baseline"] == pytest.approx(
+        {"best_val_loss": 0.51, "loss_gap": 0.46, "test_accuracy": 0.9}
+    )
+    assert headline["lost_one"]["gap_verdict"] == 1  # 0.1 smaller on both its seeds: closes
+    assert headline["complete"]["gap_verdict"] == 0  # the baseline's numbers: equivalent
+    assert "gap_verdict" not in headline["diverging"]  # withheld: it has no direction
+
+
+def test_a_verdict_on_the_gap_has_a_direction_unless_undecided() -> None:
+    assert [direction(v) for v in ("closes the gap", "widens the gap", "equivalent")] == [1, -1, 0]
+    assert direction("undecided") is None and direction("too few seeds to tell") is None
 
 
 def test_the_report_without_prepared_data_says_so_and_writes_nothing(tmp_path: Path) -> None:

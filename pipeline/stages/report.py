@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from .. import outputs, registry, run_lifecycle, tracking
+from .. import outputs, registry, run_lifecycle, tracking, ui_view
 from ..config import Params
 from ..data import load_meta
 from ..errors import DataError
@@ -14,6 +14,7 @@ from ..files import files_into, json_text, write_atomic
 from ..paths import Layout
 from ..reports import figures
 from ..reports.gap import gap_report
+from ..reports.headline import headline
 from ..rounds import rounds_for_report
 from ..spec import run_specs
 
@@ -49,6 +50,7 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
         )
     write_atomic(layout.gap_report, text)
     write_atomic(layout.summary, json_text(summary))
+    write_atomic(layout.headline, json_text(headline(summary)))
     if log:
         report_run = log_report(params, layout, summary, join)
         if params.mlflow.log_model:
@@ -96,4 +98,5 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
         for path in (layout.gap_report, layout.summary):
             mlflow.log_artifact(str(path))
         mlflow.log_artifacts(str(layout.figures), artifact_path="figures")
+        ui_view.install(mlflow.MlflowClient(), run.info.experiment_id, summary["variants"])
         return run.info.run_id
