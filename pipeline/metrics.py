@@ -50,7 +50,7 @@ _ALL = (
 )
 METRICS = {m.key: m for m in _ALL}
 
-# metrics/<variant>/summary.json: the train stage's DVC metrics, means over seeds.
+# metrics/<variant>/summary.json: the train stage's means over seeds, to read (not a DVC metric).
 VARIANT_SUMMARY = (
     "best_val_loss",
     "best_epoch",

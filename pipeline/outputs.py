@@ -5,7 +5,7 @@ half-written folder for a result:
 - `models/<variant>/seed<k>/`: `model.safetensors` and `architecture.json` (best-epoch weights);
 - `metrics/<variant>/history.csv`: one row per (seed, epoch);
 - `metrics/<variant>/runs.json`: per seed, its hyperparameters and summary (`RunRecord`);
-- `metrics/<variant>/summary.json` and `curves.csv`: means over seeds (DVC metrics and plots);
+- `metrics/<variant>/summary.json` and `curves.csv`: means over seeds (`curves.csv`: a DVC plot);
 - `metrics/<variant>/missing.json`: runs that did not finish (a Ray study only).
 Per seed added in rounds (`rounds`): `rounds/<variant>/seed<k>/`, its record (history and
 what it was trained with included) and kept weights; `rounds/rounds.json`, what the rounds did.
@@ -115,7 +115,7 @@ def mean_curves(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def seed_mean(records: Sequence[RunRecord]) -> dict[str, Any]:
-    """The DVC metrics of a variant: each summary value's mean over seeds, and n."""
+    """A variant's summary: each summary value's mean over seeds, and n."""
     means = {k: float(np.mean([r.summary[k] for r in records])) for k in VARIANT_SUMMARY}
     return {"n_seeds": len(records), **means}
 

@@ -1,7 +1,7 @@
 """The gap report: how much each variant closes the generalization gap, with evidence.
 
 Built from what the train stages wrote (never from MLflow): `reports/gap_report.md`,
-`reports/summary.json` (DVC metrics) and the figures. Definitions are in `metrics`; a change
+`reports/summary.json` (every statistic) and the figures. Definitions are in `metrics`; a change
 against the baseline and its verdict are `analysis`'s, corrected for the number of variants.
 """
 
