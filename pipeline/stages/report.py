@@ -78,6 +78,7 @@ def register_recommended(
 def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str:
     """Log the report as an MLflow run of its own; return its run id."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     tags = {
         "kind": "report",
@@ -98,5 +99,8 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
         for path in (layout.gap_report, layout.summary):
             mlflow.log_artifact(str(path))
         mlflow.log_artifacts(str(layout.figures), artifact_path="figures")
-        ui_view.install(mlflow.MlflowClient(), run.info.experiment_id, summary["variants"])
+        try:
+            ui_view.install(mlflow.MlflowClient(), run.info.experiment_id, summary["variants"])
+        except MlflowException as error:  # a view is a convenience: the report stands without
+            click.echo(f"note: the MLflow view was not written: {error.message}", err=True)
         return run.info.run_id
