@@ -215,6 +215,8 @@ main.add_command(study)
 @params_option
 @fail_cleanly
 def next_steps(params_path: str) -> None:
-    """Where the report is and how to open the MLflow UI (printed after `make study`)."""
+    """After `make study`'s `dvc repro`: the report in MLflow where the repro skipped its stage,
+    then where the report is and the address of the study's view in the MLflow UI."""
     params, layout = load(params_path)
+    stage("report").publish_if_missing(params, layout)
     click.echo(ui_view.next_steps(layout.gap_report, params.mlflow.experiment))

@@ -113,6 +113,7 @@ def study(
             )
         if code != 0:
             sys.exit(code)
+        stage("report").publish_if_missing(params, layout)
         click.echo(ui_view.next_steps(layout.gap_report, params.mlflow.experiment))
         return
     # Ray's settings are checked before anything is prepared or trained.

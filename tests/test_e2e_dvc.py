@@ -298,3 +298,34 @@ def test_a_data_file_outside_data_raw_is_prepared_with_a_warning(tmp_path: Path)
         "input: DVC will not rerun prepare when it changes"
     ]
     assert (repo / "data" / "prepared" / "meta.json").is_file()
+
+
+def test_a_fresh_clone_logs_the_committed_report_to_mlflow(tmp_path: Path) -> None:
+    """On a clone of a repository with its outputs committed, `dvc repro` retrains (its cache
+    is empty) to the same bytes, so it skips the report stage and with it the report's MLflow
+    run and view; `next-steps` (the end of `make study`) logs them, once."""
+    origin = scratch_repo(tmp_path / "origin", TINY_PARAMS)
+    run = make_runner(origin)
+    run("dvc", "repro")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "the study's outputs")
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(origin), str(clone))
+    in_clone = make_runner(clone)
+    repro = in_clone("dvc", "repro")
+    assert "Stage 'report' didn't change, skipping" in repro.stdout
+    client = client_for(clone)
+    experiment = client.get_experiment_by_name("tiny-study")
+
+    def report_runs() -> list:
+        return client.search_runs([experiment.experiment_id], "tags.kind = 'report'")
+
+    assert report_runs() == []
+    for _ in range(2):
+        steps = in_clone("python", "-m", "pipeline", "next-steps")
+        assert "viewStateShareKey=by-variant" in steps.stdout, steps.stdout
+    [report] = report_runs()  # logged by the first, not again by the second
+    assert report.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(report.info.run_id)} >= {"gap_report.md"}
+    tags = client.get_experiment(experiment.experiment_id).tags
+    assert "mlflow.sharedViewState.by-variant" in tags

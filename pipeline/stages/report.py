@@ -3,6 +3,9 @@ run of it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import click
 import pandas as pd
 
@@ -21,12 +24,7 @@ from ..spec import run_specs
 
 def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     """The gap report from every variant's outputs: `reports/`, and an MLflow run of it."""
-    done = rounds_for_report(params, layout)
-    loaded = [
-        outputs.read_variant(layout, params, name, done.added(name)) for name in params.variants
-    ]
-    missing = [m for v in loaded for m in v.missing]
-    variants = [v for v in loaded if v.records]
+    variants, missing = load_variants(params, layout)
     baseline = params.report.baseline
     if not any(v.name == baseline for v in variants):
         raise DataError(
@@ -35,7 +33,12 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
         )
     labels = {v.name: run_specs(params, v.name)[0].label for v in variants}
     summary, text = gap_report(
-        variants, labels, load_meta(layout.prepared), params.report, missing, done
+        variants,
+        labels,
+        load_meta(layout.prepared),
+        params.report,
+        missing,
+        rounds_for_report(params, layout),
     )
     history = pd.DataFrame([row for v in variants for r in v.records for row in r.history_rows()])
     by_name = {v.name: v for v in variants}
@@ -52,10 +55,52 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     write_atomic(layout.summary, json_text(summary))
     write_atomic(layout.headline, json_text(headline(summary)))
     if log:
-        report_run = log_report(params, layout, summary, join)
-        if params.mlflow.log_model:
-            register_recommended(params, layout, summary, variants, report_run)
+        publish(params, layout, summary, variants, join)
     click.echo(f"report: {layout.gap_report.relative_to(layout.root)}")
+
+
+def load_variants(params: Params, layout: Layout) -> tuple[list, list]:
+    """Every variant's finished runs (those with any), and the runs that did not finish."""
+    done = rounds_for_report(params, layout)
+    loaded = [
+        outputs.read_variant(layout, params, name, done.added(name)) for name in params.variants
+    ]
+    return [v for v in loaded if v.records], [m for v in loaded for m in v.missing]
+
+
+def publish(params: Params, layout: Layout, summary: dict, variants: list, join: bool) -> None:
+    """The report in MLflow: its run, the recommended network in the registry, the UI's view."""
+    report_run = log_report(params, layout, summary, join)
+    if params.mlflow.log_model:
+        register_recommended(params, layout, summary, variants, report_run)
+
+
+def publish_if_missing(params: Params, layout: Layout) -> None:
+    """The report in MLflow where the store lacks it: `dvc repro` skips the report stage when
+    its outputs are already there (committed, as on a fresh clone), and with it the report's
+    MLflow run, the registered network and the view. Once per summary (its digest)."""
+    import mlflow
+
+    if not layout.summary.is_file():
+        return
+    summary = json.loads(layout.summary.read_text())
+    experiment = tracking.ensure_experiment(params.mlflow.experiment)
+    found = mlflow.MlflowClient().search_runs(
+        [experiment],
+        f"tags.kind = 'report' and tags.summary_digest = '{summary_digest(summary)}'",
+        max_results=1,
+    )
+    if found:
+        return
+    variants, _ = load_variants(params, layout)
+    if {v.name for v in variants} == set(summary["variants"]):  # its runs' outputs are here
+        click.echo("report: logged to MLflow (dvc repro found it up to date)")
+        publish(params, layout, summary, variants, join=False)
+
+
+def summary_digest(summary: dict) -> str:
+    """What tells one report's summary from another's: 16 hex digits of its file's SHA-256."""
+    return hashlib.sha256(json_text(summary).encode()).hexdigest()[:16]
 
 
 def register_recommended(
@@ -82,6 +127,7 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
 
     tags = {
         "kind": "report",
+        "summary_digest": summary_digest(summary),
         "dataset": summary["conditions"]["dataset"],
         **tracking.context_tags(),
     }
