@@ -90,9 +90,12 @@ def build(arch: Architecture) -> nn.Module:
     elif arch.network == "cnn":
         network = build_cnn(arch)
     else:
-        from .user_network import build_user_network
+        from .user_network import call_factory
 
-        network = build_user_network(arch)
+        made = call_factory(
+            arch.network, arch.shape, arch.n_classes, tuple(arch.dropout), arch.input_dropout
+        )
+        network = wrap_shaped(made, arch.shape)  # the splits are flat: the factory sees shape
     _seed_dropout(network)
     return network
 

@@ -20,14 +20,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from torch import nn
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .model import Architecture
 
 
 def split_reference(reference: str) -> tuple[str, str]:
@@ -104,29 +100,28 @@ def ship(reference: str) -> list[str]:
     return [str(top)] if top.is_dir() else []
 
 
-def build_user_network(arch: Architecture) -> nn.Module:
-    """The user's network for `arch`, wrapped to take flat inputs."""
-    from .model import wrap_shaped
-
-    dropout: float | tuple[float, ...] = (
-        arch.dropout[0] if len(arch.dropout) == 1 else tuple(arch.dropout)
-    )
+def call_factory(
+    reference: str,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    dropout: tuple[float, ...],
+    input_dropout: float,
+) -> nn.Module:
+    """The user's network, as the factory `reference` names builds it (shaped input)."""
+    rates: float | tuple[float, ...] = dropout[0] if len(dropout) == 1 else tuple(dropout)
     try:
-        network = factory(arch.network)(
-            input_shape=arch.shape,
-            n_classes=arch.n_classes,
-            dropout=dropout,
-            input_dropout=arch.input_dropout,
+        network = factory(reference)(
+            input_shape=input_shape,
+            n_classes=n_classes,
+            dropout=rates,
+            input_dropout=input_dropout,
         )
     except ConfigError:
         raise
     except Exception as e:
-        raise ConfigError(
-            f"model.network: {arch.network} failed ({type(e).__name__}: {e})"
-        ) from None
+        raise ConfigError(f"model.network: {reference} failed ({type(e).__name__}: {e})") from None
     if not isinstance(network, nn.Module):
         raise ConfigError(
-            f"model.network: {arch.network} returned a {type(network).__name__}, "
-            "not a torch.nn.Module"
+            f"model.network: {reference} returned a {type(network).__name__}, not a torch.nn.Module"
         )
-    return wrap_shaped(network, arch.shape)
+    return network
