@@ -112,6 +112,18 @@ class SeedRounds(_Frozen):
     max: int = Field(ge=2)
     step: int = Field(2, ge=1)
 
+    def check_seeds(self, seeds: list[int]) -> None:
+        """A ConfigError where the rounds cannot start from `seeds` (`train.seeds`)."""
+        if len(seeds) < 2:
+            raise ConfigError(
+                "rounds need at least 2 train.seeds first (an interval needs two); "
+                "or set `rounds: null`"
+            )
+        if self.max < len(seeds):
+            raise ConfigError(
+                f"rounds.max ({self.max}) must be at least the number of train.seeds ({len(seeds)})"
+            )
+
     def seed_order(self, seeds: list[int]) -> list[int]:
         """Every seed the study may train: `seeds`, then the ones the rounds add, in order
         (the smallest seeds not among them)."""
@@ -269,14 +281,16 @@ class Params(_Frozen):
                     f"variants.{name}.dropout has {len(variant.dropout)} rates but the "
                     f"{self.model.network} has {blocks} hidden blocks"
                 )
-        if self.rounds is not None:
-            if len(self.train.seeds) < 2:
-                raise ValueError("rounds need at least 2 train.seeds first (an interval needs two)")
-            if self.rounds.max < len(self.train.seeds):
-                raise ValueError("rounds.max must be at least the number of train.seeds")
         if self.report.baseline not in self.variants:
             raise ValueError(f"report.baseline {self.report.baseline!r} is not one of the variants")
         return self
+
+    def check_rounds(self) -> None:
+        """A ConfigError where `rounds` cannot be planned on `train.seeds`. Checked by what
+        runs the study (its train stages, the rounds, `study`) before anything trains, not when
+        params.yaml is read: one run with overrides (`train --seed 5`) plans no rounds."""
+        if self.rounds is not None:
+            self.rounds.check_seeds(self.train.seeds)
 
     def variant(self, name: str) -> Variant:
         """The variant called `name`, or a ConfigError that lists the known ones."""

@@ -63,12 +63,21 @@ _Yaml12Loader.add_implicit_resolver(
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file, with YAML 1.2 floats; a syntax error becomes a ConfigError."""
+    """Parse a YAML file, with YAML 1.2 floats; a file that is not UTF-8 text or not valid
+    YAML becomes a ConfigError naming the line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=_Yaml12Loader)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (line {line}: byte 0x{raw[e.start]:02x}); save it as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -55,6 +55,7 @@ class Schedule:
         """The plan of `train.seeds` and the `rounds` section (None: one look)."""
         if rounds is None:
             return cls(tuple(seeds), (len(seeds),))
+        rounds.check_seeds(seeds)
         return cls(tuple(rounds.seed_order(seeds)), rounds.looks(seeds))
 
     @property

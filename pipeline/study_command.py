@@ -92,6 +92,7 @@ def study(
     not stop the others: the report names it, and the command exits with 1.
     """
     params, layout = load(params_path)
+    params.check_rounds()  # before anything is prepared or trained
     ray = {"--address": address, "--cpus-per-run": cpus_per_run, "--gpus-per-run": gpus_per_run}
     given = [flag for flag, value in ray.items() if value is not None]
     if executor != "ray" and given:

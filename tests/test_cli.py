@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import REPO, TINY_PARAMS, Runner, make_runner
+from .conftest import REPO, TINY_PARAMS, Runner, make_runner, scratch_repo
 
 PY = sys.executable
 
@@ -79,6 +79,18 @@ BAD_INPUT = [
     ),
     ("npz without path", {"data.dataset": "npz"}, [], "data.path"),
     ("baseline not a variant", {"report.baseline": "none"}, [], "report.baseline"),
+    (
+        "rounds on one seed",
+        {"train.seeds": [0], "rounds": {"max": 4}},
+        [],
+        "rounds need at least 2 train.seeds",
+    ),
+    (
+        "rounds max below the seeds",
+        {"train.seeds": [0, 1, 2], "rounds": {"max": 2}},
+        [],
+        "rounds.max (2) must be at least the number of train.seeds (3)",
+    ),
     ("override lr not a number", {}, ["--lr", "abc"], "train.lr"),
     ("override dropout above 1", {}, ["--dropout", "1.5"], "variants.l2.dropout"),
     ("override epochs 0", {}, ["--epochs", "0"], "train.epochs"),
@@ -116,6 +128,22 @@ def test_every_command_validates_params_first(tmp_path: Path) -> None:
         result = run(PY, "-m", "pipeline", *args, check=False, PYTHONPATH=str(REPO))
         assert_clean_failure(result, "variants.dropout.dropout")
     assert_nothing_written(tmp_path)
+
+
+def test_one_run_with_overrides_needs_no_rounds(tmp_path: Path) -> None:
+    # The README's "one run with overrides" in a study with rounds: one seed, no rounds planned.
+    params = edited("rounds", {"max": 4, "step": 2})
+    repo = scratch_repo(tmp_path / "repo", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    result = run(PY, "-m", "pipeline", "train", "--variant", "l2", "--l2", "3e-4", "--seed", "5")
+    assert "logged to MLflow only" in result.stderr
+    assert "l2-seed5" in result.stderr
+    assert not (repo / "models").exists() and not (repo / "metrics").exists()
+    # The study's own stage still refuses rounds it cannot plan, before it trains.
+    write_params(repo, edited_dict(params, "train.seeds", [0]))
+    result = run(PY, "-m", "pipeline", "train", "--variant", "l2", check=False)
+    assert_clean_failure(result, "rounds need at least 2 train.seeds")
 
 
 def test_unknown_variant_and_missing_data(tiny_repo: Path, run_in: Runner) -> None:
