@@ -15,7 +15,14 @@ import click
 
 from . import tracking
 from .config import Params
-from .errors import ConfigError, DataError, MetricsLost, StudyIncomplete, TrainingDiverged
+from .errors import (
+    ConfigError,
+    DataError,
+    MetricsLost,
+    RunsDiverged,
+    StudyIncomplete,
+    TrainingDiverged,
+)
 from .loading import load_params
 from .paths import Layout, project_root
 from .signals import cli_handles_sigterm, interrupt_name
@@ -58,7 +65,7 @@ def fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except (ConfigError, DataError) as e:
             fail(str(e), BAD_INPUT)
-        except (TrainingDiverged, MetricsLost, StudyIncomplete) as e:
+        except (TrainingDiverged, RunsDiverged, MetricsLost, StudyIncomplete) as e:
             fail(str(e), 1)
         except KeyboardInterrupt as e:
             name, code = interrupt_name(e)

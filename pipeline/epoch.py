@@ -122,17 +122,20 @@ def train_one_epoch(
     return running
 
 
-def check_diverged(row: dict[str, float], epoch: int, seed: int, n_classes: int) -> None:
-    """Raise `TrainingDiverged` if a seed's epoch `row` is not finite or its train loss is far
-    above chance (`DIVERGED_OVER_CHANCE`)."""
+def divergence(
+    row: dict[str, float], epoch: int, seed: int, n_classes: int
+) -> TrainingDiverged | None:
+    """Why a seed's epoch `row` shows it diverged (`TrainingDiverged`, not raised), or None: a
+    value that is not finite, or a train loss far above chance (`DIVERGED_OVER_CHANCE`)."""
     bad = [k for k, x in row.items() if not math.isfinite(x)]
     if bad:
-        raise TrainingDiverged(epoch, f"{', '.join(bad)} not finite", seed)
+        return TrainingDiverged(epoch, f"{', '.join(bad)} not finite", seed)
     chance = math.log(n_classes)  # the cross-entropy of a uniform guess
     if row["train_loss"] > DIVERGED_OVER_CHANCE * chance:
-        raise TrainingDiverged(
+        return TrainingDiverged(
             epoch,
             f"train loss {row['train_loss']:.3g} is over {DIVERGED_OVER_CHANCE} × the "
             f"chance level ln {n_classes} = {chance:.3g}",
             seed,
         )
+    return None

@@ -25,6 +25,11 @@ class TrainingDiverged(RuntimeError):
         return (TrainingDiverged, (self.epoch, self.reason, self.seed))
 
 
+class RunsDiverged(RuntimeError):
+    """Seeds of a stage whose loss diverged (each its own FAILED run; the others trained on to
+    their own end); the stage writes no output."""
+
+
 class MetricsLost(RuntimeError):
     """Per-epoch metrics of a run did not reach the tracking store: the run is not FINISHED."""
 

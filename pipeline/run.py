@@ -29,7 +29,7 @@ from .device import DeviceData
 from .epoch_metrics import EpochMetrics
 from .errors import TrainingDiverged
 from .files import csv_text, json_text
-from .records import EPOCH_SECONDS, RUN_SECONDS, RunRecord
+from .records import EPOCH_SECONDS, RUN_SECONDS, MissingRun, RunRecord
 from .spec import RunSpec
 from .trainer import TrainResult, train_stack
 
@@ -75,13 +75,15 @@ def execute_stack(
     context: RunContext,
     on_epoch: Callable[[int, int, dict[str, float]], None],
     checkpoints: Checkpoints | None = None,
-) -> list[RunRecord]:
+) -> list[RunRecord | MissingRun]:
     """Train the seeds `specs` of one variant as one stack, each in its own MLflow run
     (continuing its checkpoint's run, if any), and record them, in the order of `specs`.
-    `on_epoch(i, epoch, row)` hears each epoch of specs[i]."""
+    A seed whose loss diverged is a `MissingRun` (`diverged`), its run FAILED with the reason
+    in its tags; the others end FINISHED. `on_epoch(i, epoch, row)` hears each epoch of
+    specs[i]."""
     import mlflow
 
-    records: list[RunRecord | None] = [None] * len(specs)
+    records: list[RunRecord | MissingRun | None] = [None] * len(specs)
     todo, saved = [], []
     for i, spec in enumerate(specs):
         seed_saved = checkpoints.saved.get(spec.seed) if checkpoints is not None else None
@@ -121,29 +123,32 @@ def execute_stack(
             metrics[i].confirm()  # a checkpoint never gets ahead of the metrics in the store
             checkpoints.save_progress(todo[i].seed, runs.ids[i], state)
 
-        try:
-            results = train_stack(
-                todo,
-                data,
-                on_epoch=log_epoch,
-                resume=[s["state"] if s is not None else None for s in saved],
-                on_checkpoint=checkpoint if checkpoints is not None else None,
-                checkpoint_every=checkpoints.every if checkpoints is not None else 0,
-                should_stop=signals.stop_requested,
-            )
-        except TrainingDiverged as e:
-            run_id = runs.ids[[s.seed for s in todo].index(e.seed)]
-            for key, value in {
-                "failure": "diverged",
-                "failure_epoch": str(e.epoch),
-                "failure_reason": e.reason,
-            }.items():
-                client.set_tag(run_id, key, value)
-            runs.blame(run_id)
-            raise
+        results = train_stack(
+            todo,
+            data,
+            on_epoch=log_epoch,
+            resume=[s["state"] if s is not None else None for s in saved],
+            on_checkpoint=checkpoint if checkpoints is not None else None,
+            checkpoint_every=checkpoints.every if checkpoints is not None else 0,
+            should_stop=signals.stop_requested,
+        )
         for spec, result, run_id, seed_metrics in zip(
             todo, results, runs.ids, metrics, strict=True
         ):
+            if isinstance(result, TrainingDiverged):
+                runs.blame(run_id)
+                seed_metrics.confirm()  # the epochs before it diverged, for a look in the UI
+                for key, value in {
+                    "failure": "diverged",
+                    "failure_epoch": str(result.epoch),
+                    "failure_reason": result.reason,
+                }.items():
+                    client.set_tag(run_id, key, value)
+                runs.end(run_id, "FAILED")
+                records[specs.index(spec)] = MissingRun(
+                    spec.variant_name, spec.seed, spec.run_name, str(result), diverged=True
+                )
+                continue
             with runs.finishing(run_id):
                 seed_metrics.confirm()  # every epoch in the store, or the run is not FINISHED
                 record = finish_run(spec, result, run_id, data, context)

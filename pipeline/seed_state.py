@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import TrainingDiverged
 from .model import Architecture, build
 from .spec import RunSpec
 from .stacks import Stack
@@ -32,6 +33,7 @@ class Seed:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     stopped_early: bool = False
+    diverged: TrainingDiverged | None = None  # why it stopped, if its loss blew up
 
     def record(self, epoch: int, row: dict[str, float], stack: Stack, pos: int) -> bool:
         """Epoch `epoch`'s numbers into the history, its gaps added; the weights of the stack's

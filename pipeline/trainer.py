@@ -25,7 +25,8 @@ from torch import nn
 from . import seed_state
 from .augment import augment
 from .device import DeviceData
-from .epoch import Compute, check_diverged, evaluate, never, train_one_epoch
+from .epoch import Compute, divergence, evaluate, never, train_one_epoch
+from .errors import TrainingDiverged
 from .lanes import Lane, lanes_at_once, lanes_for, run_lanes
 from .model import Architecture
 from .regularization import (
@@ -75,9 +76,11 @@ def train_stack(
     on_checkpoint: OnCheckpoint | None = None,
     checkpoint_every: int = 0,
     should_stop: Callable[[], bool] = never,
-) -> list[TrainResult]:
+) -> list[TrainResult | TrainingDiverged]:
     """Train the seeds `specs` of one variant together, and evaluate each seed's best epoch
-    once on the test split; the results in the order of `specs`.
+    once on the test split; the results in the order of `specs`. A seed whose loss diverges
+    (`epoch.divergence`) stops there and its result is the `TrainingDiverged` that says why;
+    the other seeds train on to their own end: each seed is an experiment of its own.
 
     Each seed's "best epoch" is its epoch of lowest val data loss; its weights are restored at
     the end whether or not early stopping is on, and only they see the test split.
@@ -97,7 +100,7 @@ def train_stack(
     groups: dict[int, list[int]] = {}
     for i, saved in enumerate(resume):
         groups.setdefault(len(saved["history"]) if saved else 0, []).append(i)
-    results: list[TrainResult | None] = [None] * len(specs)
+    results: list[TrainResult | TrainingDiverged | None] = [None] * len(specs)
     for members in groups.values():
 
         def epoch_of(pos: int, epoch: int, row: dict[str, float], m: list[int] = members) -> None:
@@ -130,7 +133,7 @@ def _train(
     on_checkpoint: OnCheckpoint | None,
     checkpoint_every: int,
     should_stop: Callable[[], bool],
-) -> list[TrainResult]:
+) -> list[TrainResult | TrainingDiverged]:
     """`train_stack` for seeds that start from the same epoch."""
     device = data.device
     spec = specs[0]
@@ -203,10 +206,15 @@ def _train(
         values, seconds = result
         epoch = lane.epoch
         rows = [dict(zip(EPOCH_METRICS[:6], vals, strict=False)) for vals in values]
-        for i, row in zip(lane.members, rows, strict=True):
-            check_diverged(row, epoch, seeds[i].spec.seed, data.n_classes)
         stopping = set()
+        for i, row in zip(lane.members, rows, strict=True):
+            # A seed that diverges leaves the lane, its epoch unrecorded; the others go on.
+            seeds[i].diverged = divergence(row, epoch, seeds[i].spec.seed, data.n_classes)
+            if seeds[i].diverged is not None:
+                stopping.add(i)
         for pos, (i, row) in enumerate(zip(lane.members, rows, strict=True)):
+            if i in stopping:
+                continue
             if seeds[i].record(epoch, row, lane.stack, pos):
                 stopping.add(i)
             row["epoch_seconds"] = seconds / len(lane.members)
@@ -230,13 +238,16 @@ def _train(
 
 def _finish(
     seeds: list[seed_state.Seed], arch: Architecture, data: DeviceData
-) -> list[TrainResult]:
-    """Each seed's best weights, scored once on the test split."""
-    assert all(s.best_state is not None for s in seeds)  # an epoch ran, its val loss finite
-    best = stack_of(arch, [s.best_state for s in seeds]).to(data.device)
+) -> list[TrainResult | TrainingDiverged]:
+    """Each seed's best weights, scored once on the test split; for a seed that diverged, why."""
+    done = [s for s in seeds if s.diverged is None]
+    if not done:
+        return [s.diverged for s in seeds]  # type: ignore[misc]
+    assert all(s.best_state is not None for s in done)  # an epoch ran, its val loss finite
+    best = stack_of(arch, [s.best_state for s in done]).to(data.device)
     test_loss, test_acc = (t.tolist() for t in evaluate(Compute.of(best), data.test))
-    results = []
-    for k, (seed, net) in enumerate(zip(seeds, best.seed_networks(), strict=True)):
+    results: dict[int, TrainResult] = {}
+    for k, (seed, net) in enumerate(zip(done, best.seed_networks(), strict=True)):
         best_row, last = seed.history[seed.best_epoch - 1], seed.history[-1]
         summary = {
             "best_epoch": float(seed.best_epoch),
@@ -256,10 +267,10 @@ def _finish(
             **weight_statistics(net),
             "train_seconds": float(np.sum([r["epoch_seconds"] for r in seed.history])),
         }
-        results.append(
-            TrainResult(arch, net, seed.history, summary, seed.stopped_early, str(data.device))
+        results[id(seed)] = TrainResult(
+            arch, net, seed.history, summary, seed.stopped_early, str(data.device)
         )
-    return results
+    return [s.diverged if s.diverged is not None else results[id(s)] for s in seeds]
 
 
 def train(
@@ -271,8 +282,9 @@ def train(
     checkpoint_every: int = 0,
     should_stop: Callable[[], bool] = never,
 ) -> TrainResult:
-    """One seed alone: `train_stack` with a stack of one."""
-    return train_stack(
+    """One seed alone: `train_stack` with a stack of one; raises `TrainingDiverged` if its loss
+    diverges."""
+    [result] = train_stack(
         [spec],
         data,
         on_epoch=(lambda _, epoch, row: on_epoch(epoch, row)) if on_epoch else None,
@@ -280,4 +292,7 @@ def train(
         on_checkpoint=(lambda _, state: on_checkpoint(state)) if on_checkpoint else None,
         checkpoint_every=checkpoint_every,
         should_stop=should_stop,
-    )[0]
+    )
+    if isinstance(result, TrainingDiverged):
+        raise result
+    return result

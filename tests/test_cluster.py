@@ -414,12 +414,12 @@ def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
     )
     assert returncode == 1, stderr
     assert f"{victim}: FAILED: its worker process died" in stderr
-    assert "unstable-seed0: FAILED: TrainingDiverged: training diverged at epoch 1" in stderr
+    assert "unstable-seed0: FAILED: training diverged at epoch 1" in stderr
     assert "3 run(s) did not finish:" in error_line(stderr)
 
     report = (repo / "reports" / "gap_report.md").read_text()
     assert "## Missing runs" in report and f"**{victim}**: its worker process died" in report
-    assert "**unstable-seed1**: TrainingDiverged" in report
+    assert "**unstable-seed1**: training diverged at epoch" in report
     assert "| unstable |" not in report, "a variant without a finished run has no row"
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     diverged = {m["run_name"]: m["diverged"] for m in summary["missing_runs"]}

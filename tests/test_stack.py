@@ -128,10 +128,29 @@ def test_seeds_resumed_from_different_epochs_share_a_call(noisy: DeviceData) -> 
         assert_same_run(a, b)
 
 
-def test_a_diverged_seed_is_named(noisy: DeviceData) -> None:
-    with pytest.raises(TrainingDiverged) as info:
-        train_stack([spec(optimizer="sgd", lr=1e6, seed=s) for s in (4, 5)], noisy)
-    assert info.value.seed in (4, 5) and info.value.epoch >= 1
+def test_every_seed_that_diverges_is_named_with_its_own_epoch(noisy: DeviceData) -> None:
+    results = train_stack([spec(optimizer="sgd", lr=1e6, seed=s) for s in (4, 5)], noisy)
+    assert all(isinstance(r, TrainingDiverged) for r in results)
+    assert [r.seed for r in results] == [4, 5] and all(r.epoch >= 1 for r in results)
+
+
+def test_a_seed_that_diverges_stops_alone_and_the_others_train_on(noisy: DeviceData) -> None:
+    """Seeds 0 and 1 continue from their epoch-1 checkpoints, seed 0's weights poisoned with a
+    NaN: seed 0 diverges at epoch 2 and seed 1 trains to the end it reaches uninterrupted."""
+    variant = EVERYTHING.model_copy(update={"patience": None})
+    specs = [spec(variant, seed=s, epochs=4) for s in range(2)]
+    whole = train_stack(specs, noisy)
+    saved: dict[int, dict] = {}
+    train_stack(specs, noisy, on_checkpoint=saved.setdefault, checkpoint_every=1)
+    model = dict(saved[0]["model"])
+    first = next(k for k, v in model.items() if v.is_floating_point())
+    model[first] = torch.full_like(model[first], float("nan"))
+    poisoned = {**saved[0], "model": model}
+    zero, one = train_stack(specs, noisy, resume=[poisoned, saved[1]])
+    assert isinstance(zero, TrainingDiverged)
+    assert (zero.seed, zero.epoch) == (0, 2) and "not finite" in zero.reason
+    assert isinstance(one, TrainResult)
+    assert_same_run(whole[1], one)
 
 
 def test_a_stack_holds_one_variant() -> None:

@@ -12,8 +12,9 @@ from ..checkpoint import Checkpoints
 from ..config import TrainConfig
 from ..data import Prepared
 from ..device import DeviceData, resolve_device
+from ..errors import RunsDiverged
 from ..progress import StackReporter, summary_line
-from ..records import RunRecord
+from ..records import MissingRun, RunRecord
 from ..run import RunContext, execute_stack
 from ..spec import RunSpec
 
@@ -39,18 +40,34 @@ def run_here(
     context: RunContext,
     train: TrainConfig,
     checkpoints: Checkpoints | None = None,
-) -> list[RunRecord]:
-    """Every spec in this process, each variant's seeds as stacks of `train.parallel`; the
-    records in spec order. The first failure stops the stack it happens in (its other runs
-    end KILLED) and is raised here."""
-    records = []
+) -> tuple[list[RunRecord], list[MissingRun]]:
+    """Every spec in this process, each variant's seeds as stacks of `train.parallel`: the
+    records of the runs that finished and the seeds that diverged, each in spec order. A seed
+    that diverges stops alone; an error or an interrupt stops its stack and is raised here."""
+    records, missing = [], []
     for stack in stacks(specs, train.parallel):
         reporter = StackReporter(stack)
         try:
             done = execute_stack(stack, data, context, reporter, checkpoints)
         finally:
             reporter.close()
-        for spec, record in zip(stack, done, strict=True):
-            click.echo(f"{spec.run_name}: {summary_line(record.summary)}", err=True)
-        records += done
-    return records
+        for spec, outcome in zip(stack, done, strict=True):
+            if isinstance(outcome, MissingRun):
+                click.echo(f"{spec.run_name}: FAILED: {outcome.reason}", err=True)
+                missing.append(outcome)
+            else:
+                click.echo(f"{spec.run_name}: {summary_line(outcome.summary)}", err=True)
+                records.append(outcome)
+    return records, missing
+
+
+def fail_if_diverged(missing: Sequence[MissingRun], outputs: str) -> None:
+    """`RunsDiverged`, naming each seed that diverged and why, if any did; `outputs` names
+    what the stage leaves unwritten, if anything."""
+    if missing:
+        each = "; ".join(f"{m.run_name}: {m.reason}" for m in missing)
+        left = f"; nothing written to {outputs}" if outputs else ""
+        raise RunsDiverged(
+            f"{len(missing)} run(s) diverged ({each}); each is FAILED in MLflow, the other "
+            f"seeds trained to their end{left}"
+        )

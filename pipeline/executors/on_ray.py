@@ -28,7 +28,7 @@ import click
 from .. import run_ends, tracking
 from ..config import Params
 from ..data import Prepared
-from ..errors import ConfigError, TrainingDiverged
+from ..errors import ConfigError
 from ..progress import quiet, summary_line
 from ..records import MissingRun, RunRecord
 from ..run import RunContext, execute_stack
@@ -162,7 +162,7 @@ def _check_fits(resources: Resources) -> None:
 
 def run_task(
     stack: list[RunSpec], prepared: Prepared, train_device: str, context: RunContext
-) -> list[RunRecord]:
+) -> list[RunRecord | MissingRun]:
     """One stack, inside a Ray worker."""
     import ray
 
@@ -205,25 +205,18 @@ def run_on_ray(
             [ref], _ = ray.wait(list(pending), num_returns=1)
             stack = pending.pop(ref)
             try:
-                records = ray.get(ref)
-            except ray.exceptions.RayError as e:
-                reason, diverged_seed = why(e)
-                records = None
-            for k, spec in enumerate(stack):
+                outcomes = ray.get(ref)
+            except ray.exceptions.RayError as e:  # the whole stack: its task or worker failed
+                reason = why(e)
+                outcomes = [MissingRun(s.variant_name, s.seed, s.run_name, reason) for s in stack]
+            for spec, outcome in zip(stack, outcomes, strict=True):
                 head = f"[{len(finished) + len(missing) + 1}/{len(specs)}] {spec.run_name}"
-                if records is not None:
-                    finished[spec.run_name] = records[k]
-                    click.echo(f"{head}: {summary_line(records[k].summary)}", err=True)
-                    continue
-                diverged = spec.seed == diverged_seed
-                if diverged_seed is not None and not diverged:
-                    why_this = f"stopped with its stack: seed {diverged_seed} diverged"
+                if isinstance(outcome, MissingRun):  # lost, or its loss diverged
+                    missing.append(outcome)
+                    click.echo(f"{head}: FAILED: {outcome.reason}", err=True)
                 else:
-                    why_this = reason
-                missing.append(
-                    MissingRun(spec.variant_name, spec.seed, spec.run_name, why_this, diverged)
-                )
-                click.echo(f"{head}: FAILED: {why_this}", err=True)
+                    finished[spec.run_name] = outcome
+                    click.echo(f"{head}: {summary_line(outcome.summary)}", err=True)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -237,17 +230,16 @@ def run_on_ray(
     return [finished[s.run_name] for s in specs if s.run_name in finished], missing
 
 
-def why(error: Exception) -> tuple[str, int | None]:
-    """One line on why a task failed, and the seed whose training diverged, if that was it."""
+def why(error: Exception) -> str:
+    """One line on why a task failed."""
     import ray
 
     if isinstance(error, ray.exceptions.RayTaskError):
         cause = error.cause
-        line = f"{type(cause).__name__}: {cause}".splitlines()[0]
-        return line, cause.seed if isinstance(cause, TrainingDiverged) else None
+        return f"{type(cause).__name__}: {cause}".splitlines()[0]
     if isinstance(error, ray.exceptions.WorkerCrashedError):
-        return "its worker process died (killed, or out of memory) before the run finished", None
+        return "its worker process died (killed, or out of memory) before the run finished"
     if isinstance(error, ray.exceptions.TaskCancelledError):
-        return "cancelled", None
+        return "cancelled"
     lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": "), None
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")

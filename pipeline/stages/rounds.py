@@ -40,7 +40,7 @@ def execute_here(params: Params, prepared: Prepared) -> Execute:
     data = on_device(params.train.device, prepared)
 
     def execute(specs: list[RunSpec], context: RunContext):
-        return run_here(specs, data, context, params.train), []
+        return run_here(specs, data, context, params.train)
 
     return execute
 

@@ -11,7 +11,7 @@ from .. import outputs
 from ..applicable import check_applicable
 from ..config import Params
 from ..data import load_prepared
-from ..executors.local import on_device, run_here
+from ..executors.local import fail_if_diverged, on_device, run_here
 from ..paths import Layout
 from ..run import RunContext
 from ..spec import sweep_spec
@@ -34,7 +34,8 @@ def sweep_run(
     tags = {"sweep_technique": technique, "sweep_strength": f"{strength:g}"}
     context = RunContext.of(params.mlflow, prepared, kind="sweep", tags=tags)
     data = on_device(params.train.device, prepared)
-    records = run_here(specs, data, context, params.train)
+    records, diverged = run_here(specs, data, context, params.train)
     folder = Path(out) if out else layout.sweep_point(technique, strength)
+    fail_if_diverged(diverged, str(folder))
     for path in outputs.write_sweep_point(layout, folder, technique, strength, records):
         click.echo(f"{technique}={strength:g}: {path}", err=True)

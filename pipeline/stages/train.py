@@ -12,7 +12,7 @@ from ..applicable import check_applicable
 from ..checkpoint import Checkpoints, fingerprint
 from ..config import ModelConfig, Params
 from ..data import load_prepared
-from ..executors.local import on_device, run_here
+from ..executors.local import fail_if_diverged, on_device, run_here
 from ..paths import Layout
 from ..records import RunRecord
 from ..run import RunContext
@@ -67,6 +67,8 @@ def train_variant(
 ) -> list[RunRecord]:
     """`seeds` of `variant` (all of params.yaml's by default), run here; unless `tracked_only`,
     its outputs then. `join`: fill the run `mlflow run` started."""
+    if not tracked_only:  # a stage of the study: its rounds must be plannable before it trains
+        params.check_rounds()
     specs = run_specs(params, variant, seeds)
     prepared = load_prepared(layout.prepared)
     # Under DVC, the first train stage refuses a study any of whose variants cannot train.
@@ -95,7 +97,8 @@ def train_variant(
         )
     kind = "override" if tracked_only else "train"
     context = RunContext.of(params.mlflow, prepared, kind=kind, join=join)
-    records = run_here(specs, data, context, params.train, checkpoints)
+    records, diverged = run_here(specs, data, context, params.train, checkpoints)
+    fail_if_diverged(diverged, "" if tracked_only else "models/ or metrics/")
     if not tracked_only:
         outputs.write_variant(layout, variant, records)
         if checkpoints is not None:
