@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,6 +14,7 @@ from . import tracking, ui_view
 from .command import OneLineErrors, fail_cleanly, key_values, load, params_option, stage
 from .errors import ConfigError
 from .loading import MODEL_KNOBS, OVERRIDABLE, VARIANT_KNOBS, with_overrides
+from .paths import Layout, project_root
 from .study_command import study
 from .sweep_stages import sweep_dvc_yaml
 from .techniques import listing
@@ -220,3 +223,33 @@ def next_steps(params_path: str) -> None:
     params, layout = load(params_path)
     stage("report").publish_if_missing(params, layout)
     click.echo(ui_view.next_steps(layout.gap_report, params.mlflow.experiment))
+
+
+@main.command("machine-note", hidden=True)
+def machine_note() -> None:
+    """Before `make study`'s `dvc repro`: a note where the committed results were made on
+    another processor than this machine's CPU. Results made on a GPU get none (telling this
+    machine's GPU would take torch). A note, never an error: it exits 0."""
+    from .device import processor
+
+    made_on = committed_processors(Layout(project_root()).summary)
+    here = processor("cpu")
+    if made_on and set(made_on) != {here}:
+        click.echo(
+            f"note: the committed results were made on {' and '.join(made_on)}; this machine "
+            f"is {here}. DVC retrains what its cache lacks, the numbers will differ in the last "
+            "digits (other matrix kernels round differently), and `git status` will show the "
+            "changed outputs."
+        )
+
+
+def committed_processors(summary: Path) -> list[str]:
+    """The CPUs reports/summary.json says its runs were made on; none where it is missing,
+    unreadable, older than the processor's record, or made on a GPU."""
+    try:
+        conditions = json.loads(summary.read_text())["conditions"]
+        devices = [str(d) for d in conditions.get("device", [])]
+        processors = [str(p) for p in conditions.get("processor", []) if p]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return [] if any(d != "cpu" for d in devices) else processors

@@ -22,6 +22,8 @@ class RunRecord:
     what differs from one repetition to the next (the MLflow run id, each epoch's seconds) is
     kept apart, so that the outputs DVC hashes do not change when nothing else did.
     `model_files` is the content of `models/<variant>/seed<k>/` on its way to the outputs.
+    `processor` is the CPU's model or the GPU's name (`device.processor`); records written
+    before it was kept have none.
     """
 
     variant: str
@@ -31,6 +33,7 @@ class RunRecord:
     stopped_early: bool
     summary: dict[str, float]
     history: list[dict[str, float]]  # per epoch, from epoch 1
+    processor: str = ""
     run_id: str = ""
     epoch_seconds: list[float] = field(default_factory=list)
     model_files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
@@ -54,6 +57,7 @@ class RunRecord:
             "variant": self.variant,
             "seed": self.seed,
             "device": self.device,
+            "processor": self.processor,
             "stopped_early": self.stopped_early,
             "hyperparameters": self.hyperparameters,
             "summary": self.summary,
@@ -69,6 +73,7 @@ class RunRecord:
             bool(entry["stopped_early"]),
             dict(entry["summary"]),
             history,
+            str(entry.get("processor", "")),
         )
 
     def provenance(self) -> dict[str, Any]:

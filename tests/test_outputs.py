@@ -3,6 +3,7 @@ writes from it and reads back."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -72,6 +73,27 @@ def test_a_record_round_trips_through_its_json_and_its_checkpoint(tmp_path: Path
     save_checkpoint(tmp_path / "c.pt", {"fingerprint": "f", "finished": original.to_checkpoint()})
     resumed = RunRecord.from_checkpoint(load_checkpoint(tmp_path / "c.pt")["finished"])
     assert resumed == original
+
+
+def test_a_record_keeps_its_processor_and_a_runs_json_without_one_loads(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    records = [dataclasses.replace(record(s), processor="Test CPU @ 1.00GHz") for s in (0, 1)]
+    outputs.write_variant(layout, "l2", records)
+    runs_json = layout.metrics("l2") / "runs.json"
+    entries = json.loads(runs_json.read_text())
+    assert [e["processor"] for e in entries] == ["Test CPU @ 1.00GHz"] * 2
+    read = outputs.read_variant(layout, PARAMS, "l2")
+    assert [r.processor for r in read.records] == ["Test CPU @ 1.00GHz"] * 2
+    assert "processor" not in records[0].provenance()  # in runs.json, not in logs/
+    save_checkpoint(tmp_path / "c.pt", {"fingerprint": "f", "finished": records[0].to_checkpoint()})
+    assert RunRecord.from_checkpoint(load_checkpoint(tmp_path / "c.pt")["finished"]) == records[0]
+    # runs.json as written before processors were kept
+    runs_json.write_text(
+        json.dumps([{k: v for k, v in e.items() if k != "processor"} for e in entries])
+    )
+    read = outputs.read_variant(layout, PARAMS, "l2")
+    assert [r.processor for r in read.records] == ["", ""]
+    assert [r.summary for r in read.records] == [r.summary for r in records]
 
 
 def test_the_written_outputs_hold_results_and_read_back(tmp_path: Path) -> None:

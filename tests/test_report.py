@@ -3,6 +3,7 @@ compared on which seeds, and where no verdict may be given."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -197,3 +198,34 @@ def test_a_gap_closed_past_zero_is_named_so(tmp_path: Path) -> None:
     [line] = [x for x in layout.gap_report.read_text().splitlines() if x.startswith("- **noisy**")]
     assert "closes the gap by 0.410, past zero: its val loss is 0.110 below its train loss" in line
     assert "of the baseline's gap" not in line
+
+
+def test_the_conditions_name_the_processors_of_the_runs(
+    report: tuple[dict, str], tmp_path: Path
+) -> None:
+    """Each distinct processor the report's runs were made on, sorted; a record from before
+    processors were kept adds none."""
+    summary, text = report  # records that name no processor
+    assert summary["conditions"]["processor"] == []
+    assert "device cpu, torch " in text
+    raw = {**PARAMS, "variants": {"baseline": {}, "l2": {"l2": 0.01}}}
+    params = Params.model_validate(yaml.safe_load(yaml.safe_dump(raw)))
+    layout = Layout(tmp_path / "other")
+    write_prepared_meta(layout)
+    made_on = {
+        "baseline": ["Zen CPU @ 3.0GHz", "", "Zen CPU @ 3.0GHz"],
+        "l2": ["Xeon CPU @ 2.1GHz", "Zen CPU @ 3.0GHz", "Xeon CPU @ 2.1GHz"],
+    }
+    for name, processors in made_on.items():
+        records = [
+            dataclasses.replace(record(params, name, seed, 0.5 + seed / 100), processor=p)
+            for seed, p in enumerate(processors)
+        ]
+        write_variant(layout, name, records, [])
+    report_stage.report(params, layout, log=False, join=False)
+    conditions = json.loads(layout.summary.read_text())["conditions"]
+    assert conditions["processor"] == ["Xeon CPU @ 2.1GHz", "Zen CPU @ 3.0GHz"]
+    assert (
+        "device cpu, processors Xeon CPU @ 2.1GHz and Zen CPU @ 3.0GHz, torch "
+        in layout.gap_report.read_text()
+    )

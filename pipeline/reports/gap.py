@@ -54,7 +54,7 @@ def conditions(
     meta: dict[str, Any], variants: Sequence[VariantRuns], settings: ReportConfig, done: Rounds
 ) -> dict:
     """What the numbers rest on: data, seeds (and the looks they were read at), network and
-    training, device, versions, and the verdicts' error rate and margins."""
+    training, device and processor, versions, and the verdicts' error rate and margins."""
     first = variants[0].records[0].hyperparameters
     return {
         "dataset": meta["dataset"],
@@ -67,12 +67,20 @@ def conditions(
         "batch_size": first["batch_size"],
         "lr": first["lr"],
         "device": sorted({r.device for v in variants for r in v.records}),
+        "processor": sorted({r.processor for v in variants for r in v.records} - {""}),
         "torch": version("torch"),
         "python": platform.python_version(),
         "baseline": settings.baseline,
         "alpha": settings.alpha,
         "equivalence": settings.equivalence.model_dump(),
     }
+
+
+def processor_text(processors: Sequence[str]) -> str:
+    """For the conditions' line: the processors the runs ran on, if they were recorded."""
+    if not processors:
+        return ""
+    return f", processor{'s' if len(processors) > 1 else ''} {' and '.join(processors)}"
 
 
 def confidence_text(diffs: dict[str, dict[str, Comparison]]) -> str:
@@ -145,7 +153,8 @@ def markdown(
         f"{cond['sizes']['val']}, test {cond['sizes']['test']}; label noise "
         f"{cond['label_noise']:g}), {cond['network']}, {cond['epochs']} epochs, batch "
         f"{cond['batch_size']}, lr {cond['lr']:g}, {seeds_text}, "
-        f"device {', '.join(cond['device'])}, torch {cond['torch']}, Python {cond['python']}.",
+        f"device {', '.join(cond['device'])}{processor_text(cond['processor'])}, "
+        f"torch {cond['torch']}, Python {cond['python']}.",
         "",
         "Losses are the data loss (cross-entropy, eval mode, no penalty) over the whole split. "
         "*Loss gap* = val loss − train loss; *accuracy gap* = train − val accuracy; both at the "
