@@ -7,6 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: study budget cnn-example sweep noise test test-fast chaos readme screenshot bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> rounds -> report
+	python -m pipeline machine-note  # says so where the committed results come from another CPU
 	dvc repro
 	python -m pipeline next-steps
 
@@ -35,7 +36,7 @@ test: $(VENV)/.dev $(VENV)/.cluster  ## the whole test suite
 test-fast: $(VENV)/.dev  ## the unit tests only (no dvc, mlflow run, servers or Ray)
 	python -m pytest -q -n 2 -m "not e2e"
 
-chaos: $(VENV)/.installed  ## 100 interrupts of the train stage, each resumed and checked
+chaos: $(VENV)/.cluster  ## 100 interrupts of the train and rounds stages, each continued and checked; a Ray worker lost in a round
 	python scripts/chaos.py --interrupts 100
 
 readme: $(VENV)/.installed  ## copy the gap report's findings table into the README
