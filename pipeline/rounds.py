@@ -32,6 +32,7 @@ from .config import Params, SeedRounds
 from .errors import DataError
 from .outputs import VariantRuns, read_rounds
 from .paths import Layout
+from .records import MissingRun
 
 DRIVING = ("loss_gap_last", "best_val_loss")
 
@@ -83,13 +84,15 @@ class Rounds:
     margins: dict[str, float]
     outcomes: dict[str, Outcome]
     looks: list[tuple[int, dict[str, dict[str, str]]]] = field(default_factory=list)
+    missing: list[MissingRun] = field(default_factory=list)  # runs of the rounds that failed
 
     def seeds_of(self, variant: str) -> list[int]:
         return list(self.schedule.seeds[: self.outcomes[variant].seeds])
 
     def added(self, variant: str) -> list[int]:
-        """The seeds the rounds added to `variant`, beyond its train stage's."""
-        return self.seeds_of(variant)[self.schedule.looks[0] :]
+        """The seeds the rounds added to `variant` and finished, beyond its train stage's."""
+        lost = {m.seed for m in self.missing if m.variant == variant}
+        return [s for s in self.seeds_of(variant)[self.schedule.looks[0] :] if s not in lost]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +105,7 @@ class Rounds:
                 name: {"seeds": o.seeds, "stopped": o.stopped} for name, o in self.outcomes.items()
             },
             "verdicts_at_looks": [{"seeds": n, "verdicts": v} for n, v in self.looks],
+            "missing_runs": [m.to_json() for m in self.missing],
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class Rounds:
             {k: float(v) for k, v in entry["margins"].items()},
             {n: Outcome(int(o["seeds"]), str(o["stopped"])) for n, o in entry["variants"].items()},
             [(int(look["seeds"]), look["verdicts"]) for look in entry["verdicts_at_looks"]],
+            [MissingRun.from_json(m) for m in entry.get("missing_runs", [])],
         )
 
 
@@ -159,12 +164,14 @@ def seeds_until_decided(
     going = [n for n in names if n != baseline]
     outcomes: dict[str, Outcome] = {}
     looks = []
+    lost: list[MissingRun] = []
     previous = 0
     for count in schedule.looks:
         if previous:
             new = list(schedule.seeds[previous:count])
             for name, added in train(dict.fromkeys([baseline, *going], new)).items():
                 runs[name] = merged(runs[name], added)
+                lost += added.missing
         previous = count
         seeds = set(schedule.seeds[:count])
         base = restricted(runs[baseline], seeds)
@@ -189,7 +196,7 @@ def seeds_until_decided(
     outcomes |= {name: Outcome(previous, BUDGET_SPENT) for name in going}
     needed = max((o.seeds for o in outcomes.values()), default=schedule.looks[0])
     outcomes[baseline] = Outcome(needed, PAIRS)
-    return Rounds(schedule, alpha, dict(margins), {n: outcomes[n] for n in names}, looks)
+    return Rounds(schedule, alpha, dict(margins), {n: outcomes[n] for n in names}, looks, lost)
 
 
 def rounds_for_report(params: Params, layout: Layout) -> Rounds:

@@ -25,7 +25,7 @@ from . import run_ends, run_lifecycle, signals, tracking, user_network
 from .checkpoint import Checkpoints
 from .config import MlflowConfig, ModelConfig
 from .data import Prepared
-from .device import DeviceData
+from .device import DeviceData, processor
 from .epoch_metrics import EpochMetrics
 from .errors import TrainingDiverged
 from .files import csv_text, json_text
@@ -75,12 +75,14 @@ def execute_stack(
     context: RunContext,
     on_epoch: Callable[[int, int, dict[str, float]], None],
     checkpoints: Checkpoints | None = None,
+    on_finished: Callable[[RunRecord], None] | None = None,
 ) -> list[RunRecord | MissingRun]:
     """Train the seeds `specs` of one variant as one stack, each in its own MLflow run
     (continuing its checkpoint's run, if any), and record them, in the order of `specs`.
     A seed whose loss diverged is a `MissingRun` (`diverged`), its run FAILED with the reason
     in its tags; the others end FINISHED. `on_epoch(i, epoch, row)` hears each epoch of
-    specs[i]."""
+    specs[i]; `on_finished(record)` stores a finished seed while its run is still open, so
+    that an interrupt can never leave a FINISHED run whose seed was not stored."""
     import mlflow
 
     records: list[RunRecord | MissingRun | None] = [None] * len(specs)
@@ -157,6 +159,8 @@ def execute_stack(
                     # that came during the model's logging can no longer leave a FINISHED run
                     # that a resume would open again.
                     checkpoints.save_done(spec.seed, run_id, record.to_checkpoint())
+                if on_finished is not None:
+                    on_finished(record)
             records[specs.index(spec)] = record
     return records  # type: ignore[return-value]
 
@@ -181,7 +185,13 @@ def finish_run(
 
     record = record_of(spec, result, run_id)
     mlflow.log_metrics(result.summary)
-    mlflow.set_tags({"device": result.device, "stopped_early": str(result.stopped_early)})
+    mlflow.set_tags(
+        {
+            "device": result.device,
+            "processor": record.processor,
+            "stopped_early": str(result.stopped_early),
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         weights, history = Path(tmp) / "weights", Path(tmp) / "history.csv"
         weights.mkdir()
@@ -213,6 +223,7 @@ def record_of(spec: RunSpec, result: TrainResult, run_id: str) -> RunRecord:
         stopped_early=result.stopped_early,
         summary={k: v for k, v in result.summary.items() if k != RUN_SECONDS},
         history=[{k: v for k, v in row.items() if k != EPOCH_SECONDS} for row in result.history],
+        processor=processor(result.device),
         run_id=run_id,
         epoch_seconds=[row[EPOCH_SECONDS] for row in result.history],
         model_files={

@@ -2,10 +2,12 @@
 trained with the built-in CNN on the offline MNIST subset, in a scratch folder (this project's
 outputs stay as they are); its report goes to docs/cnn-example/.
 
-    python scripts/cnn_example.py     (make cnn-example)
+    python scripts/cnn_example.py [--epochs 20]     (make cnn-example)
 """
 
 from __future__ import annotations
+
+import argparse
 
 import yaml
 from scratch_study import ROOT, study_in_scratch
@@ -14,6 +16,9 @@ OUT = ROOT / "docs" / "cnn-example"
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20, help="train.epochs (default: 20)")
+    args = parser.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"] = {
         "network": "cnn",
@@ -21,7 +26,7 @@ def main() -> None:
         "hidden_sizes": [128],
         "activation": "relu",
     }
-    params["train"]["epochs"] = 20
+    params["train"]["epochs"] = args.epochs
     params["variants"]["augmentation"] = {
         "description": "random crops of the training images, padded by 2 pixels",
         "crop": 2,  # no flips: a mirrored digit is another symbol

@@ -461,6 +461,32 @@ def test_sigterm_to_the_driver_ends_every_run_and_writes_nothing(tmp_path: Path)
     assert "KILLED" in {r.info.status for r in runs}
 
 
+def test_a_worker_lost_in_a_round_is_named_in_the_report(tmp_path: Path) -> None:
+    """A local Ray instance: the worker training a seed the round added is SIGKILLed. The
+    study ends 1 naming it, the report and rounds/rounds.json list it, its run is FAILED."""
+    params = copy.deepcopy(ROUNDS_GRID)
+    params["train"]["parallel"] = 1  # one seed per task: the killed worker takes one run
+    repo = scratch_repo(tmp_path / "repo", params)
+    victim = "l2-seed2"  # seeds 0 and 1 are the train stage's; the round adds seed 2
+    returncode, stderr = study_hit_mid_run(
+        repo, victim, lambda worker, driver: os.kill(worker, signal.SIGKILL), timeout=300
+    )
+    assert returncode == 1, stderr
+    assert f"{victim}: FAILED: its worker process died" in stderr
+    assert "1 run(s) did not finish:" in error_line(stderr)
+    report = (repo / "reports" / "gap_report.md").read_text()
+    assert "## Missing runs" in report and f"**{victim}**: its worker process died" in report
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert [m["run_name"] for m in summary["missing_runs"]] == [victim]
+    assert summary["variants"]["l2"]["n_seeds"] == 2  # its two finished seeds
+    rounds = json.loads((repo / "rounds" / "rounds.json").read_text())
+    assert [(m["run_name"], m["diverged"]) for m in rounds["missing_runs"]] == [(victim, False)]
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("grid").experiment_id
+    [lost] = client.search_runs([experiment], f"attributes.run_name = '{victim}'")
+    assert lost.info.status == "FAILED" and lost.data.tags["failure"] == "worker lost"
+
+
 def study_hit_mid_run(
     repo: Path,
     run_name: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,13 @@ def test_rounds_plan_their_looks(valid: dict[str, Any]) -> None:
     assert params.rounds.looks(params.train.seeds) == (3, 6, 9, 10)  # the last look at max
     assert params.rounds.seed_order(params.train.seeds) == list(range(10))
     assert parse_params(valid).rounds is None  # left out: no rounds
+
+
+def test_the_fault_injection_settings_are_valid_params() -> None:
+    # `make chaos` runs a study on the settings of its own; they must stay a valid params.yaml.
+    spec = importlib.util.spec_from_file_location("chaos", REPO / "scripts" / "chaos.py")
+    chaos = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chaos)
+    params = parse_params(chaos.PARAMS)
+    assert params.rounds is not None and len(params.train.seeds) >= 2  # its rounds stage trains
+    params.check_rounds()

@@ -4,7 +4,7 @@ one stack after another."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import click
 
@@ -40,15 +40,17 @@ def run_here(
     context: RunContext,
     train: TrainConfig,
     checkpoints: Checkpoints | None = None,
+    on_finished: Callable[[RunRecord], None] | None = None,
 ) -> tuple[list[RunRecord], list[MissingRun]]:
     """Every spec in this process, each variant's seeds as stacks of `train.parallel`: the
     records of the runs that finished and the seeds that diverged, each in spec order. A seed
-    that diverges stops alone; an error or an interrupt stops its stack and is raised here."""
+    that diverges stops alone; an error or an interrupt stops its stack and is raised here.
+    `on_finished(record)` hears each run as it finishes (`run.execute_stack`)."""
     records, missing = [], []
     for stack in stacks(specs, train.parallel):
         reporter = StackReporter(stack)
         try:
-            done = execute_stack(stack, data, context, reporter, checkpoints)
+            done = execute_stack(stack, data, context, reporter, checkpoints, on_finished)
         finally:
             reporter.close()
         for spec, outcome in zip(stack, done, strict=True):

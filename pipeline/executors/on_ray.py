@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -177,9 +177,11 @@ def run_on_ray(
     params: Params,
     context: RunContext,
     resources: Resources,
+    on_finished: Callable[[RunRecord], None] | None = None,
 ) -> tuple[list[RunRecord], list[MissingRun]]:
     """Every stack of specs as a Ray task, inside a `ray_session`: the finished runs' records
-    (in spec order) and the runs that did not finish. Prints one line per run as it ends."""
+    (in spec order) and the runs that did not finish. Prints one line per run as it ends;
+    `on_finished(record)` hears each finished run as its task returns."""
     import ray
 
     # Created once here, so the workers find it; with the local store it gets its artifact
@@ -216,6 +218,8 @@ def run_on_ray(
                     click.echo(f"{head}: FAILED: {outcome.reason}", err=True)
                 else:
                     finished[spec.run_name] = outcome
+                    if on_finished is not None:
+                        on_finished(outcome)
                     click.echo(f"{head}: {summary_line(outcome.summary)}", err=True)
     except KeyboardInterrupt:
         for ref in pending:

@@ -14,6 +14,7 @@ from ..config import Params
 from ..data import load_meta
 from ..errors import DataError
 from ..files import files_into, json_text, write_atomic
+from ..outputs import VariantRuns
 from ..paths import Layout
 from ..reports import figures
 from ..reports.gap import gap_report
@@ -60,11 +61,14 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
 
 
 def load_variants(params: Params, layout: Layout) -> tuple[list, list]:
-    """Every variant's finished runs (those with any), and the runs that did not finish."""
+    """Every variant's finished runs (those with any), and the runs that did not finish (in
+    its train stage, or in the rounds)."""
     done = rounds_for_report(params, layout)
-    loaded = [
-        outputs.read_variant(layout, params, name, done.added(name)) for name in params.variants
-    ]
+    loaded = []
+    for name in params.variants:
+        runs = outputs.read_variant(layout, params, name, done.added(name))
+        lost = [m for m in done.missing if m.variant == name]  # a diverged one withholds too
+        loaded.append(VariantRuns(name, runs.records, runs.missing + lost))
     return [v for v in loaded if v.records], [m for v in loaded for m in v.missing]
 
 

@@ -17,7 +17,7 @@ from operator import attrgetter
 
 import click
 
-from .. import outputs
+from .. import outputs, run_ends
 from ..config import Params
 from ..data import Prepared, load_prepared
 from ..device import resolve_device
@@ -29,18 +29,26 @@ from ..rounds import Rounds, Schedule, fixed, seeds_until_decided
 from ..run import RunContext
 from ..spec import RunSpec, run_specs
 
-# Who trains a round's runs: (specs, context) -> the records of those that finished, and the
-# runs that did not. In this process (`execute_here`) or on Ray.
-Execute = Callable[[list[RunSpec], RunContext], tuple[list[RunRecord], list[MissingRun]]]
+# Who trains a round's runs: (specs, context, on_finished) -> the records of those that
+# finished, and the runs that did not; `on_finished(record)` stores each run as it finishes, so
+# that an interrupted round keeps them. In this process (`execute_here`) or on Ray.
+OnFinished = Callable[[RunRecord], None]
+Execute = Callable[
+    [list[RunSpec], RunContext, OnFinished], tuple[list[RunRecord], list[MissingRun]]
+]
 
 
 def execute_here(params: Params, prepared: Prepared) -> Execute:
-    from ..executors.local import on_device, run_here
+    """Rounds trained in this process. A seed that diverges fails the stage, as in a train
+    stage, once the round's other seeds have finished (and been stored)."""
+    from ..executors.local import fail_if_diverged, on_device, run_here
 
     data = on_device(params.train.device, prepared)
 
-    def execute(specs: list[RunSpec], context: RunContext):
-        return run_here(specs, data, context, params.train)
+    def execute(specs: list[RunSpec], context: RunContext, on_finished: OnFinished):
+        records, diverged = run_here(specs, data, context, params.train, None, on_finished)
+        fail_if_diverged(diverged, "rounds/rounds.json")
+        return records, []
 
     return execute
 
@@ -88,6 +96,9 @@ def rounds(
     executor = (execute or (lambda p: execute_here(params, p)))(prepared)
     looks = iter(range(1, len(schedule.looks)))
 
+    def store(record: RunRecord) -> None:
+        outputs.write_round_seed(layout, record, keys[record.variant])
+
     def train(need: dict[str, list[int]]) -> dict[str, VariantRuns]:
         """A round: the seeds `need` names, stored ones reused, the others trained."""
         look = next(looks)
@@ -95,6 +106,15 @@ def rounds(
             name: [stored[name][s][1] for s in seeds if stored[name].get(s, ("",))[0] == keys[name]]
             for name, seeds in need.items()
         }
+        for record in (r for runs in reused.values() for r in runs):
+            # Stored by a stage killed before it could end the run (made here): it finished.
+            if outputs.run_id_of(layout, record.variant, record.seed) == record.run_id:
+                run_ends.end_if_running(record.run_id, "FINISHED")
+        for name in need:
+            for run in run_ends.end_runs_of_dead_processes(params.mlflow.experiment, name):
+                click.echo(
+                    f"{run}: its process had died with the run open; the run is ended KILLED"
+                )
         specs = [
             spec
             for name, seeds in need.items()
@@ -107,9 +127,7 @@ def rounds(
             err=True,
         )
         context = RunContext.of(params.mlflow, prepared, tags={**(tags or {}), "round": str(look)})
-        records, missing = executor(specs, context) if specs else ([], [])
-        for record in records:
-            outputs.write_round_seed(layout, record, keys[record.variant])
+        records, missing = executor(specs, context, store) if specs else ([], [])
         return {
             name: VariantRuns(
                 name,

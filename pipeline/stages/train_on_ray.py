@@ -15,7 +15,7 @@ from ..data import Prepared
 from ..errors import StudyIncomplete
 from ..executors import on_ray
 from ..paths import Layout
-from ..records import MissingRun
+from ..records import MissingRun, RunRecord
 from ..run import RunContext
 from ..signals import signals_held
 from ..spec import RunSpec, study_specs
@@ -78,8 +78,12 @@ def execute_on_ray(params: Params, plan: RayPlan, missing: list[MissingRun]) -> 
     Ray tasks too; the runs of theirs that do not finish are added to `missing`."""
 
     def execute(prepared: Prepared):
-        def run(specs: list[RunSpec], context: RunContext):
-            records, lost = on_ray.run_on_ray(specs, prepared, params, context, plan.resources)
+        def run(
+            specs: list[RunSpec], context: RunContext, on_finished: Callable[[RunRecord], None]
+        ):
+            records, lost = on_ray.run_on_ray(
+                specs, prepared, params, context, plan.resources, on_finished
+            )
             missing.extend(lost)
             return records, lost
 
