@@ -19,6 +19,12 @@ Prints a table and writes reports/benchmark.json:
 7. a stack of 10 seeds of the default variant, and `dvc repro -f` of the default study with
    3 and 10 seeds per variant in a scratch copy, each against its arithmetic floor: the
    matrix products of its mini-batches and eval passes at `torch.mm`'s rate at their shapes.
+
+`--quick` runs every step once at the smallest sizes (512 samples, short timings, a stack of 2
+seeds, a study of 1 seed per variant) on params.yaml's data and settings, and writes
+reports/benchmark-quick.json: a check that the benchmark still runs
+(tests/test_documented_commands.py), not a measurement. Like the full run, it needs
+`python -m pipeline prepare` done.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ from pipeline.trainer import train, train_stack  # noqa: E402
 
 HIDDEN = [512, 512]
 N_SAMPLES = 60_000
+# FLOPs per timed repetition of a matrix product: enough for a steady rate; --quick only checks
+# that the steps run, and small shapes would take most of its time at the full count.
+TIMED_FLOPS = 2e7 if "--quick" in sys.argv else 2e9
 
 
 def best_of(fn, repeats: int = 3) -> float:
@@ -72,7 +81,7 @@ def matmul_rate(m: int, k: int, n: int) -> float:
     a, b = torch.randn(m, k), torch.randn(k, n)
     for _ in range(3):
         a @ b
-    reps = max(3, int(2e9 / (2 * m * k * n)))
+    reps = max(3, int(TIMED_FLOPS / (2 * m * k * n)))
     seconds = best_of(lambda: [a @ b for _ in range(reps)])
     return 2 * m * k * n * reps / seconds
 
@@ -185,7 +194,9 @@ def study_data() -> Prepared:
     return prepared
 
 
-def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
+def tracking_costs(
+    prepared: Prepared, repeats: int = 5, params: Params | None = None
+) -> dict[str, float]:
     """Per-epoch logging overhead and the fixed cost of one run, against an untracked run.
 
     The machine is noisy (a run's wall time varies by ±10 %), so tracked and untracked runs
@@ -195,8 +206,8 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
     """
     import mlflow
 
-    params = Params.model_validate({"variants": {"baseline": {}}})
-    spec = run_specs(params, "baseline", [0])[0]
+    params = params or Params.model_validate({"variants": {"baseline": {}}})
+    spec = run_specs(params, params.report.baseline, [0])[0]
     data = DeviceData.of(prepared, torch.device("cpu"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -270,7 +281,7 @@ def tracking_costs(prepared: Prepared, repeats: int = 5) -> dict[str, float]:
     }
 
 
-def dvc_noop() -> float | None:
+def dvc_noop(repeats: int = 3) -> float | None:
     dvc = str(Path(sys.executable).parent / "dvc")
     status = subprocess.run(
         [dvc, "status", "dvc.yaml", "--json"], cwd=ROOT, capture_output=True, text=True
@@ -278,7 +289,8 @@ def dvc_noop() -> float | None:
     if status.returncode != 0 or status.stdout.strip() not in ("{}", ""):
         return None  # not up to date: a no-op cannot be measured
     return best_of(
-        lambda: subprocess.run([dvc, "repro"], cwd=ROOT, capture_output=True, check=True)
+        lambda: subprocess.run([dvc, "repro"], cwd=ROOT, capture_output=True, check=True),
+        repeats,
     )
 
 
@@ -367,7 +379,7 @@ def study_ratio(params: Params, prepared: Prepared, seeds: int) -> dict[str, flo
     }
 
 
-def stage_start() -> dict[str, float]:
+def stage_start(repeats: int = 3) -> dict[str, float]:
     """A train stage of one seed and one epoch in a fresh process (a scratch store), fastest
     of 3: start-up, the epoch and the run's fixed cost."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -375,7 +387,7 @@ def stage_start() -> dict[str, float]:
         command = [sys.executable, "-m", "pipeline", "train", "--variant", "baseline"]
         command += ["--epochs", "1", "--seed", "0"]
         walls = []
-        for _ in range(3):
+        for _ in range(repeats):
             started = time.perf_counter()
             subprocess.run(command, cwd=ROOT, env=env, capture_output=True, check=True)
             walls.append(time.perf_counter() - started)
@@ -406,7 +418,7 @@ def gpu_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[str, f
         run()
     kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
     busy = sum(e.device_time for e in kernels) / 1e6
-    steps = -(-N_SAMPLES // batch)
+    steps = -(-len(labels) // batch)
     return {
         "batch": batch,
         "epoch_s": wall,
@@ -420,6 +432,8 @@ def gpu_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[str, f
 
 def main() -> None:
     only_epochs = "--epochs-only" in sys.argv  # for a machine without MLflow / DVC (a GPU box)
+    quick = "--quick" in sys.argv
+    samples = 512 if quick else N_SAMPLES
     torch.manual_seed(0)
     cores = os.cpu_count() or 1
     threads = torch.get_num_threads()
@@ -432,13 +446,15 @@ def main() -> None:
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
     print(f"{cores} cores, torch {torch.__version__} with {threads} threads")
+    if quick:
+        print("--quick: every step once at the smallest sizes; the numbers measure nothing")
 
     square = matmul_rate(2048, 2048, 2048)
     shapes = layer_shapes(784, HIDDEN, 10)
-    images, labels = synthetic_mnist(N_SAMPLES)
+    images, labels = synthetic_mnist(samples)
     rows = []
     for batch in (128, 512):
-        flops, bound = flop_bound(shapes, batch, N_SAMPLES)
+        flops, bound = flop_bound(shapes, batch, samples)
         ours, _ = project_epoch(images, labels, batch)
         rows.append(
             {
@@ -467,7 +483,15 @@ def main() -> None:
             "name": torch.cuda.get_device_name(),
             "epochs": [gpu_epoch(images, labels, b) for b in (128, 512)],
         }
-    if not only_epochs:
+    if not only_epochs and quick:
+        params = load_params(ROOT / "params.yaml")
+        prepared, _ = prepare(params.data)
+        out["tracking"] = tracking_costs(prepared, repeats=1, params=params)
+        out["dvc_repro_noop_s"] = dvc_noop(repeats=1)
+        out["stage_start"] = stage_start(repeats=1)
+        out["stack"] = stack_ratio(prepared, params, 2, epochs=1)
+        out["study"] = [study_ratio(params, prepared, 1)]
+    elif not only_epochs:
         prepared = study_data()
         params = load_params(ROOT / "params.yaml")
         out["tracking"] = tracking_costs(prepared)
@@ -475,19 +499,20 @@ def main() -> None:
         out["stage_start"] = stage_start()
         out["stack"] = stack_ratio(prepared, params, 10)
         out["study"] = [study_ratio(params, prepared, n) for n in (len(params.train.seeds), 10)]
-    print_table(out, cores)
+    print_table(out, cores, samples)
     name = "benchmark.json" if not only_epochs else "benchmark-epochs.json"
+    name = "benchmark-quick.json" if quick else name
     (ROOT / "reports").mkdir(exist_ok=True)
     (ROOT / "reports" / name).write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwritten: reports/{name}")
 
 
-def print_table(out: dict, cores: int) -> None:
+def print_table(out: dict, cores: int, samples: int = N_SAMPLES) -> None:
     rows = out["epochs"]
     print(f"\nmatmul float32 2048³: {out['matmul_gflops_2048']:.1f} GFLOP/s")
     print(f"{'':34}{'batch 128':>12}{'batch 512':>12}")
     print(
-        f"{'epoch FLOPs (6·weights·60k)':34}"
+        f"{f'epoch FLOPs (6·weights·{samples / 1000:g}k)':34}"
         + "".join(f"{r['epoch_flops'] / 1e9:>11.1f}G" for r in rows)
     )
     print(f"{'FLOP lower bound, s':34}" + "".join(f"{r['flop_bound_s']:>12.3f}" for r in rows))
