@@ -67,10 +67,12 @@ def budget_text(default: dict, larger: dict, rounds: dict) -> str:
     open_ = [key for (_, key), v in after.items() if v == "undecided"]
     was_undecided = sum(v == "undecided" for v in before.values())
     step = rounds["looks"][1] - rounds["looks"][0]
+    fewest, most = min(seeds.values()), max(seeds.values())
+    took = f"{fewest} to {most} seeds" if fewest != most else f"{most} seeds each"
     lines = [
         f"With `rounds: {{max: {rounds['looks'][-1]}, step: {step}}}` "
         "([its report](reports/budget/gap_report.md)) "
-        f"the variants took {min(seeds.values())} to {max(seeds.values())} seeds and decided "
+        f"the variants took {took} and decided "
         f"{len(decided)} of the {was_undecided} verdicts the default budget leaves undecided"
         + (": " + "; ".join(decided) if decided else "")
         + f". Still undecided: {len(open_)} of {len(after)}, "
