@@ -350,7 +350,8 @@ def stack_ratio(prepared: Prepared, params: Params, seeds: int, epochs: int = 3)
 
 
 def study_ratio(params: Params, prepared: Prepared, seeds: int) -> dict[str, float]:
-    """`dvc repro -f` of the default study, with `seeds` per variant, in a scratch copy of the
+    """`dvc repro -f` of the default study, with `seeds` per variant and no rounds (so that
+    every variant trains exactly `seeds`, as the floor counts), in a scratch copy of the
     repository (with its own store), against the study's arithmetic floor."""
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
@@ -364,6 +365,7 @@ def study_ratio(params: Params, prepared: Prepared, seeds: int) -> dict[str, flo
         subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
         raw = yaml.safe_load((repo / "params.yaml").read_text())
         raw["train"]["seeds"] = list(range(seeds))
+        raw["rounds"] = None
         (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         env.pop("MLFLOW_TRACKING_URI", None)
