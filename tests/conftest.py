@@ -111,6 +111,18 @@ def scratch_repo(dest: Path, params: dict) -> Path:
     return dest
 
 
+def postgres_up(**env: str) -> str:
+    """scripts/postgres-up with `env`: the URI it prints."""
+    done = subprocess.run(
+        [str(REPO / "scripts" / "postgres-up")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

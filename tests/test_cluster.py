@@ -34,12 +34,12 @@ from mlflow import MlflowClient
 
 from .conftest import (
     BIN,
-    REPO,
     TINY_PARAMS,
     command_env,
     get_json,
     make_runner,
     mlflow_server,
+    postgres_up,
     scratch_repo,
 )
 
@@ -79,18 +79,6 @@ def postgres_database() -> Iterator[str]:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         engine.dispose()
-
-
-def postgres_up(**env: str) -> str:
-    """scripts/postgres-up with `env`: the URI it prints."""
-    done = subprocess.run(
-        [str(REPO / "scripts" / "postgres-up")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from .conftest import (
     free_port,
     get_json,
     make_runner,
+    postgres_up,
     scratch_repo,
     wait_for_health,
 )
@@ -599,19 +600,6 @@ def test_make_budget_reports_what_more_seeds_decide(copy_of: Callable[[str], Pat
     assert text.startswith("With `rounds: {max: 4, step: 1}`"), text
     # At α = 1e-6 nothing is decided on 2 to 4 seeds: every variant trains up to max = 4.
     assert "the variants took 4 seeds each" in text, text
-
-
-def postgres_up(**env: str) -> str:
-    """The repository's scripts/postgres-up (as the tests of tests/test_cluster.py run it):
-    the URI it prints."""
-    done = subprocess.run(
-        [str(REPO / "scripts" / "postgres-up")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path) -> None:
