@@ -246,7 +246,7 @@ def _finish(
     assert all(s.best_state is not None for s in done)  # an epoch ran, its val loss finite
     best = stack_of(arch, [s.best_state for s in done]).to(data.device)
     test_loss, test_acc = (t.tolist() for t in evaluate(Compute.of(best), data.test))
-    results: dict[int, TrainResult] = {}
+    finished = []
     for k, (seed, net) in enumerate(zip(done, best.seed_networks(), strict=True)):
         best_row, last = seed.history[seed.best_epoch - 1], seed.history[-1]
         summary = {
@@ -267,10 +267,11 @@ def _finish(
             **weight_statistics(net),
             "train_seconds": float(np.sum([r["epoch_seconds"] for r in seed.history])),
         }
-        results[id(seed)] = TrainResult(
-            arch, net, seed.history, summary, seed.stopped_early, str(data.device)
+        finished.append(
+            TrainResult(arch, net, seed.history, summary, seed.stopped_early, str(data.device))
         )
-    return [s.diverged if s.diverged is not None else results[id(s)] for s in seeds]
+    in_order = iter(finished)  # `done` keeps the order of `seeds`
+    return [s.diverged if s.diverged is not None else next(in_order) for s in seeds]
 
 
 def train(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import click
 
+from .. import run_ends
 from ..checkpoint import Checkpoints
 from ..config import TrainConfig
 from ..data import Prepared
@@ -73,3 +74,10 @@ def fail_if_diverged(missing: Sequence[MissingRun], outputs: str) -> None:
             f"{len(missing)} run(s) diverged ({each}); each is FAILED in MLflow, the other "
             f"seeds trained to their end{left}"
         )
+
+
+def end_runs_of_dead_processes(experiment: str, variant: str) -> None:
+    """End KILLED, and name, the runs of `variant` whose process died with them open
+    (`run_ends.end_runs_of_dead_processes`), before its seeds train again."""
+    for name in run_ends.end_runs_of_dead_processes(experiment, variant):
+        click.echo(f"{name}: its process had died with the run open; the run is ended KILLED")

@@ -110,11 +110,10 @@ def rounds(
             # Stored by a stage killed before it could end the run (made here): it finished.
             if outputs.run_id_of(layout, record.variant, record.seed) == record.run_id:
                 run_ends.end_if_running(record.run_id, "FINISHED")
+        from ..executors.local import end_runs_of_dead_processes  # training's imports: here only
+
         for name in need:
-            for run in run_ends.end_runs_of_dead_processes(params.mlflow.experiment, name):
-                click.echo(
-                    f"{run}: its process had died with the run open; the run is ended KILLED"
-                )
+            end_runs_of_dead_processes(params.mlflow.experiment, name)
         specs = [
             spec
             for name, seeds in need.items()

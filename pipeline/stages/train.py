@@ -7,12 +7,17 @@ import hashlib
 
 import click
 
-from .. import outputs, run_ends, tracking, user_network
+from .. import outputs, tracking, user_network
 from ..applicable import check_applicable
 from ..checkpoint import Checkpoints, fingerprint
 from ..config import ModelConfig, Params
 from ..data import load_prepared
-from ..executors.local import fail_if_diverged, on_device, run_here
+from ..executors.local import (
+    end_runs_of_dead_processes,
+    fail_if_diverged,
+    on_device,
+    run_here,
+)
 from ..paths import Layout
 from ..records import RunRecord
 from ..run import RunContext
@@ -73,8 +78,7 @@ def train_variant(
     prepared = load_prepared(layout.prepared)
     # Under DVC, the first train stage refuses a study any of whose variants cannot train.
     check_applicable(specs if tracked_only else study_specs(params), prepared)
-    for name in run_ends.end_runs_of_dead_processes(params.mlflow.experiment, variant):
-        click.echo(f"{name}: its process had died with the run open; the run is ended KILLED")
+    end_runs_of_dead_processes(params.mlflow.experiment, variant)
     data = on_device(params.train.device, prepared)
     checkpoints = None
     if not tracked_only and params.train.checkpoint_every:
