@@ -156,7 +156,22 @@ def log_dataset(run_id: str, dataset: Mapping[str, str]) -> None:
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     entry = DatasetInput(Dataset(**dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
-    mlflow.MlflowClient().log_inputs(run_id, datasets=[entry])
+    client = mlflow.MlflowClient()
+    try:
+        client.log_inputs(run_id, datasets=[entry])
+    except mlflow.MlflowException as e:
+        # The store looks the dataset up and then inserts it, in one transaction: runs that
+        # start together (Ray workers) can all miss it and all insert; one commits, the others
+        # fail on the unique key and roll back whole. Again, the dataset is there to find.
+        if not _lost_an_insert_race(e):
+            raise
+        client.log_inputs(run_id, datasets=[entry])
+
+
+def _lost_an_insert_race(error: Exception) -> bool:
+    """PostgreSQL's, SQLite's and MySQL's words for a unique key already taken."""
+    text = str(error).lower()
+    return "unique constraint" in text or "duplicate key" in text or "duplicate entry" in text
 
 
 def _param_value(value: Any) -> str:

@@ -304,6 +304,50 @@ def most_at_once(intervals: list[tuple[int, int]]) -> int:
     return peak
 
 
+# Runs that start at one moment and log one dataset, as a Ray grid's workers do: each of
+# `LOGGERS` threads waits at a barrier, then logs the same new dataset to a run of its own.
+RACING_LOGGERS = """
+import sys, threading, uuid
+from concurrent.futures import ThreadPoolExecutor
+from mlflow import MlflowClient
+from pipeline import tracking
+
+client = MlflowClient()
+experiment = client.create_experiment(f"race-{uuid.uuid4().hex}")
+loggers = int(sys.argv[1])
+for trial in range(int(sys.argv[2])):
+    dataset = {"name": "digits", "digest": uuid.uuid4().hex[:8], "source_type": "local",
+               "source": '{"uri": "data/prepared"}'}
+    runs = [client.create_run(experiment).info.run_id for _ in range(loggers)]
+    barrier = threading.Barrier(loggers)
+
+    def log(run_id):
+        barrier.wait()
+        tracking.log_dataset(run_id, dataset)
+
+    with ThreadPoolExecutor(loggers) as pool:
+        list(pool.map(log, runs))
+    for run_id in runs:
+        [logged] = client.get_run(run_id).inputs.dataset_inputs
+        assert logged.dataset.digest == dataset["digest"], logged
+print("all logged")
+"""
+
+
+def test_runs_that_start_together_each_log_the_dataset(postgres_server: str) -> None:
+    """The store inserts a dataset the first time a run logs it; runs that log it at one
+    moment race for that insert, and each must still end with its input logged."""
+    done = subprocess.run(
+        [PY, "-c", RACING_LOGGERS, "8", "6"],
+        cwd=Path(__file__).parent.parent,
+        env=command_env(MLFLOW_TRACKING_URI=postgres_server),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "all logged" in done.stdout, done.stderr[-3000:]
+
+
 def test_ray_cluster_runs_the_grid_into_the_shared_server(
     tmp_path: Path, postgres_server: str, ray_head: RayHead
 ) -> None:
@@ -450,9 +494,11 @@ def test_sigterm_to_the_driver_ends_every_run_and_writes_nothing(tmp_path: Path)
 
 
 def test_a_worker_lost_in_a_round_is_named_in_the_report(tmp_path: Path) -> None:
-    """A local Ray instance: the worker training a seed the round added is SIGKILLed. The
-    study ends 1 naming it, the report and rounds/rounds.json list it, its run is FAILED."""
+    """A local Ray instance: the worker training a seed the round added is SIGKILLed, and a
+    variant diverges on every seed of the first round. The study ends 1 naming the three
+    runs, the report and rounds/rounds.json list them, the killed one's run is FAILED."""
     params = copy.deepcopy(ROUNDS_GRID)
+    params["variants"]["unstable"] = FAILING_PARAMS["variants"]["unstable"]
     params["train"]["parallel"] = 1  # one seed per task: the killed worker takes one run
     repo = scratch_repo(tmp_path / "repo", params)
     victim = "l2-seed2"  # seeds 0 and 1 are the train stage's; the round adds seed 2
@@ -461,14 +507,21 @@ def test_a_worker_lost_in_a_round_is_named_in_the_report(tmp_path: Path) -> None
     )
     assert returncode == 1, stderr
     assert f"{victim}: FAILED: its worker process died" in stderr
-    assert "1 run(s) did not finish:" in error_line(stderr)
+    assert "3 run(s) did not finish:" in error_line(stderr)
     report = (repo / "reports" / "gap_report.md").read_text()
     assert "## Missing runs" in report and f"**{victim}**: its worker process died" in report
+    assert "**unstable-seed0**: training diverged at epoch" in report
     summary = json.loads((repo / "reports" / "summary.json").read_text())
-    assert [m["run_name"] for m in summary["missing_runs"]] == [victim]
+    assert sorted(m["run_name"] for m in summary["missing_runs"]) == [
+        victim,
+        "unstable-seed0",
+        "unstable-seed1",
+    ]
     assert summary["variants"]["l2"]["n_seeds"] == 2  # its two finished seeds
+    assert "unstable" not in summary["variants"]
     rounds = json.loads((repo / "rounds" / "rounds.json").read_text())
     assert [(m["run_name"], m["diverged"]) for m in rounds["missing_runs"]] == [(victim, False)]
+    assert rounds["variants"]["unstable"]["seeds"] == 2, "no seed is added to a diverged variant"
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("grid").experiment_id
     [lost] = client.search_runs([experiment], f"attributes.run_name = '{victim}'")

@@ -66,9 +66,11 @@ def made_with(layout: Layout, params: Params, prepared: Prepared, variant: str) 
             for k, v in run_specs(params, variant, [0])[0].hyperparameters().items()
             if k != "seed"
         },
+        # A variant none of whose first-round runs finished (on Ray) has no history.csv.
         "first_round": [
             hashlib.sha256((first / name).read_bytes()).hexdigest()
             for name in ("runs.json", "history.csv")
+            if (first / name).exists()
         ],
     }
     return hashlib.sha256(json_text(settings).encode()).hexdigest()
