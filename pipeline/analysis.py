@@ -2,18 +2,25 @@
 
 A variant and the baseline trained with the same seed share the split, the initial weights'
 random stream and the batch order, so a change is taken seed by seed (`stats`). The
-comparisons made on one measure form a family (`Family`): each gets a t-interval at
-1 − α/(m·K) for m comparisons read at K planned looks (Bonferroni; K = 1 unless seeds are
-added in rounds, `rounds`), so that with probability at least 1 − α every interval of the
-family, at every look, holds its true difference at once. Each verdict reads its interval:
+comparisons of one table form a family (`Family`): m comparisons on each of M measures, each
+with a share α/(m·M) of the error rate (Bonferroni), so that the table's verdicts hold
+together. Where seeds are added in rounds (`rounds`), that share is spent over the planned
+looks, most at the last (`Family.shares`), and a comparison's interval is the intersection of
+its intervals at the looks it was read at, so a verdict once decided stays decided. Each
+verdict reads its intervals:
 
-- better / worse (the metric's words): the interval excludes zero and is not within ±δ;
-- equivalent: the interval lies within ±δ, δ being the smallest difference that matters;
+- equivalent: the equivalence test's interval (two one-sided tests, each at the look's level:
+  each tail at the level) lies within ±δ, δ being the smallest difference that matters;
+- better / worse (the metric's words): else, the interval (each tail at half the level)
+  excludes zero;
 - undecided: neither, with the smallest difference these seeds would detect 80 % of the time.
 
-Every verdict of a family is then right together with probability at least 1 − α, whatever
-the true differences are (tests/test_verdicts.py measures it by simulation). The gap report,
-the strength paths and the cross-study comparison all compare through `against_baseline`.
+Whatever the true difference, a comparison's verdict is wrong only where one of its intervals
+misses the truth on the side that matters, with probability at most α/(m·M) over all its looks;
+so every verdict of a family is right together with probability at least 1 − α, however the
+rounds stopped (tests/test_verdicts.py and tests/test_rounds.py measure it by simulation;
+docs/verdicts.md). The gap report, the strength paths and the cross-study comparison all
+compare through `against_baseline`.
 """
 
 from __future__ import annotations
@@ -25,41 +32,81 @@ from typing import Any
 
 from .metrics import METRICS, Metric
 from .outputs import VariantRuns
-from .stats import PairedDifference, detectable, paired_difference
+from .stats import PairedDifference, detectable, intersection, paired_difference, seeds_needed
 
 EQUIVALENT = "equivalent"
 UNDECIDED = "undecided"
 TOO_FEW = "too few seeds to tell"
 POWER = 0.8  # for the smallest detectable difference of an undecided verdict
+# α spent over the looks as the power family α·t^ρ of the share t of the seeds (Kim & DeMets
+# 1987; ρ = 3 is close to O'Brien–Fleming): little at the first looks, where few seeds can
+# decide little, most at the last.
+SPENDING = 3.0
 
 
 @dataclass(frozen=True)
 class Family:
-    """The comparisons made on one measure: how many, at how many looks, and their
-    family-wise error rate."""
+    """The comparisons made on one measure: how many, their family-wise error rate α, and,
+    where seeds are added in rounds, the planned looks: the seeds in the order they are added
+    and the seed counts the verdicts are read at (none: one look at every seed)."""
 
     size: int
     alpha: float = 0.05
-    looks: int = 1  # the planned looks of seeds added in rounds
+    seeds: tuple[int, ...] = ()
+    looks: tuple[int, ...] = ()
+    measures: int = 1  # the measures of one table, whose verdicts α covers together
 
     @property
     def level(self) -> float:
-        """Each interval's share of α: α/(m·K) (Bonferroni over comparisons and looks)."""
-        return self.alpha / (max(1, self.size) * self.looks)
+        """Each comparison's share of α, over all its looks: α/(m·M) for m comparisons on
+        each of M measures (Bonferroni)."""
+        return self.alpha / (max(1, self.size) * self.measures)
 
     @property
     def confidence(self) -> float:
         return 1 - self.level
 
+    def shares(self) -> tuple[float, ...]:
+        """The level of each look's interval: α/(m·M) spent as (t_k^ρ − t_{k−1}^ρ), t_k the share
+        of the seeds read at look k. They sum to α/(m·M): with probability at least 1 − α every
+        interval of the family, at every look, holds its true difference (the union bound),
+        whatever the data make the rounds do."""
+        if not self.looks:
+            return (self.level,)
+        spent = [(n / self.looks[-1]) ** SPENDING for n in self.looks]
+        return tuple(self.level * (b - a) for a, b in zip([0.0, *spent], spent, strict=False))
 
-def verdict(metric: Metric, diff: PairedDifference, delta: float) -> str:
-    """The verdict an interval supports, with δ the smallest difference that matters."""
+    def reads(self, upto: int | None = None) -> list[tuple[frozenset[int] | None, float]]:
+        """The looks a comparison read at `upto` seeds has been through: each look's seeds
+        (None: every seed) and its level."""
+        if not self.looks:
+            return [(None, self.level)]
+        upto = self.looks[-1] if upto is None else upto
+        return [
+            (frozenset(self.seeds[:n]), share)
+            for n, share in zip(self.looks, self.shares(), strict=True)
+            if n <= upto
+        ] or [(frozenset(self.seeds[: self.looks[0]]), self.shares()[0])]
+
+
+def verdict(
+    metric: Metric,
+    diff: PairedDifference,
+    delta: float,
+    equivalence: PairedDifference | None = None,
+) -> str:
+    """The verdict the intervals support, with δ the smallest difference that matters: `diff`
+    for a direction (each tail at half the level), `equivalence` for a TOST (each tail at the
+    level; by default `diff`)."""
+    equivalence = diff if equivalence is None else equivalence
     if diff.n < 2:
         return TOO_FEW
-    if -delta < diff.low and diff.high < delta:
+    if diff.low > diff.high or equivalence.low > equivalence.high:
+        return UNDECIDED  # the looks' intervals do not overlap: one of them missed
+    if -delta < equivalence.low and equivalence.high < delta:
         return EQUIVALENT
-    if diff.clear:
-        better = (diff.mean < 0) == (metric.better == "lower")
+    if diff.clear:  # the side of zero the interval lies on (the last look's mean may not)
+        better = (diff.high < 0) == (metric.better == "lower")
         return metric.words[0] if better else metric.words[1]
     return UNDECIDED
 
@@ -67,42 +114,61 @@ def verdict(metric: Metric, diff: PairedDifference, delta: float) -> str:
 @dataclass(frozen=True)
 class Comparison:
     """mean(variant − baseline) of one metric over paired seeds: its interval corrected for
-    the family, the uncorrected 95 % one beside it, and the verdict; `withheld` says why no
-    verdict may be given (a side diverged on some seeds)."""
+    the family (intersected over the looks it was read at), the interval of its equivalence
+    test, the uncorrected 95 % one, and the verdict; `withheld` says why no verdict may be
+    given (a side diverged on some seeds)."""
 
     metric: Metric
-    diff: PairedDifference  # at the family's confidence
-    raw: PairedDifference  # at 95 %, for one comparison on its own
+    diff: PairedDifference  # at each look's level, intersected over the looks
+    raw: PairedDifference  # at 95 %, for one comparison on its own, at the last look
     delta: float
     family: Family
     withheld: str | None = None
+    equivalence: PairedDifference | None = None  # each tail at the level: the TOST's interval
+    last_level: float = math.nan  # the level of the last look read
+    looks_read: int = 1
 
     @property
     def verdict(self) -> str:
-        return self.withheld or verdict(self.metric, self.diff, self.delta)
+        return self.withheld or verdict(self.metric, self.diff, self.delta, self.equivalence)
 
     @property
     def detectable(self) -> float:
         """For an undecided verdict, the smallest difference these seeds would detect with 80 %
-        power at the family's level; else NaN."""
+        power at the last look's level; else NaN."""
         if self.verdict != UNDECIDED:
             return math.nan
-        return detectable(self.diff.sd, self.diff.n, self.family.level, POWER)
+        return detectable(self.diff.sd, self.diff.n, self.last_level, POWER)
+
+    @property
+    def seeds_to_decide(self) -> int | None:
+        """For an undecided verdict, how many seeds one look would need to find the difference
+        seen here, were it true (its sd too), 80 % of the time at the family's level."""
+        if self.verdict != UNDECIDED:
+            return None
+        return seeds_needed(self.diff.mean, self.diff.sd, self.family.level, POWER)
 
     def to_json(self) -> dict[str, Any]:
-        """The corrected interval (`low`, `high`), the uncorrected one (`raw_low`, `raw_high`),
-        the verdict and what it rests on; numbers that do not exist are null."""
+        """The corrected interval (`low`, `high`), the equivalence test's (`equivalence_low`,
+        `equivalence_high`), the uncorrected one (`raw_low`, `raw_high`), the verdict and what
+        it rests on; numbers that do not exist are null."""
+        equivalence = self.equivalence or self.diff
         entry = {
             **self.diff.to_json(),
             "sd": self.diff.sd,
             "confidence": self.family.confidence,
             "comparisons": self.family.size,
-            "looks": self.family.looks,
+            "measures": self.family.measures,
+            "looks": len(self.family.looks) or 1,
+            "looks_read": self.looks_read,
+            "equivalence_low": equivalence.low,
+            "equivalence_high": equivalence.high,
             "raw_low": self.raw.low,
             "raw_high": self.raw.high,
             "delta": self.delta,
             "verdict": self.verdict,
             "detectable": self.detectable,
+            "seeds_to_decide": self.seeds_to_decide,
         }
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in entry.items()}
 
@@ -114,12 +180,29 @@ def against_baseline(
     family: Family,
     delta: float,
     withheld: str | None = None,
+    upto: int | None = None,
 ) -> Comparison:
     """The change of metric `key` from the baseline, paired on the seeds both have, as one of
-    `family`."""
-    corrected = paired_difference(variant, baseline, family.confidence)
-    raw = paired_difference(variant, baseline)
-    return Comparison(METRICS[key], corrected, raw, delta, family, withheld)
+    `family`, read at every look up to `upto` seeds (default: all of them)."""
+    directional, equivalence = [], []
+    reads = family.reads(upto)
+    for seeds, level in reads:
+        v = variant if seeds is None else {s: x for s, x in variant.items() if s in seeds}
+        b = baseline if seeds is None else {s: x for s, x in baseline.items() if s in seeds}
+        directional.append(paired_difference(v, b, 1 - level))
+        equivalence.append(paired_difference(v, b, 1 - 2 * level))
+    raw = paired_difference(v, b)
+    return Comparison(
+        METRICS[key],
+        intersection(directional),
+        raw,
+        delta,
+        family,
+        withheld,
+        intersection(equivalence),
+        level,
+        len(reads),
+    )
 
 
 def withheld(variant: VariantRuns, baseline: VariantRuns) -> str | None:
@@ -137,17 +220,27 @@ def compare_variants(
     keys: Sequence[str],
     alpha: float,
     margins: Mapping[str, float],
-    looks: int = 1,
+    seeds: Sequence[int] = (),
+    looks: Sequence[int] = (),
+    upto: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, Comparison]]:
-    """Every variant but the baseline against it, on each metric of `keys`; the variants'
-    comparisons on one metric are a family, read at `looks` planned looks."""
+    """Every variant but the baseline against it, on each metric of `keys`; α covers every
+    verdict of the table (the variants' comparisons on each of the metrics). With seeds added
+    in rounds (`seeds` in the order they were added, read at `looks`), each variant is read at
+    the looks up to its own seed count (`upto`)."""
     base = next(v for v in variants if v.name == baseline)
     others = [v for v in variants if v.name != baseline]
-    family = Family(len(others), alpha, looks)
+    family = Family(len(others), alpha, tuple(seeds), tuple(looks), len(keys))
     return {
         v.name: {
             k: against_baseline(
-                k, v.per_seed(k), base.per_seed(k), family, margins[k], withheld(v, base)
+                k,
+                v.per_seed(k),
+                base.per_seed(k),
+                family,
+                margins[k],
+                withheld(v, base),
+                (upto or {}).get(v.name),
             )
             for k in keys
         }

@@ -31,6 +31,7 @@ class Metric:
 
 _ALL = (
     Metric("best_val_loss", "val loss (best epoch)", "lower"),
+    Metric("best_val_accuracy", "val accuracy (best epoch)", "higher", digits=2, scale=100.0),
     Metric("best_epoch", "best epoch", digits=1),
     Metric("train_loss_last", "train loss (last epoch)", "lower"),
     Metric("val_loss_last", "val loss (last epoch)", "lower"),

@@ -6,16 +6,18 @@ on the seeds both have; it stops once its verdicts on the validation measures (`
 all decided, and the next round trains `step` more seeds for the variants still going and for
 the baseline, whose seeds they pair with.
 
-Looking after each round does not inflate the error rate: every interval, at every look, is at
-1 − α/(m·K) for m comparisons and K planned looks (`Family`). With probability at least
-1 − α all the intervals of a measure, at every look, hold their true differences at once (the
-union bound), so whatever the data make the procedure do, every verdict read from those
-intervals is right together with that probability (tests/test_rounds.py measures it by
-simulation, the looks included).
+Looking after each round does not inflate the error rate: each comparison's share of α is spent
+over the K planned looks, little at the first and most at the last (`analysis.Family`), and
+its interval at a look is the intersection of its intervals so far. With probability at least
+1 − α every interval of a measure, at every look, holds its true difference at once (the union
+bound), so whatever the data make the procedure do, every verdict read from those intervals
+is right together with that probability, and a verdict once decided stays decided
+(tests/test_rounds.py and scripts/simulate_rounds.py measure it by simulation, the looks
+included).
 
 The test split never drives a choice, so test accuracy does not decide whether a variant
-gets more seeds; its interval is corrected for the looks like the others and read once, at
-the seeds the validation measures stopped at.
+gets more seeds; its intervals are read the same way, at the looks the validation measures
+went through.
 
 No training here: who trains the seeds is the caller's `train`, so the same procedure runs in
 the DVC stage, in `study` here and on Ray, and in the simulation.
@@ -30,11 +32,16 @@ from typing import Any
 from .analysis import TOO_FEW, UNDECIDED, Family, against_baseline, withheld
 from .config import Params, SeedRounds
 from .errors import DataError
+from .metrics import COMPARED
 from .outputs import VariantRuns, read_rounds
 from .paths import Layout
 from .records import MissingRun
 
-DRIVING = ("loss_gap_last", "best_val_loss")
+# The validation measures whose verdicts decide who gets more seeds. Val accuracy is there so
+# that test accuracy, which never drives a choice, gets the seeds its proxy needs; it is read
+# with test accuracy's δ, and is not one of the report's verdicts (stopping needs no α).
+DRIVING = ("loss_gap_last", "best_val_loss", "best_val_accuracy")
+MARGIN_OF = {"best_val_accuracy": "test_accuracy"}
 
 # Why a variant has the seeds it has.
 DECIDED = "decided"
@@ -160,7 +167,8 @@ def seeds_until_decided(
     if not schedule.adaptive:
         return fixed(schedule, names, alpha, margins)
     runs = dict(first)
-    family = Family(len(names) - 1, alpha, len(schedule.looks))
+    # The report's family (every measure of its table), so a look decides as the report reads.
+    family = Family(len(names) - 1, alpha, schedule.seeds, schedule.looks, len(COMPARED))
     going = [n for n in names if n != baseline]
     outcomes: dict[str, Outcome] = {}
     looks = []
@@ -181,7 +189,13 @@ def seeds_until_decided(
             reason = withheld(variant, base)
             verdicts[name] = {
                 k: against_baseline(
-                    k, variant.per_seed(k), base.per_seed(k), family, margins[k], reason
+                    k,
+                    variant.per_seed(k),
+                    base.per_seed(k),
+                    family,
+                    margins[MARGIN_OF.get(k, k)],
+                    reason,
+                    count,
                 ).verdict
                 for k in DRIVING
             }

@@ -8,12 +8,13 @@ such an interval would tell from zero most of the time.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 CONFIDENCE = 0.95
 
@@ -30,8 +31,9 @@ class PairedDifference:
 
     @property
     def clear(self) -> bool:
-        """True only where the interval excludes zero."""
-        return self.n >= 2 and (self.low > 0 or self.high < 0)
+        """True only where the interval excludes zero (and is one: intersected intervals of
+        several looks that do not overlap are none)."""
+        return self.n >= 2 and self.low <= self.high and (self.low > 0 or self.high < 0)
 
     def describe(self, digits: int = 3, scale: float = 1.0, signed: bool = True) -> str:
         """`mean [low, high]` for tables, scaled (100: percentage points); `mean (n=1)` where
@@ -56,6 +58,13 @@ class PairedDifference:
         }
 
 
+@functools.lru_cache(maxsize=4096)
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile, kept: a study reads a few levels at a few seed counts, many times
+    over (each look, each simulated study)."""
+    return float(stats.t.ppf(p, df))
+
+
 def paired_difference(
     variant: dict[int, float], baseline: dict[int, float], confidence: float = CONFIDENCE
 ) -> PairedDifference:
@@ -69,19 +78,63 @@ def paired_difference(
     if n < 2:
         return PairedDifference(mean, math.nan, math.nan, n)
     sd = float(diffs.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * sd / math.sqrt(n))
+    half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     return PairedDifference(mean, mean - half, mean + half, n, sd)
 
 
 def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
     """The smallest true mean difference that a two-sided paired t-test at level `alpha` finds
-    with probability `power`, for `n` seeds whose differences spread by `sd`:
-    (t[1 − alpha/2] + t[power]) · sd / √n on n − 1 degrees of freedom (the usual
-    approximation of the noncentral t; tests/test_verdicts.py checks it by simulation)."""
+    with probability `power`, for `n` seeds whose differences spread by `sd`: exact, from the
+    noncentral t on n − 1 degrees of freedom (tests/test_verdicts.py checks it by simulation).
+    """
     if n < 2 or not math.isfinite(sd):
         return math.nan
-    quantiles = stats.t.ppf(1 - alpha / 2, df=n - 1) + stats.t.ppf(power, df=n - 1)
-    return float(quantiles * sd / math.sqrt(n))
+    df = n - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(nc: float) -> float:  # power at noncentrality `nc`, less the power wanted
+        # The far tail as the upper tail at −nc: scipy's lower tail can be NaN where tiny.
+        far = np.nan_to_num(stats.nct.sf(critical, df, -nc))
+        return float(stats.nct.sf(critical, df, nc) + far) - power
+
+    high = critical + 10.0
+    while shortfall(high) < 0:
+        high *= 2
+    nc = optimize.brentq(shortfall, 0.0, high, xtol=1e-10)
+    return float(nc * sd / math.sqrt(n))
+
+
+def seeds_needed(
+    difference: float, sd: float, alpha: float, power: float = 0.8, most: int = 1000
+) -> int | None:
+    """The fewest seeds with which a two-sided paired t-test at level `alpha` finds a true
+    `difference` with probability `power`, the per-seed differences spreading by `sd` (exact,
+    the noncentral t); None where no count up to `most` would, or nothing is known."""
+    if not (math.isfinite(difference) and math.isfinite(sd)) or difference == 0 or sd <= 0:
+        return None
+    if detectable(sd, most, alpha, power) > abs(difference):
+        return None
+    low, high = 1, most  # detectable falls with n: the first n at or under the difference
+    while high - low > 1:
+        middle = (low + high) // 2
+        if detectable(sd, middle, alpha, power) <= abs(difference):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def intersection(intervals: list[PairedDifference]) -> PairedDifference:
+    """Intervals of one difference read at successive looks, as one: the last look's mean, n
+    and sd, the bounds of all the intervals together (where they all hold, so does this).
+    Where they do not overlap (some interval missed), low lies above high."""
+    last = intervals[-1]
+    read = [d for d in intervals if d.n >= 2]
+    if not read:
+        return last
+    return PairedDifference(
+        last.mean, max(d.low for d in read), min(d.high for d in read), last.n, last.sd
+    )
 
 
 def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> PairedDifference:

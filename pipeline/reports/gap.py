@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from ..analysis import Comparison, compare_variants, ranking
+from ..analysis import Comparison, Family, compare_variants, ranking
 from ..config import ReportConfig
 from ..metrics import COMPARED, METRICS, REPORT_SUMMARY
 from ..outputs import VariantRuns
@@ -84,9 +84,19 @@ def processor_text(processors: Sequence[str]) -> str:
 
 
 def confidence_text(diffs: dict[str, dict[str, Comparison]]) -> str:
-    """Each interval's confidence, as a percentage: 1 − α/m."""
+    """Each interval's confidence, as a percentage: 1 − α/(m·M), over all its looks."""
     first = next((c for comparisons in diffs.values() for c in comparisons.values()), None)
     return "–" if first is None else f"{100 * first.family.confidence:.2f} %"
+
+
+def spending_text(done: Rounds) -> str:
+    """How each comparison's share of α is spent over the looks: `22 % at 3 seeds, 78 % at 5`."""
+    looks = done.schedule.looks
+    shares = Family(1, 1.0, done.schedule.seeds, looks).shares()
+    return ", ".join(
+        f"{share:.0%} at {n}{' seeds' if i == 0 else ''}"
+        for i, (n, share) in enumerate(zip(looks, shares, strict=True))
+    )
 
 
 def margins_text(margins: dict[str, float]) -> str:
@@ -97,9 +107,18 @@ def margins_text(margins: dict[str, float]) -> str:
 
 
 def detectable_note(c: Comparison) -> str:
-    """For a sentence: what an undecided comparison's seeds would detect; else nothing."""
+    """For a sentence: what an undecided comparison's seeds would detect, and how many seeds
+    would decide the difference seen; else nothing."""
     shown = detectable_text(c, unit=True)
-    return "" if shown is None else f"; these seeds would detect {shown}"
+    if shown is None:
+        return ""
+    needed = c.seeds_to_decide
+    decide = (
+        f"; about {needed} seeds would decide a difference this size 80 % of the time"
+        if needed is not None
+        else ""
+    )
+    return f"; these seeds would detect {shown}{decide}"
 
 
 def summarise(
@@ -196,15 +215,16 @@ def markdown(
         "confidence "
         f"(Bonferroni over its {len(diffs)} comparisons"
         + (
-            f" and the {looks} looks of the rounds, each interval at every look"
+            f"; each comparison's share spent over the {looks} looks of the rounds "
+            f"({spending_text(done)}), its interval the intersection of its looks' intervals"
             if looks > 1
             else ""
         )
-        + "). A verdict reads its interval: better "
-        "or worse (for the gap: closes or widens it) where it excludes zero and is not within "
-        f"±δ; *equivalent* where it lies within ±δ ({margins_text(cond['equivalence'])}); "
-        "*undecided* otherwise, with the smallest difference these seeds would detect 80 % of "
-        "the time.",
+        + "). A verdict reads its intervals: *equivalent* where two one-sided tests at the "
+        f"same level put the difference within ±δ ({margins_text(cond['equivalence'])}); "
+        "else better or worse (for the gap: closes or widens it) where the interval excludes "
+        "zero; *undecided* otherwise, with the smallest difference these seeds would detect "
+        "80 % of the time.",
         "",
     ]
     header = [
@@ -310,7 +330,8 @@ def seeds_section(done: Rounds) -> list[str]:
     """With seeds added in rounds: each variant's seeds and why it stopped."""
     if not done.schedule.adaptive:
         return []
-    driving = " and ".join(METRICS[k].label for k in DRIVING)
+    labels = [METRICS[k].label for k in DRIVING]
+    driving = ", ".join(labels[:-1]) + " and " + labels[-1]
     rows = [[name, str(o.seeds), o.stopped] for name, o in done.outcomes.items()]
     return [
         "## Seeds",
@@ -318,9 +339,11 @@ def seeds_section(done: Rounds) -> list[str]:
         f"Seeds were added in rounds: {done.schedule.looks[0]} for every variant, then more for "
         f"each variant whose verdicts on {driving} were still undecided (and for the baseline "
         f"they pair with), looking at {', '.join(map(str, done.schedule.looks))} seeds. Test "
-        "accuracy never drives a choice, so it does not decide who gets more seeds. Each "
-        "interval below is corrected for every look the rounds could make, so looking after "
-        "each round does not raise the error rate.",
+        "accuracy never drives a choice; val accuracy, read with test accuracy's δ, does, so "
+        "that test accuracy gets the seeds its validation proxy needs. Each "
+        "comparison's error rate is spent over every look the rounds could make, most at the "
+        "last, and its interval is the intersection of its looks' intervals: looking after "
+        "each round does not raise the error rate, and a verdict once decided stays decided.",
         "",
         *table(["variant", "seeds", "stopped because"], rows),
         "",
@@ -352,8 +375,12 @@ def gap_report(
 ) -> tuple[dict[str, Any], str]:
     """(summary.json, gap_report.md) of the finished variants, their seeds as `done` says."""
     margins = settings.equivalence.model_dump()
-    looks = len(done.schedule.looks)
-    diffs = compare_variants(variants, settings.baseline, COMPARED, settings.alpha, margins, looks)
+    schedule = done.schedule
+    looks = schedule.looks if schedule.adaptive else ()
+    upto = {name: outcome.seeds for name, outcome in done.outcomes.items()}
+    diffs = compare_variants(
+        variants, settings.baseline, COMPARED, settings.alpha, margins, schedule.seeds, looks, upto
+    )
     cond = conditions(meta, variants, settings, done)
     return summarise(variants, diffs, cond, missing, done), markdown(
         variants, labels, diffs, cond, missing, done
