@@ -4,16 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study budget cnn-example sweep noise test test-fast chaos readme screenshot bench bench-grid lint format ui server clean
+.PHONY: study budget simulate cnn-example sweep noise test test-fast chaos readme screenshot bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> rounds -> report
 	python -m pipeline machine-note  # says so where the committed results come from another CPU
 	dvc repro
 	python -m pipeline next-steps
 
-budget: $(VENV)/.installed  ## the default study with rounds {max: 12, step: 3} -> reports/budget/ (what more seeds decide)
+budget: $(VENV)/.installed  ## a study of its own (seeds 1000 on) with rounds {max: 12, step: 3} -> reports/budget/
 	python scripts/larger_budget.py --max 12 --step 3
 	python scripts/readme_findings.py
+
+simulate: $(VENV)/.dev  ## the verdicts' error rate and power on simulated studies (the table of docs/verdicts.md)
+	python scripts/simulate_rounds.py --studies 2000
 
 cnn-example: $(VENV)/.installed  ## the default variants plus augmentation on the built-in CNN -> docs/cnn-example/
 	python scripts/cnn_example.py

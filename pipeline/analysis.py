@@ -30,13 +30,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .metrics import METRICS, Metric
 from .outputs import VariantRuns
-from .stats import PairedDifference, detectable, intersection, paired_difference, seeds_needed
+from .stats import (
+    PairedDifference,
+    detectable,
+    intersection,
+    paired_difference,
+    paired_intervals,
+    seeds_needed,
+)
 
 EQUIVALENT = "equivalent"
 UNDECIDED = "undecided"
 TOO_FEW = "too few seeds to tell"
+# Equal on every seed, bit for bit: the same weights by construction (early stopping's best
+# epoch is the baseline's own), not a finding; no interval, no "equivalent".
+IDENTICAL = "identical on every seed"
 POWER = 0.8  # for the smallest detectable difference of an undecided verdict
 # α spent over the looks as the power family α·t^ρ of the share t of the seeds (Kim & DeMets
 # 1987; ρ = 3 is close to O'Brien–Fleming): little at the first looks, where few seeds can
@@ -127,10 +139,15 @@ class Comparison:
     equivalence: PairedDifference | None = None  # each tail at the level: the TOST's interval
     last_level: float = math.nan  # the level of the last look read
     looks_read: int = 1
+    identical: bool = False  # equal to the baseline on every paired seed, bit for bit
 
     @property
     def verdict(self) -> str:
-        return self.withheld or verdict(self.metric, self.diff, self.delta, self.equivalence)
+        if self.withheld:
+            return self.withheld
+        if self.identical:
+            return IDENTICAL
+        return verdict(self.metric, self.diff, self.delta, self.equivalence)
 
     @property
     def detectable(self) -> float:
@@ -189,9 +206,11 @@ def against_baseline(
     for seeds, level in reads:
         v = variant if seeds is None else {s: x for s, x in variant.items() if s in seeds}
         b = baseline if seeds is None else {s: x for s, x in baseline.items() if s in seeds}
-        directional.append(paired_difference(v, b, 1 - level))
-        equivalence.append(paired_difference(v, b, 1 - 2 * level))
+        two_sided, tost = paired_intervals(v, b, (1 - level, 1 - 2 * level))
+        directional.append(two_sided)
+        equivalence.append(tost)
     raw = paired_difference(v, b)
+    paired = set(v) & set(b)
     return Comparison(
         METRICS[key],
         intersection(directional),
@@ -202,6 +221,7 @@ def against_baseline(
         intersection(equivalence),
         level,
         len(reads),
+        bool(paired) and all(v[s] == b[s] for s in paired),
     )
 
 
@@ -249,8 +269,18 @@ def compare_variants(
 
 
 def ranking(variants: Sequence[VariantRuns], key: str = "best_val_loss") -> list[str]:
-    """Variants from best to worst mean of `key`; a variant that diverged on some seed is left
-    out (its other seeds would flatter it). Ties keep the given order."""
+    """Variants from best to worst mean of `key` over the seeds they all have (a paired
+    ranking: rounds give variants different seeds, and a mean over other seeds is not
+    comparable); a variant that diverged on some seed is left out (its other seeds would
+    flatter it). Ties keep the given order."""
     ranked = [v for v in variants if not v.diverged_seeds]
+    if not ranked:
+        return []
+    common = set.intersection(*(set(v.per_seed(key)) for v in ranked))
     sign = 1.0 if METRICS[key].better == "lower" else -1.0
-    return [v.name for v in sorted(ranked, key=lambda v: sign * v.mean_sd(key)[0])]
+
+    def mean(v: VariantRuns) -> float:
+        values = [x for s, x in v.per_seed(key).items() if s in common]
+        return sign * float(np.mean(values)) if values else math.inf
+
+    return [v.name for v in sorted(ranked, key=mean)]

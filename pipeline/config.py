@@ -126,8 +126,9 @@ class SeedRounds(_Frozen):
 
     def seed_order(self, seeds: list[int]) -> list[int]:
         """Every seed the study may train: `seeds`, then the ones the rounds add, in order
-        (the smallest seeds not among them)."""
-        more = (s for s in itertools.count() if s not in seeds)
+        (counting up from the largest of `seeds`: a study on seeds of its own, e.g. 100–102,
+        adds seeds no study on 0–2 has looked at)."""
+        more = itertools.count(max(seeds) + 1)
         return [*seeds, *itertools.islice(more, self.max - len(seeds))]
 
     def looks(self, seeds: list[int]) -> tuple[int, ...]:

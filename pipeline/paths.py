@@ -121,6 +121,11 @@ class Layout:
         return self.reports / "summary.json"
 
     @property
+    def per_seed(self) -> Path:
+        """Every value the verdicts rest on, per run: recheck a verdict from the repository."""
+        return self.reports / "per_seed.csv"
+
+    @property
     def headline(self) -> Path:
         """The report's DVC metrics: the few numbers compared across experiments."""
         return self.reports / "metrics.json"

@@ -69,17 +69,28 @@ def paired_difference(
     variant: dict[int, float], baseline: dict[int, float], confidence: float = CONFIDENCE
 ) -> PairedDifference:
     """Differences on the seeds both have; with one seed the interval is undefined (NaN)."""
-    seeds = sorted(set(variant) & set(baseline))
-    diffs = np.array([variant[s] - baseline[s] for s in seeds], dtype=np.float64)
+    return paired_intervals(variant, baseline, (confidence,))[0]
+
+
+def paired_intervals(
+    variant: dict[int, float], baseline: dict[int, float], confidences: tuple[float, ...]
+) -> list[PairedDifference]:
+    """`paired_difference` at each of `confidences`, the differences summed once. Plain
+    Python, not numpy: for the few seeds of a study it is several times faster, and the
+    simulations read millions of intervals."""
+    diffs = [variant[s] - baseline[s] for s in sorted(variant.keys() & baseline.keys())]
     n = len(diffs)
     if n == 0:
-        return PairedDifference(math.nan, math.nan, math.nan, 0)
-    mean = float(diffs.mean())
+        return [PairedDifference(math.nan, math.nan, math.nan, 0)] * len(confidences)
+    mean = math.fsum(diffs) / n
     if n < 2:
-        return PairedDifference(mean, math.nan, math.nan, n)
-    sd = float(diffs.std(ddof=1))
-    half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    return PairedDifference(mean, mean - half, mean + half, n, sd)
+        return [PairedDifference(mean, math.nan, math.nan, n)] * len(confidences)
+    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
+    out = []
+    for confidence in confidences:
+        half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+        out.append(PairedDifference(mean, mean - half, mean + half, n, sd))
+    return out
 
 
 def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:

@@ -1,5 +1,6 @@
 """Copy the gap report's comparison table into the README, between its findings markers, and
-write what a larger seed budget decided (reports/budget/, `make budget`) between its own.
+write what a study of its own with a larger seed budget decided (reports/budget/, `make
+budget`) between its own.
 
 The README's findings are the reports', not retyped: `make readme` runs this after a study,
 and a test fails when the README differs from what this writes.
@@ -51,36 +52,30 @@ def verdicts(summary: dict) -> dict[tuple[str, str], str]:
 
 
 def budget_text(default: dict, larger: dict, rounds: dict) -> str:
-    """What the larger budget decided that the default left undecided, in sentences."""
+    """What a study of its own with a larger budget decided, in sentences, and where its
+    verdicts differ from the default study's (other seeds may decide otherwise: said, not
+    hidden)."""
     before, after = verdicts(default), verdicts(larger)
     seeds = {name: entry["n_seeds"] for name, entry in larger["variants"].items()}
-    decided = [
-        f"{name}'s {COMPARED[key]} *{after[name, key]}* (n = {seeds[name]})"
-        for (name, key), verdict in before.items()
-        if verdict == "undecided" and after[name, key] != "undecided"
-    ]
-    changed = [  # other seeds may give another decided verdict: said, not hidden
+    changed = [
         f"{name}'s {COMPARED[key]}: {verdict} → {after[name, key]}"
         for (name, key), verdict in before.items()
-        if verdict != "undecided" and after[name, key] != verdict
+        if after[name, key] != verdict
     ]
-    open_ = [key for (_, key), v in after.items() if v == "undecided"]
-    was_undecided = sum(v == "undecided" for v in before.values())
+    decided = [k for k, v in after.items() if v != "undecided"]
+    on_test = [k for k in decided if k[1] == "test_accuracy"]
     step = rounds["looks"][1] - rounds["looks"][0]
     fewest, most = min(seeds.values()), max(seeds.values())
     took = f"{fewest} to {most} seeds" if fewest != most else f"{most} seeds each"
+    first = rounds["seeds"][0]
     lines = [
-        f"With `rounds: {{max: {rounds['looks'][-1]}, step: {step}}}` "
-        "([its report](reports/budget/gap_report.md)) "
-        f"the variants took {took} and decided "
-        f"{len(decided)} of the {was_undecided} verdicts the default budget leaves undecided"
-        + (": " + "; ".join(decided) if decided else "")
-        + f". Still undecided: {len(open_)} of {len(after)}, "
-        f"{open_.count('test_accuracy')} of them on test accuracy, which does not drive the "
-        "rounds."
+        f"A study of its own (seeds {first} on, `rounds: {{max: {rounds['looks'][-1]}, "
+        f"step: {step}}}`, [report](reports/budget/gap_report.md)): the variants took {took}; "
+        f"{len(decided)} of {len(after)} verdicts decided, {len(on_test)} of "
+        f"{sum(k[1] == 'test_accuracy' for k in after)} on test accuracy."
     ]
     if changed:
-        lines.append("Verdicts that differ from the default budget's: " + "; ".join(changed) + ".")
+        lines.append("Verdicts that differ from the default study's: " + "; ".join(changed) + ".")
     return "\n".join(lines)
 
 

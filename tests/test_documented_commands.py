@@ -116,9 +116,6 @@ README_COMMANDS: dict[str, Covered] = {
     "dvc repro": IN_VENV,
     ".venv": IN_VENV,
     "source .venv/bin/activate": IN_VENV,
-    "python -m pipeline techniques": Covered(
-        f"{HERE}test_techniques_and_train_help_list_every_knob", "python -m pipeline techniques"
-    ),
     "dvc exp run -S variants.dropout.dropout=0.3": E2E_DVC_EXP,
     "dvc exp show": E2E_DVC_EXP,
     "dvc exp run -S rounds.max=12 -S rounds.step=3": Covered(
@@ -206,6 +203,15 @@ MAKE_TARGETS: dict[str, Target] = {
                 f"{HERE}test_make_budget_reports_what_more_seeds_decide",
                 "python scripts/larger_budget.py --max 4 --step 1; "
                 "python scripts/readme_findings.py",
+            ),
+        ),
+    ),
+    "simulate": Target(
+        ("python scripts/simulate_rounds.py --studies 2000",),
+        (
+            Covered(
+                f"{HERE}test_make_simulate_prints_every_row_of_the_verdicts_table",
+                "python scripts/simulate_rounds.py --studies 2",
             ),
         ),
     ),
@@ -585,7 +591,10 @@ def test_make_budget_reports_what_more_seeds_decide(copy_of: Callable[[str], Pat
     done = run(PY, "scripts/larger_budget.py", "--max", "4", "--step", "1")
     assert "report: reports/budget/gap_report.md" in done.stdout
     budget = repo / "reports" / "budget"
-    assert read_json(budget / "rounds.json")["looks"] == [2, 3, 4]
+    rounds = read_json(budget / "rounds.json")
+    assert rounds["looks"] == [2, 3, 4]
+    # Seeds of its own, none the default study looked at.
+    assert rounds["seeds"] == [1000, 1001, 1002, 1003]
     assert set(read_json(budget / "summary.json")["variants"]) == set(STUDY["variants"])
     assert "| l2 |" in (budget / "gap_report.md").read_text()
     # Its runs went to this project's store, under an experiment of their own.
@@ -597,9 +606,24 @@ def test_make_budget_reports_what_more_seeds_decide(copy_of: Callable[[str], Pat
         "<!-- budget: from reports/budget/ -->",
         "<!-- end of budget -->",
     )
-    assert text.startswith("With `rounds: {max: 4, step: 1}`"), text
+    assert text.startswith("A study of its own (seeds 1000 on, `rounds: {max: 4, step: 1}`"), text
     # At α = 1e-6 nothing is decided on 2 to 4 seeds: every variant trains up to max = 4.
     assert "the variants took 4 seeds each" in text, text
+
+
+def test_make_simulate_prints_every_row_of_the_verdicts_table() -> None:
+    done = subprocess.run(
+        [PY, "scripts/simulate_rounds.py", "--studies", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    # The header, then every noise × truth × seeds: 2 × 5 × 4.
+    assert len(rows) == 1 + 2 * 5 * 4, done.stdout
+    assert rows[0].startswith("| noise | truth | seeds | family-wise wrong")
 
 
 def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ compared on which seeds, and where no verdict may be given."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from safetensors.numpy import save
+from scipy import stats
 
 from pipeline.config import Params
 from pipeline.data import Prepared, Split, write_prepared
@@ -50,6 +52,7 @@ def record(params: Params, name: str, seed: int, best: float) -> RunRecord:
     [spec] = run_specs(params, name, [seed])
     summary = {
         "best_val_loss": best,
+        "best_val_accuracy": 0.9,
         "best_epoch": 3.0,
         "train_loss_last": 0.1,
         "val_loss_last": best + 0.05,
@@ -158,8 +161,44 @@ def test_the_dvc_metrics_are_a_few_numbers_per_variant(
         {"best_val_loss": 0.51, "loss_gap": 0.46, "test_accuracy": 0.9}
     )
     assert headline["lost_one"]["gap_verdict"] == 1  # 0.1 smaller on both its seeds: closes
-    assert headline["complete"]["gap_verdict"] == 0  # the baseline's numbers: equivalent
+    assert headline["complete"]["gap_verdict"] == 0  # the baseline's numbers: no difference
     assert "gap_verdict" not in headline["diverging"]  # withheld: it has no direction
+
+
+def test_a_variant_equal_to_the_baseline_on_every_seed_is_identical_not_equivalent(
+    report: tuple[dict, str],
+) -> None:
+    summary, text = report
+    complete = summary["variants"]["complete"]["vs_baseline"]
+    assert {c["verdict"] for c in complete.values()} == {"identical on every seed"}
+    rows = [line for line in text.splitlines() if line.startswith("| complete |")]
+    change = rows[1]  # the tables: means, change against the baseline, best epoch
+    assert "0 on every seed" in change and "equivalent" not in change
+
+
+def test_every_verdict_can_be_recomputed_from_the_per_seed_file(
+    report: tuple[dict, str], tmp_path: Path
+) -> None:
+    summary, _ = report
+    with Layout(tmp_path).per_seed.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["variant"], int(r["seed"])) for r in rows} == {
+        (name, seed) for name, best in BEST_VAL.items() for seed in best
+    }
+    value = {(r["variant"], int(r["seed"])): float(r["best_val_loss"]) for r in rows}
+    d = np.array([value["lost_one", s] - value["baseline", s] for s in (0, 2)])
+    # 3 comparisons on each of the table's 3 measures share α = 0.05: one look at α/9.
+    low, high = stats.t.interval(1 - 0.05 / 9, 1, loc=d.mean(), scale=stats.sem(d))
+    lost = summary["variants"]["lost_one"]["vs_baseline"]["best_val_loss"]
+    assert (lost["low"], lost["high"]) == pytest.approx((low, high))
+
+
+def test_the_report_shows_its_verdicts_as_a_forest_plot(
+    report: tuple[dict, str], tmp_path: Path
+) -> None:
+    _, text = report
+    assert (Layout(tmp_path).figures / "verdicts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![Verdicts: each change with its interval](figures/verdicts.png)" in text
 
 
 def test_a_verdict_on_the_gap_has_a_direction_unless_undecided() -> None:

@@ -96,9 +96,9 @@ class Drawn:
 def test_a_schedule_looks_after_each_round_up_to_the_budget() -> None:
     assert SCHEDULE.looks == (3, 6, 9, 12)
     assert SCHEDULE.seeds == tuple(range(12))
-    # The seeds first given, then the smallest ones not among them; the last look at max.
+    # The seeds first given, then counting up from the largest; the last look at max.
     odd = Schedule.of([5, 1], SeedRounds(max=5))
-    assert (odd.seeds, odd.looks) == ((5, 1, 0, 2, 3), (2, 4, 5))
+    assert (odd.seeds, odd.looks) == ((5, 1, 6, 7, 8), (2, 4, 5))
 
 
 def test_rounds_train_only_the_undecided_and_the_baseline_seeds_they_pair_with() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.analysis import EQUIVALENT, UNDECIDED, Family, against_baseline
+from pipeline.analysis import EQUIVALENT, IDENTICAL, UNDECIDED, Family, against_baseline
 from pipeline.metrics import METRICS
 from pipeline.stats import detectable
 
@@ -211,7 +211,7 @@ def test_equivalence_is_a_tost_at_the_corrected_level() -> None:
         ({0: -0.5, 1: -0.52, 2: -0.49}, 0.02, WORDS[0]),  # far below zero: better
         ({0: 0.5, 1: 0.52, 2: 0.49}, 0.02, WORDS[1]),  # worse
         ({0: 0.001, 1: -0.001, 2: 0.0}, 0.05, EQUIVALENT),  # all within ±δ
-        ({0: 0.0, 1: 0.0, 2: 0.0}, 0.02, EQUIVALENT),  # identical on every seed
+        ({0: 0.0, 1: 0.0, 2: 0.0}, 0.02, IDENTICAL),  # the same weights: no finding
         ({0: -0.011, 1: -0.010, 2: -0.012}, 0.05, EQUIVALENT),  # real but smaller than δ
         ({0: 0.1, 1: -0.1, 2: 0.05}, 0.02, UNDECIDED),
     ],

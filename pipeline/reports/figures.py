@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..metrics import METRICS, Metric
 
 DPI = 110
 
@@ -27,16 +30,81 @@ def draw_gap_figures(
     history: pd.DataFrame,
     final_gaps: dict[str, dict[int, float]],
     weights: Callable[[str], Iterable[dict[str, np.ndarray]]],
+    changes: dict[str, dict[str, dict[str, Any]]],
     out: Path,
 ) -> None:
-    """The gap report's four figures. `history`: one row per (variant, seed, epoch);
+    """The gap report's five figures. `history`: one row per (variant, seed, epoch);
     `final_gaps`: each variant's loss gap at the end of training, by seed, in the report's
-    order; `weights(variant)`: the kept models' state dicts."""
+    order; `weights(variant)`: the kept models' state dicts; `changes`: per variant but the
+    baseline, per compared measure, its change's JSON (`Comparison.to_json`)."""
     order = list(final_gaps)
+    verdict_forest(changes, out / "verdicts.png")
     learning_curves(history, order, out / "learning_curves.png")
     gap_per_epoch(history, order, out / "loss_gap.png")
     final_gap(final_gaps, out / "final_gap.png")
     weight_magnitudes(order, weights, out / "weight_magnitudes.png")
+
+
+# A verdict's colour: the better way green, the worse way red, equivalent blue; grey where the
+# interval decides nothing.
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue"}
+
+
+def verdict_forest(changes: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
+    """One panel per compared measure: each variant's change against the baseline with its
+    corrected interval, the ±δ band shaded, the marker's colour its verdict."""
+    plt, _ = pyplot()
+    names = list(changes)
+    keys = list(next(iter(changes.values()))) if changes else []
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(keys)),
+        figsize=(4.2 * max(1, len(keys)), 0.45 * len(names) + 1.6),
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, key in zip(axes.flat, keys, strict=False):
+        metric = METRICS[key]
+        delta = next(iter(changes.values()))[key]["delta"] * metric.scale
+        ax.axvspan(-delta, delta, color="0.88", zorder=0)
+        ax.axvline(0.0, color="0.4", linewidth=0.8, zorder=1)
+        for y, name in enumerate(names):
+            c = changes[name][key]
+            if c["mean"] is None:
+                continue
+            kind = verdict_kind(c["verdict"], metric)
+            colour = VERDICT_COLOURS.get(kind, "0.5")
+            if c["low"] is not None and c["low"] <= c["high"]:
+                ax.plot(
+                    [c["low"] * metric.scale, c["high"] * metric.scale],
+                    [y, y],
+                    color=colour,
+                    linewidth=2,
+                    zorder=2,
+                )
+            ax.plot(c["mean"] * metric.scale, y, "o", color=colour, zorder=3)
+        unit = " (pp)" if metric.scale == 100.0 else ""
+        ax.set_title(f"Δ {metric.label}{unit}")
+    axes.flat[0].set_yticks(range(len(names)), names)
+    axes.flat[0].invert_yaxis()
+    handles = [
+        plt.Line2D([], [], marker="o", color=colour, label=label)
+        for label, colour in [*VERDICT_COLOURS.items(), ("undecided", "0.5")]
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
+    fig.suptitle("Change against the baseline: corrected intervals; grey band: ±δ")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def verdict_kind(verdict: str, metric: Metric) -> str:
+    """better, worse or equivalent in words common to every measure; else the verdict."""
+    if verdict == metric.words[0]:
+        return "better"
+    if verdict == metric.words[1]:
+        return "worse"
+    return verdict
 
 
 def _panels(plt, n: int, width: float, height: float):

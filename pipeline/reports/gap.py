@@ -241,12 +241,13 @@ def markdown(
         cells = [name]
         for key in COMPARED:
             c = comparisons[key]
-            shown = interval(c.diff, c.metric)
+            shown = "0 on every seed" if c.identical else interval(c.diff, c.metric)
             if 2 <= c.diff.n < n_seeds:
                 shown += f" (n={c.diff.n})"
             cells += [shown, verdict_cell(c)]
         rows.append(cells)
     lines += table(header, rows)
+    lines += ["", "![Verdicts: each change with its interval](figures/verdicts.png)"]
     lines += ["", "## In words", "", *in_words(variants, diffs, baseline)]
     lines += [
         "",
@@ -318,10 +319,13 @@ def in_words(
                 f"{detectable_note(gap)})"
             )
         acc = comparisons["test_accuracy"]
-        sentence += (
-            f"; test accuracy {acc.verdict} ({interval(acc.diff, acc.metric)} pp"
-            f"{detectable_note(acc)})."
-        )
+        if acc.identical:
+            sentence += "; test accuracy identical on every seed (the baseline's own weights)."
+        else:
+            sentence += (
+                f"; test accuracy {acc.verdict} ({interval(acc.diff, acc.metric)} pp"
+                f"{detectable_note(acc)})."
+            )
         lines.append(sentence)
     return lines
 

@@ -5,15 +5,16 @@ declares only these, per variant; everything else stays in `reports/summary.json
 
 - `best_val_loss`, `loss_gap` (at the last epoch trained), `test_accuracy`: means over seeds;
 - `gap_verdict`: the verdict on the loss gap against the baseline as a direction, +1 where the
-  variant closes the gap, -1 where it widens it, 0 where the two are equivalent; absent where
-  the verdict is undecided (or withheld), which has no direction (the baseline has none either).
+  variant closes the gap, -1 where it widens it, 0 where the two are equivalent (or
+  identical); absent where the verdict is undecided (or withheld), which has no direction (the
+  baseline has none either).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..analysis import EQUIVALENT
+from ..analysis import EQUIVALENT, IDENTICAL
 from ..metrics import METRICS
 
 GAP = "loss_gap_last"
@@ -22,7 +23,7 @@ MEANS = {"best_val_loss": "best_val_loss", "loss_gap": GAP, "test_accuracy": "te
 
 def direction(verdict: str) -> int | None:
     closes, widens = METRICS[GAP].words
-    return {closes: 1, widens: -1, EQUIVALENT: 0}.get(verdict)
+    return {closes: 1, widens: -1, EQUIVALENT: 0, IDENTICAL: 0}.get(verdict)
 
 
 def headline(summary: dict[str, Any]) -> dict[str, dict[str, float | int]]:

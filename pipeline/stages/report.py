@@ -13,13 +13,14 @@ from .. import outputs, registry, run_lifecycle, tracking, ui_view
 from ..config import Params
 from ..data import load_meta
 from ..errors import DataError
-from ..files import files_into, json_text, write_atomic
+from ..files import csv_text, files_into, json_text, write_atomic
+from ..metrics import COMPARED
 from ..outputs import VariantRuns
 from ..paths import Layout
 from ..reports import figures
 from ..reports.gap import gap_report
 from ..reports.headline import headline
-from ..rounds import rounds_for_report
+from ..rounds import DRIVING, rounds_for_report
 from ..spec import run_specs
 
 
@@ -50,14 +51,32 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
             lambda name: (
                 outputs.read_weights(layout, name, r.seed) for r in by_name[name].records
             ),
+            {
+                name: entry["vs_baseline"]
+                for name, entry in summary["variants"].items()
+                if "vs_baseline" in entry
+            },
             staging,
         )
     write_atomic(layout.gap_report, text)
     write_atomic(layout.summary, json_text(summary))
+    write_atomic(layout.per_seed, per_seed_csv(variants))
     write_atomic(layout.headline, json_text(headline(summary)))
     if log:
         publish(params, layout, summary, variants, join)
     click.echo(f"report: {layout.gap_report.relative_to(layout.root)}")
+
+
+def per_seed_csv(variants: list) -> str:
+    """The per-seed values of every run the report read, on every measure a verdict or a
+    round's choice rests on: each verdict can be recomputed from this file alone."""
+    keys = dict.fromkeys([*COMPARED, *DRIVING])
+    rows = [
+        {"variant": v.name, "seed": r.seed, **{k: r.summary[k] for k in keys}}
+        for v in variants
+        for r in v.records
+    ]
+    return csv_text(rows)
 
 
 def load_variants(params: Params, layout: Layout) -> tuple[list, list]:
@@ -146,7 +165,7 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
                 stops[f"verdict.{key}.{name}"] = change["verdict"]
         mlflow.log_metrics(metrics)
         mlflow.set_tags(stops)
-        for path in (layout.gap_report, layout.summary):
+        for path in (layout.gap_report, layout.summary, layout.per_seed):
             mlflow.log_artifact(str(path))
         mlflow.log_artifacts(str(layout.figures), artifact_path="figures")
         try:
