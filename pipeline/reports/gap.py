@@ -178,7 +178,9 @@ def markdown(
         "Losses are the data loss (cross-entropy, eval mode, no penalty) over the whole split. "
         "*Loss gap* = val loss − train loss; *accuracy gap* = train − val accuracy; both at the "
         "end of training (the last epoch trained). Test accuracy uses the weights of the epoch "
-        "of lowest val loss. Values are mean ± sd over seeds.",
+        "of lowest val loss. Values are mean ± sd over seeds. The verdicts speak for this one "
+        "split of the data: seeds vary the initial weights, batch order and dropout, not which "
+        "examples are trained, validated or tested on.",
         "",
         *missing_section(missing),
         *seeds_section(done),
