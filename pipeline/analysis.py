@@ -58,9 +58,10 @@ SPENDING = 3.0
 
 @dataclass(frozen=True)
 class Family:
-    """The comparisons made on one measure: how many, their family-wise error rate α, and,
-    where seeds are added in rounds, the planned looks: the seeds in the order they are added
-    and the seed counts the verdicts are read at (none: one look at every seed)."""
+    """The comparisons of one table: how many per measure (`size`), on how many measures,
+    their family-wise error rate α, and, where seeds are added in rounds, the planned looks:
+    the seeds in the order they are added and the seed counts the verdicts are read at (none:
+    one look at every seed)."""
 
     size: int
     alpha: float = 0.05

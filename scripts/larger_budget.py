@@ -33,7 +33,12 @@ def main() -> None:
     first = len(params["train"]["seeds"])
     params["train"]["seeds"] = list(range(FIRST_SEED, FIRST_SEED + first))
     params["mlflow"]["experiment"] += f"-rounds-max-{budget}"
-    files = {"reports/gap_report.md": "gap_report.md", "reports/summary.json": "summary.json"}
+    files = {
+        "reports/gap_report.md": "gap_report.md",
+        "reports/summary.json": "summary.json",
+        "reports/per_seed.csv": "per_seed.csv",  # what its verdicts rest on
+        "reports/figures": "figures",  # the report's pictures, its verdicts' first
+    }
     study_in_scratch(params, OUT, {**files, "rounds/rounds.json": "rounds.json"})
     print(f"report: {OUT.relative_to(ROOT)}/gap_report.md")
 

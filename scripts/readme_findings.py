@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.analysis import IDENTICAL
+
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- findings: from reports/gap_report.md -->", "<!-- end of findings -->"
 BUDGET = "<!-- budget: from reports/budget/ -->", "<!-- end of budget -->"
@@ -53,26 +55,29 @@ def verdicts(summary: dict) -> dict[tuple[str, str], str]:
 
 def budget_text(default: dict, larger: dict, rounds: dict) -> str:
     """What a study of its own with a larger budget decided, in sentences, and where its
-    verdicts differ from the default study's (other seeds may decide otherwise: said, not
-    hidden)."""
+    verdicts differ from the default study's: a decided verdict that another study decides
+    otherwise is named (other seeds may decide otherwise: said, not hidden)."""
     before, after = verdicts(default), verdicts(larger)
     seeds = {name: entry["n_seeds"] for name, entry in larger["variants"].items()}
+    open_there = sum(before[k] == "undecided" and after[k] != "undecided" for k in before)
     changed = [
         f"{name}'s {COMPARED[key]}: {verdict} → {after[name, key]}"
         for (name, key), verdict in before.items()
-        if after[name, key] != verdict
+        if verdict != "undecided" and after[name, key] != verdict
     ]
-    decided = [k for k, v in after.items() if v != "undecided"]
-    on_test = [k for k in decided if k[1] == "test_accuracy"]
+    decided = [k for k, v in after.items() if v not in ("undecided", IDENTICAL)]
+    on_test = sum(k[1] == "test_accuracy" for k in decided)
+    identical = sum(v == IDENTICAL for v in after.values())
     step = rounds["looks"][1] - rounds["looks"][0]
     fewest, most = min(seeds.values()), max(seeds.values())
     took = f"{fewest} to {most} seeds" if fewest != most else f"{most} seeds each"
-    first = rounds["seeds"][0]
     lines = [
-        f"A study of its own (seeds {first} on, `rounds: {{max: {rounds['looks'][-1]}, "
-        f"step: {step}}}`, [report](reports/budget/gap_report.md)): the variants took {took}; "
-        f"{len(decided)} of {len(after)} verdicts decided, {len(on_test)} of "
-        f"{sum(k[1] == 'test_accuracy' for k in after)} on test accuracy."
+        f"A study of its own (seeds {rounds['seeds'][0]} on, `rounds: {{max: "
+        f"{rounds['looks'][-1]}, step: {step}}}`, [report](reports/budget/gap_report.md)): "
+        f"the variants took {took}; {len(decided)} of {len(after)} verdicts decided "
+        f"({on_test} of {sum(k[1] == 'test_accuracy' for k in after)} on test accuracy), "
+        f"{identical} identical by construction; {open_there} undecided in the default study "
+        "are decided here."
     ]
     if changed:
         lines.append("Verdicts that differ from the default study's: " + "; ".join(changed) + ".")

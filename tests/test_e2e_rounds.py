@@ -18,10 +18,12 @@ from .test_e2e_dvc import client_for, training_runs
 pytestmark = pytest.mark.e2e
 
 # The two seeds of TINY_PARAMS, then one more, once. At two seeds each interval has one degree
-# of freedom and a t quantile near 76 at α/(m·K) = 0.05/4, so a variant that differs from the
-# baseline at all (dropout here) is undecided at the first look: the second round has work.
+# of freedom, and the first look spends (2/3)³ of each comparison's share α/(2·3): a t quantile
+# near 250, so a variant that differs from the baseline at all (dropout here) is undecided at
+# the first look: the second round has work.
 ROUNDS = {"max": 3, "step": 1}
-DRIVING = ("loss_gap_last", "best_val_loss")
+# The validation measures that decide who gets more seeds (docs/verdicts.md).
+DRIVING = ("loss_gap_last", "best_val_loss", "best_val_accuracy")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,9 @@ def test_rounds_add_seeds_where_undecided_and_say_why_each_stopped(adaptive: Pat
         assert (entry["n_seeds"], entry["stopped"]) == (outcome["seeds"], outcome["stopped"])
     change = summary["variants"]["dropout"]["vs_baseline"]["best_val_loss"]
     assert (change["n"], change["looks"]) == (3, 2)
-    assert change["confidence"] == pytest.approx(1 - 0.05 / (2 * 2))
+    # 2 variants × 3 measures share α = 0.05; each interval holds over all its looks.
+    assert change["confidence"] == pytest.approx(1 - 0.05 / (2 * 3))
+    assert change["looks_read"] == 2
     text = (adaptive / "reports" / "gap_report.md").read_text()
     assert "## Seeds" in text and "pairs with the variants" in text
     # So does the report's MLflow run.

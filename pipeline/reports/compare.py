@@ -144,9 +144,10 @@ def markdown(
         f"({left_out} older or repeated runs left out). Cells: mean [95 % t-interval over "
         "seeds]; changes are "
         f"against `{baseline}` within the same group, paired by seed, with intervals corrected "
-        "for the number of variants in the group (Bonferroni) and the verdicts of the gap "
-        "report: better or worse, equivalent within ±δ, or undecided. Loss gap = val − train "
-        "data loss at the last epoch; test accuracy with the best epoch's weights.",
+        "for the number of variants in the group on each measure (Bonferroni) and the verdicts "
+        "of the gap report: equivalent where two one-sided tests put the change within ±δ, "
+        "else better or worse where the interval excludes zero, else undecided. Loss gap = "
+        "val − train data loss at the last epoch; test accuracy with the best epoch's weights.",
         "",
     ]
     header = [

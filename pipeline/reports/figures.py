@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis import IDENTICAL
 from ..metrics import METRICS, Metric
 
 DPI = 110
@@ -47,7 +48,12 @@ def draw_gap_figures(
 
 # A verdict's colour: the better way green, the worse way red, equivalent blue; grey where the
 # interval decides nothing.
-VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue"}
+VERDICT_COLOURS = {
+    "better": "tab:green",
+    "worse": "tab:red",
+    "equivalent": "tab:blue",
+    IDENTICAL: "black",
+}
 
 
 def verdict_forest(changes: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
@@ -85,13 +91,14 @@ def verdict_forest(changes: dict[str, dict[str, dict[str, Any]]], path: Path) ->
             ax.plot(c["mean"] * metric.scale, y, "o", color=colour, zorder=3)
         unit = " (pp)" if metric.scale == 100.0 else ""
         ax.set_title(f"Δ {metric.label}{unit}")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
     axes.flat[0].set_yticks(range(len(names)), names)
     axes.flat[0].invert_yaxis()
     handles = [
         plt.Line2D([], [], marker="o", color=colour, label=label)
         for label, colour in [*VERDICT_COLOURS.items(), ("undecided", "0.5")]
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False)
     fig.suptitle("Change against the baseline: corrected intervals; grey band: ±δ")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=DPI, bbox_inches="tight")

@@ -94,7 +94,7 @@ def spending_text(done: Rounds) -> str:
     looks = done.schedule.looks
     shares = Family(1, 1.0, done.schedule.seeds, looks).shares()
     return ", ".join(
-        f"{share:.0%} at {n}{' seeds' if i == 0 else ''}"
+        f"{share:.1%} at {n}{' seeds' if i == 0 else ''}"
         for i, (n, share) in enumerate(zip(looks, shares, strict=True))
     )
 
@@ -204,7 +204,8 @@ def markdown(
     lines += table(header, rows)
     lines += [
         "",
-        f"## Change against `{baseline}` (paired by seed, corrected for {len(diffs)} variants)",
+        f"## Change against `{baseline}` (paired by seed, corrected for {len(diffs)} variants "
+        f"× {len(COMPARED)} measures)",
         "",
         "Each cell: mean of (variant − baseline) over seeds [t-interval at "
         f"{confidence_text(diffs)}], n = "
@@ -213,9 +214,9 @@ def markdown(
             if not missing
             else f"{n_seeds} unless a cell says less (the seeds both have finished)"
         )
-        + f". The intervals of a column hold together with {100 * (1 - cond['alpha']):g} % "
-        "confidence "
-        f"(Bonferroni over its {len(diffs)} comparisons"
+        + f". The intervals of the whole table hold together with "
+        f"{100 * (1 - cond['alpha']):g} % confidence (Bonferroni over its {len(diffs)} "
+        f"variants × {len(COMPARED)} measures"
         + (
             f"; each comparison's share spent over the {looks} looks of the rounds "
             f"({spending_text(done)}), its interval the intersection of its looks' intervals"
@@ -225,8 +226,9 @@ def markdown(
         + "). A verdict reads its intervals: *equivalent* where two one-sided tests at the "
         f"same level put the difference within ±δ ({margins_text(cond['equivalence'])}); "
         "else better or worse (for the gap: closes or widens it) where the interval excludes "
-        "zero; *undecided* otherwise, with the smallest difference these seeds would detect "
-        "80 % of the time.",
+        "zero; *identical on every seed* where the two are equal bit for bit (the same "
+        "weights: no finding); *undecided* otherwise, with the smallest difference these seeds "
+        "would detect 80 % of the time. Per-seed values: [per_seed.csv](per_seed.csv).",
         "",
     ]
     header = [

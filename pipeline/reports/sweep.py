@@ -133,9 +133,10 @@ def markdown(summary: dict[str, Any], params: Params) -> str:
         f"(`sweep`), seeds {seeds} (n = {len(seeds)} per point); strength 0 is the baseline's "
         "own runs. Cells: mean [95 % t-interval of the mean over seeds]. Changes are against "
         "strength 0, paired by seed, with intervals corrected for the number of strengths of "
-        "the technique (Bonferroni, so that they hold together with "
-        f"{1 - params.report.alpha:.0%} confidence) and the verdicts of the gap report: better "
-        "or worse, equivalent within ±δ, or undecided. Val loss is at the best epoch (the "
+        "the technique (Bonferroni: one measure's changes for one technique hold together with "
+        f"{1 - params.report.alpha:.0%} confidence) and the verdicts of the gap report: "
+        "equivalent where two one-sided tests put the change within ±δ, else better or worse "
+        "where the interval excludes zero, else undecided. Val loss is at the best epoch (the "
         "weights the test score uses); train loss and gap at the last epoch.",
         "",
         "The best strength is picked on the same runs whose val loss it reports: its corrected "
