@@ -29,7 +29,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .analysis import TOO_FEW, UNDECIDED, Family, against_baseline, withheld
+from .analysis import (
+    TOO_FEW,
+    UNDECIDED,
+    Comparison,
+    Family,
+    against_baseline,
+    compare_variants,
+    withheld,
+)
 from .config import Params, SeedRounds
 from .errors import DataError
 from .metrics import COMPARED
@@ -114,6 +122,21 @@ class Rounds:
             "verdicts_at_looks": [{"seeds": n, "verdicts": v} for n, v in self.looks],
             "missing_runs": [m.to_json() for m in self.missing],
         }
+
+    def compare(
+        self,
+        variants: Sequence[VariantRuns],
+        baseline: str,
+        keys: Sequence[str],
+        margins: Mapping[str, float],
+    ) -> dict[str, dict[str, Comparison]]:
+        """The report's comparisons of `variants` (each on the seeds the rounds gave it),
+        each read at the looks its seeds went through."""
+        looks = self.schedule.looks if self.schedule.adaptive else ()
+        upto = {name: outcome.seeds for name, outcome in self.outcomes.items()}
+        return compare_variants(
+            variants, baseline, keys, self.alpha, margins, self.schedule.seeds, looks, upto
+        )
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> Rounds:

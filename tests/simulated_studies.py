@@ -1,6 +1,6 @@
 """Simulated studies for the verdicts' evidence: drawn from known distributions (no
 training), run through the real procedure (`rounds.seeds_until_decided`, each round's seeds
-drawn when it asks for them) and the report's own comparison (`analysis.compare_variants`),
+drawn when it asks for them) and the report's own comparison (`Rounds.compare`),
 on every measure of the report's table. Used by tests/test_rounds.py and
 scripts/simulate_rounds.py (`make simulate`).
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from pipeline.analysis import EQUIVALENT, TOO_FEW, UNDECIDED, compare_variants
+from pipeline.analysis import EQUIVALENT, TOO_FEW, UNDECIDED
 from pipeline.config import SeedRounds
 from pipeline.metrics import COMPARED, METRICS
 from pipeline.outputs import VariantRuns
@@ -99,12 +99,7 @@ def study(truth: dict[str, float], schedule: Schedule, noise: Noise, rng: np.ran
         VariantRuns(name, [r for r in records if r.seed in done.seeds_of(name)])
         for name, records in trained.items()
     ]
-    looks = schedule.looks if schedule.adaptive else ()
-    upto = {name: o.seeds for name, o in done.outcomes.items()}
-    diffs = compare_variants(
-        final, "baseline", COMPARED, ALPHA, margins, schedule.seeds, looks, upto
-    )
-    return done, diffs
+    return done, done.compare(final, "baseline", COMPARED, margins)
 
 
 def wrong(verdict: str, key: str, truth: float) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.analysis import Family, compare_variants
+from pipeline.analysis import Family
 from pipeline.config import SeedRounds
 from pipeline.errors import DataError
 from pipeline.loading import parse_params
@@ -85,12 +85,7 @@ class Drawn:
             VariantRuns(name, [r for r in records if r.seed in rounds.seeds_of(name)])
             for name, records in trained.items()
         ]
-        looks = schedule.looks if schedule.adaptive else ()
-        upto = {name: o.seeds for name, o in rounds.outcomes.items()}
-        diffs = compare_variants(
-            final, "baseline", COMPARED, ALPHA, MARGINS, schedule.seeds, looks, upto
-        )
-        return rounds, diffs
+        return rounds, rounds.compare(final, "baseline", COMPARED, MARGINS)
 
 
 def test_a_schedule_looks_after_each_round_up_to_the_budget() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from ..analysis import Comparison, Family, compare_variants, ranking
+from ..analysis import Comparison, Family, ranking
 from ..config import ReportConfig
 from ..metrics import COMPARED, METRICS, REPORT_SUMMARY
 from ..outputs import VariantRuns
@@ -383,12 +383,7 @@ def gap_report(
 ) -> tuple[dict[str, Any], str]:
     """(summary.json, gap_report.md) of the finished variants, their seeds as `done` says."""
     margins = settings.equivalence.model_dump()
-    schedule = done.schedule
-    looks = schedule.looks if schedule.adaptive else ()
-    upto = {name: outcome.seeds for name, outcome in done.outcomes.items()}
-    diffs = compare_variants(
-        variants, settings.baseline, COMPARED, settings.alpha, margins, schedule.seeds, looks, upto
-    )
+    diffs = done.compare(variants, settings.baseline, COMPARED, margins)
     cond = conditions(meta, variants, settings, done)
     return summarise(variants, diffs, cond, missing, done), markdown(
         variants, labels, diffs, cond, missing, done
