@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .data import Prepared
+from .data import Pool, Prepared
 from .errors import ConfigError
 from .model import Architecture, build, cnn_fits, dropout_layers, weight_layers
 from .spec import RunSpec
@@ -27,19 +27,19 @@ SHARED_RANDOMNESS = (
 )
 
 
-def check_applicable(specs: Sequence[RunSpec], prepared: Prepared) -> None:
+def check_applicable(specs: Sequence[RunSpec], pool: Pool | Prepared) -> None:
     """A ConfigError, one line, for the first variant of `specs` whose techniques cannot act
     on its network or on the data."""
     seen = set()
     for spec in specs:
         if spec.variant_name not in seen:
             seen.add(spec.variant_name)
-            _check(spec, prepared)
+            _check(spec, pool)
 
 
-def _check(spec: RunSpec, prepared: Prepared) -> None:
+def _check(spec: RunSpec, pool: Pool | Prepared) -> None:
     where = f"variants.{spec.variant_name}"
-    arch = spec.architecture(prepared.input_shape, prepared.n_classes)
+    arch = spec.architecture(pool.input_shape, pool.n_classes)
     if arch.network == "cnn" and (why := cnn_fits(arch)) is not None:
         raise ConfigError(f"model.network cnn: {why}")
     network = _built(arch)
@@ -52,12 +52,12 @@ def _check(spec: RunSpec, prepared: Prepared) -> None:
     has = {
         "weights": bool(weight_layers(network)),
         "dropout": any(m.p > 0 for m in dropout_layers(network)),
-        "images": len(arch.shape) == 3 and prepared.meta.get("raw_zero") is not None,
+        "images": len(arch.shape) == 3 and pool.meta["normalize"] != "per_feature",
     }
     for technique in TECHNIQUES:
         if _on(spec, technique) and technique.needs is not None and not has[technique.needs]:
             raise ConfigError(
-                f"{where}.{technique.knob} cannot apply to {_what(arch, prepared)}: it needs "
+                f"{where}.{technique.knob} cannot apply to {_what(arch, pool)}: it needs "
                 f"{NEEDS[technique.needs]}"
             )
     if has["dropout"] and not (spec.variant.input_dropout > 0 or any(spec.dropout_rates)):
@@ -94,5 +94,5 @@ def _built(arch: Architecture) -> nn.Module:
     return network
 
 
-def _what(arch: Architecture, prepared: Prepared) -> str:
-    return f"the {arch.network} on {prepared.meta['dataset']} (input {list(arch.shape)})"
+def _what(arch: Architecture, pool: Pool | Prepared) -> str:
+    return f"the {arch.network} on {pool.meta['dataset']} (input {list(arch.shape)})"

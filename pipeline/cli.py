@@ -26,7 +26,7 @@ def main() -> None:
 
     \b
     Stages (the same as in dvc.yaml):
-      prepare   split and normalise the dataset once      -> data/prepared/
+      prepare   the dataset as one pool, and how seeds split it -> data/prepared/
       train     train one variant for every seed           -> models/, metrics/, MLflow
       report    compare the variants' generalization gaps  -> reports/, MLflow
       study     all three in one process, without DVC
@@ -37,7 +37,7 @@ def main() -> None:
 @params_option
 @fail_cleanly
 def prepare(params_path: str) -> None:
-    """Split the dataset (stratified), add label noise, normalise; write data/prepared/."""
+    """The dataset as one pool, and how each seed draws its split of it: data/prepared/."""
     params, layout = load(params_path)
     stage("prepare").prepare(params, layout)
 

@@ -47,6 +47,8 @@ class DataConfig(_Frozen):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     train_size: int | None = Field(None, ge=1)  # subsample the training split to this size
     label_noise: Rate = 0.0  # fraction of training labels replaced by a different class
+    # per_seed: each seed draws its own split of the pool; fixed: one split for every seed
+    splits: Literal["per_seed", "fixed"] = "per_seed"
     split_seed: int = Field(0, ge=0)
     normalize: Literal["global", "per_feature", "none"] = "global"
 

@@ -1,9 +1,13 @@
-"""The prepared splits: their types, and their files in `data/prepared/`.
+"""The prepared pool and the splits drawn from it: their types, and the files of
+`data/prepared/`.
 
 Format, readable with numpy alone (`np.load(..., allow_pickle=False)`):
-- `train.npz`, `val.npz`, `test.npz`: `x` float32 (N, D) flattened features, `y` int64 (N,);
-- `normalization.npz`: `mean`, `std` applied as (x - mean) / std, scalars or (D,);
-- `meta.json`: dataset, sizes, class counts, input shape, how it was made.
+- `pool.npz`: `x` float32 (N, D) flattened raw features, `y` int64 (N,): every example;
+- `meta.json`: dataset, input shape, the split sizes and class counts, and how each split is
+  drawn (`preparation.draw`): `splits` (`per_seed` or `fixed`), `split_seed`, the fractions,
+  `train_size`, `label_noise`, `normalize`.
+The splits themselves are drawn where a seed trains, so that a seed the rounds add draws its
+own as the first seeds did.
 """
 
 from __future__ import annotations
@@ -33,11 +37,10 @@ class Split:
     y: np.ndarray  # (N,) int64
 
 
-@dataclass(frozen=True)
-class Prepared:
-    train: Split
-    val: Split
-    test: Split
+class _Described:
+    """What the pool and a split drawn from it both tell: the data's shape, and the data
+    settings as MLflow records them."""
+
     meta: dict[str, Any]
 
     @property
@@ -54,19 +57,7 @@ class Prepared:
         return tuple(self.meta.get("input_shape") or (self.n_features,))
 
     def digest(self) -> str:
-        """SHA-256 of every split's arrays: the data's content, normalization included."""
-        return self._digest
-
-    @functools.cached_property
-    def _digest(self) -> str:
-        # once per load: the checkpoint's fingerprint, the rounds' keys and every run's
-        # dataset input all ask for it
-        h = hashlib.sha256()
-        for name in SPLITS:
-            for array in (getattr(self, name).x, getattr(self, name).y):
-                h.update(f"{name}{array.dtype}{array.shape}".encode())
-                h.update(np.ascontiguousarray(array).tobytes())
-        return h.hexdigest()
+        raise NotImplementedError
 
     def described(self) -> dict[str, str]:
         """The prepared splits as an MLflow dataset: name, digest (of the arrays), source
@@ -88,19 +79,64 @@ class Prepared:
             "n_val": self.meta["sizes"]["val"],
             "label_noise": self.meta["label_noise"],
             "split_seed": self.meta["split_seed"],
+            "splits": self.meta["splits"],
         }
 
 
-def write_prepared(prepared: Prepared, norm: dict[str, np.ndarray], out_dir: Path) -> None:
+@dataclass(frozen=True)
+class Prepared(_Described):
+    """One seed's splits, drawn from the pool and normalised (`preparation.draw`)."""
+
+    train: Split
+    val: Split
+    test: Split
+    meta: dict[str, Any]
+
+    def digest(self) -> str:
+        """SHA-256 of every split's arrays: the data's content, normalization included."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
+        h = hashlib.sha256()
+        for name in SPLITS:
+            for array in (getattr(self, name).x, getattr(self, name).y):
+                h.update(f"{name}{array.dtype}{array.shape}".encode())
+                h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Pool(_Described):
+    """Every example of the dataset, raw, and how the splits are drawn from it (`meta`)."""
+
+    x: np.ndarray  # (N, D) float32, flattened, not normalised
+    y: np.ndarray  # (N,) int64
+    meta: dict[str, Any]
+
+    def digest(self) -> str:
+        """SHA-256 of the pool's arrays and of how splits are drawn: what every split drawn
+        from it depends on, whatever the seed."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
+        # once per load: the checkpoint's fingerprint, the rounds' keys and every run's
+        # dataset input all ask for it
+        h = hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode())
+        for array in (self.x, self.y):
+            h.update(f"{array.dtype}{array.shape}".encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
+
+
+def write_pool(pool: Pool, out_dir: Path) -> None:
     """Write into a temporary folder beside `out_dir`, then swap it in whole."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        for name in SPLITS:
-            split = getattr(prepared, name)
-            np.savez(tmp / f"{name}.npz", x=split.x, y=split.y)
-        np.savez(tmp / "normalization.npz", **norm)
-        (tmp / "meta.json").write_text(json.dumps(prepared.meta, indent=2) + "\n")
+        np.savez(tmp / "pool.npz", x=pool.x, y=pool.y)
+        (tmp / "meta.json").write_text(json.dumps(pool.meta, indent=2) + "\n")
         replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -116,25 +152,22 @@ def load_meta(in_dir: Path) -> dict[str, Any]:
         raise DataError(f"{in_dir / 'meta.json'}: corrupted ({e.msg}); {HINT}") from None
 
 
-def load_prepared(in_dir: Path) -> Prepared:
+def load_pool(in_dir: Path) -> Pool:
     """Read what `prepare` wrote, refusing anything that is missing, pickled or inconsistent."""
     meta = load_meta(in_dir)
-    splits = {}
-    for name in SPLITS:
-        path = in_dir / f"{name}.npz"
-        if not path.is_file():
-            raise DataError(f"{path}: missing; {HINT}")
-        try:
-            with np.load(path, allow_pickle=False) as arrays:
-                split = Split(arrays["x"], arrays["y"])
-        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"{path}: corrupted ({type(e).__name__}: {e}); {HINT}") from None
-        if (
-            split.x.ndim != 2
-            or split.x.shape != (len(split.y), meta.get("n_features"))
-            or split.x.dtype != np.float32
-            or split.y.dtype != np.int64
-        ):
-            raise DataError(f"{path}: arrays do not match meta.json; {HINT}")
-        splits[name] = split
-    return Prepared(splits["train"], splits["val"], splits["test"], meta)
+    path = in_dir / "pool.npz"
+    if not path.is_file() or "splits" not in meta:
+        raise DataError(f"{path}: missing; {HINT}")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            x, y = arrays["x"], arrays["y"]
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: corrupted ({type(e).__name__}: {e}); {HINT}") from None
+    if (
+        x.ndim != 2
+        or x.shape != (len(y), meta.get("n_features"))
+        or x.dtype != np.float32
+        or y.dtype != np.int64
+    ):
+        raise DataError(f"{path}: arrays do not match meta.json; {HINT}")
+    return Pool(x, y, meta)

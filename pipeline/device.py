@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import functools
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .data import Prepared, Split
+from .data import Pool, Prepared, Split
 from .errors import ConfigError
+from .splits import draw
 
 if TYPE_CHECKING:
     import torch
@@ -50,8 +51,11 @@ def processor(device: str = "cpu") -> str:
 
 @dataclass(frozen=True)
 class DeviceSplit:
-    x: torch.Tensor  # (N, D) float32 on the device
-    y: torch.Tensor  # (N,) int64 on the device
+    """A split on the device: shared by a lane's seeds, x (N, D) and y (N,); or one per seed,
+    x (K, N, D) and y (K, N), when each seed drew its own."""
+
+    x: torch.Tensor  # float32 on the device
+    y: torch.Tensor  # int64 on the device
 
     @classmethod
     def of(cls, split: Split, device: torch.device) -> DeviceSplit:
@@ -59,8 +63,18 @@ class DeviceSplit:
 
         return cls(torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device))
 
+    @classmethod
+    def stacked(cls, splits: list[DeviceSplit]) -> DeviceSplit:
+        import torch
+
+        return cls(torch.stack([s.x for s in splits]), torch.stack([s.y for s in splits]))
+
+    @property
+    def per_seed(self) -> bool:
+        return self.y.dim() == 2
+
     def __len__(self) -> int:
-        return len(self.y)
+        return self.y.shape[-1]
 
 
 @dataclass(frozen=True)
@@ -90,3 +104,65 @@ class DeviceData:
     @property
     def device(self) -> torch.device:
         return self.train.x.device
+
+    @classmethod
+    def stacked(cls, each: list[DeviceData]) -> DeviceData:
+        """Seed k's splits `each[k]` as one, each split (K, N, D), for a lane of K seeds."""
+        first = each[0]
+        return cls(
+            *(DeviceSplit.stacked([getattr(d, s) for d in each]) for s in ("train", "val", "test")),
+            first.n_features,
+            first.n_classes,
+            first.input_shape,
+            None,  # each seed's own: `for_seed(seed).raw_zero`
+        )
+
+    def for_seed(self, seed: int) -> DeviceData:
+        """The splits seed `seed` trains on: these, shared by every seed."""
+        return self
+
+    def for_lane(self, seeds: list[int]) -> DeviceData:
+        """The splits of a lane of `seeds`: these, shared."""
+        return self
+
+
+@dataclass
+class SeedSplits:
+    """Each seed's splits on the training device, drawn from the pool (`preparation.draw`)
+    when the seed first asks; under `splits: fixed` one draw serves every seed."""
+
+    pool: Pool
+    device: torch.device
+    _drawn: dict[int | None, DeviceData] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return self.pool.n_features
+
+    @property
+    def n_classes(self) -> int:
+        return self.pool.n_classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.pool.input_shape
+
+    def drawn(self, seed: int) -> Prepared:
+        """Seed `seed`'s splits, on the host."""
+        return draw(self.pool, seed)[0]
+
+    def for_seed(self, seed: int) -> DeviceData:
+        key = None if self.pool.meta["splits"] == "fixed" else seed
+        if key not in self._drawn:
+            self._drawn[key] = DeviceData.of(self.drawn(seed), self.device)
+        return self._drawn[key]
+
+    def for_lane(self, seeds: list[int]) -> DeviceData:
+        """The splits of a lane of `seeds`: one seed's, or all shared under `fixed`; else
+        each split stacked seed by seed, (K, N, D), for a batched network."""
+        each = [self.for_seed(seed) for seed in seeds]
+        return each[0] if all(d is each[0] for d in each) else DeviceData.stacked(each)
+
+
+# What the trainer takes: splits shared by every seed, or each seed's drawn from the pool.
+TrainingData = DeviceData | SeedSplits

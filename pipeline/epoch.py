@@ -67,10 +67,11 @@ def evaluate(net: Compute, split: DeviceSplit) -> tuple[torch.Tensor, torch.Tens
     loss_sum = split.x.new_zeros(len(stack))
     correct = split.x.new_zeros(len(stack))
     for start in range(0, len(split), EVAL_CHUNK):
-        logits = net(split.x[start : start + EVAL_CHUNK]).float()  # (K, B, C)
-        target = split.y[start : start + EVAL_CHUNK]
+        chunk = slice(start, start + EVAL_CHUNK)
+        logits = net(split.x[..., chunk, :]).float()  # (K, B, C)
+        target = split.y[..., chunk].expand(len(stack), -1)  # (K, B): shared or each seed's
         for k in range(len(stack)):
-            loss_sum[k] += F.cross_entropy(logits[k], target, reduction="sum")
+            loss_sum[k] += F.cross_entropy(logits[k], target[k], reduction="sum")
         correct += (logits.argmax(dim=2) == target).sum(dim=1)
     stack.train(was_training)
     return loss_sum / len(split), correct / len(split)
@@ -87,9 +88,10 @@ def train_one_epoch(
     should_stop: Callable[[], bool] = never,
     augment: list[Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> torch.Tensor:
-    """One pass over `split` for each seed of the stack, each in its own shuffled order (and,
-    with `augment`, each seed's mini-batch augmented by its own function); returns each
-    seed's summed data loss, (K,) on the device, so the caller reads it once.
+    """One pass over `split` (shared, or each seed's own) for each seed of the stack, each in
+    its own shuffled order (and, with `augment`, each seed's mini-batch augmented by its own
+    function); returns each seed's summed data loss, (K,) on the device, so the caller reads
+    it once.
     Stops with `Interrupted` before a mini-batch once `should_stop()` says so."""
     stack = net.model
     stack.train()
@@ -97,15 +99,16 @@ def train_one_epoch(
     running = split.x.new_zeros(len(stack))
     device = split.x.device
     orders = torch.stack([torch.randperm(len(split), generator=g, device=device) for g in shuffles])
+    seeds = torch.arange(len(shuffles), device=device).unsqueeze(1)  # (K, 1), for own splits
     for start in range(0, len(split), batch):
         if should_stop():
             raise Interrupted
         idx = orders[:, start : start + batch]  # (K, B)
-        x = split.x[idx]  # (K, B, D)
+        x = split.x[seeds, idx] if split.per_seed else split.x[idx]  # (K, B, D)
         if augment is not None:
             x = torch.stack([f(xk) for f, xk in zip(augment, x.unbind(0), strict=True)])
         logits = net(x, dropout).float()  # (K, B, C)
-        target = split.y[idx]
+        target = split.y[seeds, idx] if split.per_seed else split.y[idx]
         objective, data_losses = 0.0, []
         # Each seed's objective as it would be alone (unbind, not indexing: its backward
         # stacks the K gradients at once).

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from .device import DeviceData
 from .epoch import Compute
 from .stacks import Stack
 
@@ -27,6 +28,7 @@ class Lane:
     optimizer: torch.optim.Optimizer
     net: Compute
     epoch: int  # the epoch it trains next
+    data: DeviceData  # its seeds' splits: shared, or each seed's own
 
 
 def lanes_for(device: torch.device, settings: Any, members: list[int]) -> list[list[int]]:

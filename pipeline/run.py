@@ -24,8 +24,8 @@ from torch import nn
 from . import run_ends, run_lifecycle, signals, tracking, user_network
 from .checkpoint import Checkpoints
 from .config import MlflowConfig, ModelConfig
-from .data import Prepared
-from .device import DeviceData, processor
+from .data import Pool, Prepared
+from .device import DeviceData, TrainingData, processor
 from .epoch_metrics import EpochMetrics
 from .errors import TrainingDiverged
 from .files import csv_text, json_text
@@ -51,14 +51,14 @@ class RunContext:
 
     experiment: str
     log_model: bool
-    data_params: Mapping[str, Any]  # `Prepared.logged()`
+    data_params: Mapping[str, Any]  # `Pool.logged()`
     kind: str = "train"
     tags: Mapping[str, str] = field(default_factory=dict)
     join: bool = False  # fill the run `mlflow run` started instead of a new one
-    dataset: Mapping[str, str] | None = None  # `Prepared.described()`: each run's MLflow input
+    dataset: Mapping[str, str] | None = None  # `Pool.described()`: each run's MLflow input
 
     @classmethod
-    def of(cls, settings: MlflowConfig, prepared: Prepared, **how: Any) -> RunContext:
+    def of(cls, settings: MlflowConfig, prepared: Pool | Prepared, **how: Any) -> RunContext:
         """The context of runs under params.yaml's `mlflow` section, on the data `prepared`."""
         return cls(
             settings.experiment,
@@ -71,7 +71,7 @@ class RunContext:
 
 def execute_stack(
     specs: list[RunSpec],
-    data: DeviceData,
+    data: TrainingData,
     context: RunContext,
     on_epoch: Callable[[int, int, dict[str, float]], None],
     checkpoints: Checkpoints | None = None,
@@ -178,7 +178,7 @@ def run_tags(spec: RunSpec, context: RunContext) -> dict[str, str]:
 
 
 def finish_run(
-    spec: RunSpec, result: TrainResult, run_id: str, data: DeviceData, context: RunContext
+    spec: RunSpec, result: TrainResult, run_id: str, data: TrainingData, context: RunContext
 ) -> RunRecord:
     """Log a trained seed's summary, weights, history and model to its (active) run."""
     import mlflow
@@ -201,7 +201,7 @@ def finish_run(
         history.write_text(csv_text(record.history_rows(timings=True)))
         mlflow.log_artifact(str(history))
     if context.log_model:
-        log_model(record, result.model, data, spec.model)
+        log_model(record, result.model, data.for_seed(spec.seed), spec.model)
     return record
 
 

@@ -88,6 +88,7 @@ POINT_CODE = (
     "seed_state.py",
     "signals.py",
     "spec.py",
+    "splits.py",
     "stacks.py",
     "stages/sweep_point.py",
     "techniques.py",

@@ -24,7 +24,7 @@ from torch import nn
 
 from . import seed_state
 from .augment import augment
-from .device import DeviceData
+from .device import TrainingData
 from .epoch import Compute, divergence, evaluate, never, train_one_epoch
 from .errors import TrainingDiverged
 from .lanes import Lane, lanes_at_once, lanes_for, run_lanes
@@ -70,7 +70,7 @@ OnCheckpoint = Callable[[int, dict[str, Any]], None]
 
 def train_stack(
     specs: list[RunSpec],
-    data: DeviceData,
+    data: TrainingData,
     on_epoch: OnEpoch | None = None,
     resume: list[dict[str, Any] | None] | None = None,
     on_checkpoint: OnCheckpoint | None = None,
@@ -127,7 +127,7 @@ def train_stack(
 
 def _train(
     specs: list[RunSpec],
-    data: DeviceData,
+    data: TrainingData,
     resume: list[dict[str, Any] | None],
     on_epoch: OnEpoch,
     on_checkpoint: OnCheckpoint | None,
@@ -147,9 +147,10 @@ def _train(
     augmenting = v.crop > 0 or v.flip
     optimizer_states = [s["optimizer"] if s is not None else {} for s in resume]
 
-    def augmenter(generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
-        fill = data.raw_zero if data.raw_zero is not None else 0.0
-        return lambda x: augment(x, arch.shape, v.crop, v.flip, generator, fill)
+    def augmenter(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        raw_zero = data.for_seed(seeds[i].spec.seed).raw_zero
+        fill = raw_zero if raw_zero is not None else 0.0
+        return lambda x: augment(x, arch.shape, v.crop, v.flip, seeds[i].augment, fill)
 
     def lane(members: list[int], epoch: int) -> Lane:
         stack = stack_of(arch, [seeds[i].state for i in members])
@@ -159,7 +160,9 @@ def _train(
         for net, i in zip(stack.nets, members, strict=True):
             seed_state.set_optimizer_state(optimizer, net, optimizer_states[i])
         net = Compute.of(stack, settings.precision, settings.compile)
-        return Lane(members, stack, optimizer, net, epoch)
+        return Lane(
+            members, stack, optimizer, net, epoch, data.for_lane([specs[i].seed for i in members])
+        )
 
     def epoch_of(lane: Lane) -> tuple[list[list[float]], float]:
         """One epoch of a lane's seeds, their numbers (one read from the device) and its wall
@@ -168,16 +171,16 @@ def _train(
         running = train_one_epoch(
             lane.net,
             lane.optimizer,
-            data.train,
+            lane.data.train,
             settings.batch_size,
             [seeds[i].shuffle for i in lane.members],
             v,
             [seeds[i].dropout for i in lane.members] if has_dropout else None,
             should_stop,
-            [augmenter(seeds[i].augment) for i in lane.members] if augmenting else None,
+            [augmenter(i) for i in lane.members] if augmenting else None,
         )
-        train_loss, train_acc = evaluate(lane.net, data.train)
-        val_loss, val_acc = evaluate(lane.net, data.val)
+        train_loss, train_acc = evaluate(lane.net, lane.data.train)
+        val_loss, val_acc = evaluate(lane.net, lane.data.val)
         with torch.no_grad():
             pen = torch.stack(
                 [
@@ -185,7 +188,7 @@ def _train(
                     for n in lane.stack.nets
                 ]
             )
-        values = [train_loss, train_acc, running / len(data.train), pen, val_loss, val_acc]
+        values = [train_loss, train_acc, running / len(lane.data.train), pen, val_loss, val_acc]
         rows = torch.stack([t.to(running.dtype) for t in values], dim=1).tolist()
         return rows, time.perf_counter() - started
 
@@ -237,7 +240,7 @@ def _train(
 
 
 def _finish(
-    seeds: list[seed_state.Seed], arch: Architecture, data: DeviceData
+    seeds: list[seed_state.Seed], arch: Architecture, data: TrainingData
 ) -> list[TrainResult | TrainingDiverged]:
     """Each seed's best weights, scored once on the test split; for a seed that diverged, why."""
     done = [s for s in seeds if s.diverged is None]
@@ -245,7 +248,8 @@ def _finish(
         return [s.diverged for s in seeds]  # type: ignore[misc]
     assert all(s.best_state is not None for s in done)  # an epoch ran, its val loss finite
     best = stack_of(arch, [s.best_state for s in done]).to(data.device)
-    test_loss, test_acc = (t.tolist() for t in evaluate(Compute.of(best), data.test))
+    test = data.for_lane([s.spec.seed for s in done]).test
+    test_loss, test_acc = (t.tolist() for t in evaluate(Compute.of(best), test))
     finished = []
     for k, (seed, net) in enumerate(zip(done, best.seed_networks(), strict=True)):
         best_row, last = seed.history[seed.best_epoch - 1], seed.history[-1]
@@ -276,7 +280,7 @@ def _finish(
 
 def train(
     spec: RunSpec,
-    data: DeviceData,
+    data: TrainingData,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     resume: dict[str, Any] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,

@@ -52,6 +52,7 @@ def images(n: int = 240, seed: int = 0, raw_zero: float | None = -0.5) -> Prepar
         "n_classes": 3,
         "input_shape": list(SHAPE),
         "raw_zero": raw_zero,
+        "normalize": "global" if raw_zero is not None else "per_feature",
     }
     return Prepared(split(0, third), split(third, 2 * third), split(2 * third, n), meta)
 

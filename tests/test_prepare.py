@@ -9,17 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config import DataConfig
-from pipeline.data import SPLITS, Prepared, Split, load_prepared, write_prepared
-from pipeline.preparation import (
+from pipeline.data import SPLITS, Pool, Split, load_pool, write_pool
+from pipeline.device import SeedSplits
+from pipeline.preparation import pool_of, prepare
+from pipeline.sources import DataError, load_npz, load_source
+from pipeline.splits import (
     add_label_noise,
-    prepare,
+    draw,
     quotas,
     stratified_split,
     stratified_subsample,
 )
-from pipeline.sources import DataError, load_npz, load_source
 
 # --- quotas --------------------------------------------------------------------------------------
 
@@ -262,112 +265,147 @@ def test_prepare_train_size_subsamples_the_training_split(tmp_path: Path) -> Non
         prepare(DataConfig(dataset="npz", path=str(path), train_size=91))
 
 
+# --- splits drawn per seed -----------------------------------------------------------------------
+
+
+def test_each_seed_draws_its_own_split_and_every_variant_the_same(tmp_path: Path) -> None:
+    path, _, y = write_npz(tmp_path)
+    cfg = DataConfig(
+        dataset="npz", path=str(path), label_noise=0.2, train_size=60, normalize="none"
+    )
+    pool = pool_of(cfg)
+    first, again, other = draw(pool, 3)[0], draw(pool, 3)[0], draw(pool_of(cfg), 4)[0]
+    for s in SPLITS:  # the same seed: the same split, bit for bit, from any load of the pool
+        assert np.array_equal(getattr(first, s).x, getattr(again, s).x)
+        assert np.array_equal(getattr(first, s).y, getattr(again, s).y)
+    assert not np.array_equal(np.sort(ids(first.test)), np.sort(ids(other.test)))
+    for drawn in (first, other):  # every draw: a partition, sized and stratified as meta says
+        every = np.concatenate([ids(drawn.val), ids(drawn.test)])
+        assert len(np.unique(np.concatenate([every, ids(drawn.train)]))) == len(every) + 60
+        for s in SPLITS:
+            assert len(getattr(drawn, s).y) == pool.meta["sizes"][s]
+        for s in ("val", "test"):
+            counts = np.bincount(y[ids(getattr(drawn, s))], minlength=3).tolist()
+            assert counts == pool.meta["class_counts"][s]
+        assert (drawn.train.y != y[ids(drawn.train)]).sum() == pool.meta["noisy_labels"] == 12
+
+
+def test_a_fixed_split_is_the_same_for_every_seed(tmp_path: Path) -> None:
+    path, _, _ = write_npz(tmp_path)
+    pool = pool_of(DataConfig(dataset="npz", path=str(path), splits="fixed", label_noise=0.2))
+    a, b = draw(pool, 0)[0], draw(pool, 9)[0]
+    assert a.digest() == b.digest() and a.meta["seed"] is None
+
+
+def test_a_drawn_split_is_normalised_by_its_own_training_part(tmp_path: Path) -> None:
+    path, x, _ = write_npz(tmp_path)
+    pool = pool_of(DataConfig(dataset="npz", path=str(path), normalize="global"))
+    for seed in (0, 1):
+        drawn, norm = draw(pool, seed)
+        train_raw = x[ids_raw(drawn.train, norm)]
+        assert np.isclose(norm["mean"], train_raw.mean(dtype=np.float64), rtol=1e-6)
+        assert abs(float(drawn.train.x.mean())) < 1e-5  # its own training part: mean 0
+
+
+def ids_raw(split: Split, norm: dict[str, np.ndarray]) -> np.ndarray:
+    """The pool rows of a normalised split (column 0 held each row's index before)."""
+    return np.rint(split.x[:, 0] * norm["std"] + norm["mean"]).astype(np.int64)
+
+
 # --- the prepared files --------------------------------------------------------------------------
 
 
-def tiny_prepared() -> tuple[Prepared, dict[str, np.ndarray]]:
+def tiny_pool() -> Pool:
     rng = np.random.default_rng(0)
-
-    def split(n: int) -> Split:
-        return Split(
-            rng.normal(size=(n, 5)).astype(np.float32), rng.integers(0, 3, size=n).astype(np.int64)
-        )
-
-    meta = {"dataset": "npz", "n_features": 5, "n_classes": 3, "sizes": {"train": 8}}
-    norm = {"mean": np.float32(0.5), "std": np.float32(2.0)}
-    return Prepared(split(8), split(4), split(3), meta), norm
+    x = rng.normal(size=(15, 5)).astype(np.float32)
+    meta = {"dataset": "npz", "n_features": 5, "n_classes": 3, "splits": "per_seed"}
+    return Pool(x, rng.integers(0, 3, size=15).astype(np.int64), meta)
 
 
 def test_write_then_load_round_trips_exactly(tmp_path: Path) -> None:
-    prepared, norm = tiny_prepared()
+    pool = tiny_pool()
     out = tmp_path / "prepared"
-    write_prepared(prepared, norm, out)
-    loaded = load_prepared(out)
-    for s in SPLITS:
-        a, b = getattr(prepared, s), getattr(loaded, s)
-        assert a.x.dtype == b.x.dtype and a.y.dtype == b.y.dtype
-        assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
-    assert loaded.meta == prepared.meta
-    with np.load(out / "normalization.npz", allow_pickle=False) as saved:
-        assert float(saved["mean"]) == 0.5 and float(saved["std"]) == 2.0
+    write_pool(pool, out)
+    loaded = load_pool(out)
+    assert loaded.x.dtype == pool.x.dtype and loaded.y.dtype == pool.y.dtype
+    assert np.array_equal(loaded.x, pool.x) and np.array_equal(loaded.y, pool.y)
+    assert loaded.meta == pool.meta and loaded.digest() == pool.digest()
     # writing again replaces the folder and leaves no staging folder behind
-    write_prepared(prepared, norm, out)
+    write_pool(pool, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
-    assert sorted(p.name for p in out.iterdir()) == [
-        "meta.json",
-        "normalization.npz",
-        "test.npz",
-        "train.npz",
-        "val.npz",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "pool.npz"]
+
+
+def test_the_digest_covers_how_splits_are_drawn() -> None:
+    pool = tiny_pool()
+    fixed = Pool(pool.x, pool.y, {**pool.meta, "splits": "fixed"})
+    assert fixed.digest() != pool.digest()
 
 
 def written(tmp_path: Path) -> Path:
-    prepared, norm = tiny_prepared()
     out = tmp_path / "prepared"
-    write_prepared(prepared, norm, out)
+    write_pool(tiny_pool(), out)
     return out
 
 
-def test_load_prepared_missing_dir(tmp_path: Path) -> None:
+def test_load_pool_missing_dir(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="meta.json missing"):
-        load_prepared(tmp_path / "nowhere")
+        load_pool(tmp_path / "nowhere")
 
 
-def test_load_prepared_missing_split(tmp_path: Path) -> None:
+def test_load_pool_missing_arrays(tmp_path: Path) -> None:
     out = written(tmp_path)
-    (out / "val.npz").unlink()
-    with pytest.raises(DataError, match=r"val\.npz: missing"):
-        load_prepared(out)
+    (out / "pool.npz").unlink()
+    with pytest.raises(DataError, match=r"pool\.npz: missing; run `python -m pipeline prepare`"):
+        load_pool(out)
 
 
-def test_load_prepared_garbage_bytes(tmp_path: Path) -> None:
+def test_load_pool_garbage_bytes(tmp_path: Path) -> None:
     out = written(tmp_path)
-    (out / "train.npz").write_bytes(b"this is not an npz file at all" * 10)
-    with pytest.raises(DataError, match=r"train\.npz: corrupted"):
-        load_prepared(out)
+    (out / "pool.npz").write_bytes(b"this is not an npz file at all" * 10)
+    with pytest.raises(DataError, match=r"pool\.npz: corrupted"):
+        load_pool(out)
 
 
-def test_load_prepared_truncated_file(tmp_path: Path) -> None:
+def test_load_pool_truncated_file(tmp_path: Path) -> None:
     out = written(tmp_path)
-    data = (out / "train.npz").read_bytes()
-    (out / "train.npz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match=r"train\.npz"):
-        load_prepared(out)
+    data = (out / "pool.npz").read_bytes()
+    (out / "pool.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"pool\.npz"):
+        load_pool(out)
 
 
-def test_load_prepared_refuses_pickled_arrays(tmp_path: Path) -> None:
+def test_load_pool_refuses_pickled_arrays(tmp_path: Path) -> None:
     out = written(tmp_path)
-    objects = np.empty(8, dtype=object)
-    objects[:] = [{"a": i} for i in range(8)]
-    np.savez(out / "train.npz", x=objects, y=np.zeros(8, np.int64))
-    with pytest.raises(DataError, match=r"train\.npz: corrupted"):
-        load_prepared(out)
+    objects = np.empty(15, dtype=object)
+    objects[:] = [{"a": i} for i in range(15)]
+    np.savez(out / "pool.npz", x=objects, y=np.zeros(15, np.int64))
+    with pytest.raises(DataError, match=r"pool\.npz: corrupted"):
+        load_pool(out)
 
 
-def test_load_prepared_refuses_arrays_that_do_not_match_meta(tmp_path: Path) -> None:
+def test_load_pool_refuses_arrays_that_do_not_match_meta(tmp_path: Path) -> None:
     out = written(tmp_path)
-    np.savez(out / "test.npz", x=np.zeros((3, 5), np.float64), y=np.zeros(3, np.int64))
-    with pytest.raises(DataError, match=r"test\.npz: arrays do not match"):
-        load_prepared(out)
-    np.savez(out / "test.npz", x=np.zeros((3, 6), np.float32), y=np.zeros(3, np.int64))
-    with pytest.raises(DataError, match=r"test\.npz: arrays do not match"):
-        load_prepared(out)
+    np.savez(out / "pool.npz", x=np.zeros((3, 5), np.float64), y=np.zeros(3, np.int64))
+    with pytest.raises(DataError, match=r"pool\.npz: arrays do not match"):
+        load_pool(out)
+    np.savez(out / "pool.npz", x=np.zeros((3, 6), np.float32), y=np.zeros(3, np.int64))
+    with pytest.raises(DataError, match=r"pool\.npz: arrays do not match"):
+        load_pool(out)
 
 
-def test_load_prepared_corrupt_meta(tmp_path: Path) -> None:
+def test_load_pool_corrupt_meta(tmp_path: Path) -> None:
     out = written(tmp_path)
     (out / "meta.json").write_text("{not json")
     with pytest.raises(DataError, match=r"meta\.json: corrupted"):
-        load_prepared(out)
+        load_pool(out)
 
 
 def test_written_files_are_plain_numpy_and_json(tmp_path: Path) -> None:
     out = written(tmp_path)
     json.loads((out / "meta.json").read_text())
-    for s in SPLITS:
-        with np.load(out / f"{s}.npz", allow_pickle=False) as arrays:
-            assert sorted(arrays.files) == ["x", "y"]
+    with np.load(out / "pool.npz", allow_pickle=False) as arrays:
+        assert sorted(arrays.files) == ["x", "y"]
 
 
 # --- sources: npz --------------------------------------------------------------------------------
@@ -536,3 +574,19 @@ def test_torchvision_missing_files_without_download(tmp_path: Path) -> None:
         load_source(DataConfig(dataset="kmnist", root=str(empty), download=False))
     message = str(info.value)
     assert "kmnist" in message and "data.download" in message and str(empty) in message
+
+
+def test_the_device_draws_each_seed_once_and_stacks_a_lane(tmp_path: Path) -> None:
+    path, _, _ = write_npz(tmp_path)
+    own = SeedSplits(pool_of(DataConfig(dataset="npz", path=str(path))), torch.device("cpu"))
+    first = own.for_seed(1)
+    assert own.for_seed(1) is first  # drawn once, however many stacks ask
+    assert torch.equal(first.test.x, torch.from_numpy(draw(own.pool, 1)[0].test.x))
+    assert not torch.equal(first.test.x, own.for_seed(2).test.x)
+    lane = own.for_lane([1, 2])  # a GPU lane: each seed's split, stacked
+    assert lane.train.per_seed and lane.train.x.shape[0] == 2
+    assert torch.equal(lane.val.y[1], own.for_seed(2).val.y)
+    shared = SeedSplits(
+        pool_of(DataConfig(dataset="npz", path=str(path), splits="fixed")), torch.device("cpu")
+    )
+    assert shared.for_seed(1) is shared.for_seed(2) is shared.for_lane([1, 2])

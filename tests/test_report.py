@@ -15,7 +15,7 @@ from safetensors.numpy import save
 from scipy import stats
 
 from pipeline.config import Params
-from pipeline.data import Prepared, Split, write_prepared
+from pipeline.data import Pool, write_pool
 from pipeline.errors import DataError
 from pipeline.outputs import write_variant
 from pipeline.paths import Layout
@@ -86,15 +86,16 @@ def record(params: Params, name: str, seed: int, best: float) -> RunRecord:
 
 
 def write_prepared_meta(layout: Layout) -> None:
-    split = Split(np.zeros((2, 3), np.float32), np.array([0, 1]))
     meta = {
         "dataset": "digits",
+        "pool_size": 20,
         "sizes": {"train": 10, "val": 5, "test": 5},
         "label_noise": 0.0,
         "n_features": 3,
         "n_classes": 2,
+        "splits": "per_seed",
     }
-    write_prepared(Prepared(split, split, split, meta), {}, layout.prepared)
+    write_pool(Pool(np.zeros((20, 3), np.float32), np.arange(20) % 2, meta), layout.prepared)
 
 
 def missing_entry(variant: str, seed: int, diverged: bool) -> MissingRun:

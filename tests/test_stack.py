@@ -11,9 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline import seed_state
 from pipeline.config import Variant
 from pipeline.device import DeviceData
+from pipeline.epoch import Compute, evaluate, train_one_epoch
 from pipeline.errors import TrainingDiverged
+from pipeline.regularization import make_optimizer
+from pipeline.stacks import stack_of
 from pipeline.trainer import TrainResult, train, train_stack
 
 from .test_trainer import CPU, problem, spec
@@ -157,3 +161,37 @@ def test_a_stack_holds_one_variant() -> None:
     data = DeviceData.of(problem(), CPU)
     with pytest.raises(ValueError, match="one variant"):
         train_stack([spec(Variant(l2=1e-3), seed=0), spec(Variant(), seed=1)], data)
+
+
+def one_epoch_of(seeds: list[int], splits: list[DeviceData]) -> tuple[list, list, list]:
+    """One training epoch of `seeds` as one lane (one MLPStack), seed k on `splits[k]`, the
+    splits stacked per seed as on a GPU under `data.splits: per_seed`: each seed's summed
+    loss, its val (loss, accuracy) and its weights."""
+    specs = [spec(EVERYTHING, seed=s) for s in seeds]
+    arch = specs[0].architecture((10,), 3)
+    states = [seed_state.start(s, arch, CPU) for s in specs]
+    stack = stack_of(arch, [s.state for s in states])
+    v = specs[0].variant
+    optimizer = make_optimizer(stack, "adamw", 0.01, v.weight_decay, v.penalize_bias, 0.9)
+    data = splits[0] if len(splits) == 1 else DeviceData.stacked(splits)
+    running = train_one_epoch(
+        Compute.of(stack),
+        optimizer,
+        data.train,
+        32,
+        [s.shuffle for s in states],
+        v,
+        [s.dropout for s in states],
+    )
+    loss, accuracy = evaluate(Compute.of(stack), data.val)
+    weights = [stack.seed_state(k) for k in range(len(seeds))]
+    return running.tolist(), list(zip(loss.tolist(), accuracy.tolist(), strict=True)), weights
+
+
+def test_seeds_each_on_their_own_split_in_one_lane_train_as_each_alone() -> None:
+    own = [DeviceData.of(problem(seed=s), CPU) for s in (0, 1)]
+    running, val, weights = one_epoch_of([5, 6], own)
+    for k, seed in enumerate((5, 6)):
+        alone_running, alone_val, alone_weights = one_epoch_of([seed], [own[k]])
+        assert running[k] == alone_running[0] and val[k] == alone_val[0]
+        assert all(torch.equal(weights[k][n], alone_weights[0][n]) for n in weights[k])

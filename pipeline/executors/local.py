@@ -11,8 +11,8 @@ import click
 from .. import run_ends
 from ..checkpoint import Checkpoints
 from ..config import TrainConfig
-from ..data import Prepared
-from ..device import DeviceData, resolve_device
+from ..data import Pool
+from ..device import SeedSplits, TrainingData, resolve_device
 from ..errors import RunsDiverged
 from ..progress import StackReporter, summary_line
 from ..records import MissingRun, RunRecord
@@ -20,9 +20,9 @@ from ..run import RunContext, execute_stack
 from ..spec import RunSpec
 
 
-def on_device(device: str, prepared: Prepared) -> DeviceData:
-    """The prepared splits on the training device `device` (`train.device`) names."""
-    return DeviceData.of(prepared, resolve_device(device))
+def on_device(device: str, pool: Pool) -> SeedSplits:
+    """Each seed's splits of `pool`, on the training device `device` (`train.device`) names."""
+    return SeedSplits(pool, resolve_device(device))
 
 
 def stacks(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
@@ -37,7 +37,7 @@ def stacks(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
 
 def run_here(
     specs: Sequence[RunSpec],
-    data: DeviceData,
+    data: TrainingData,
     context: RunContext,
     train: TrainConfig,
     checkpoints: Checkpoints | None = None,

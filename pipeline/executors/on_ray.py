@@ -4,8 +4,8 @@ new local Ray instance or an existing cluster.
 Each task trains its seeds as one stack, one MLflow run each, in the store that
 `MLFLOW_TRACKING_URI` names (on a cluster: a shared tracking server that also serves the
 artifacts), and returns their `RunRecord`s, weights included, from which the driver writes the
-outputs. The prepared splits travel once through Ray's object store, so the workers need no
-shared file system.
+outputs. The pool travels once through Ray's object store (each worker draws its seeds' splits
+from it), so the workers need no shared file system.
 
 A task that fails (an exception, its worker killed, its node lost) makes each of its runs a
 `MissingRun` with the reason, and the other tasks' records are kept. Tasks are not retried: a
@@ -27,7 +27,7 @@ import click
 
 from .. import run_ends, tracking
 from ..config import Params
-from ..data import Prepared
+from ..data import Pool
 from ..errors import ConfigError
 from ..progress import quiet, summary_line
 from ..records import MissingRun, RunRecord
@@ -161,19 +161,19 @@ def _check_fits(resources: Resources) -> None:
 
 
 def run_task(
-    stack: list[RunSpec], prepared: Prepared, train_device: str, context: RunContext
+    stack: list[RunSpec], pool: Pool, train_device: str, context: RunContext
 ) -> list[RunRecord | MissingRun]:
     """One stack, inside a Ray worker."""
     import ray
 
     where = {"worker_pid": str(os.getpid()), "ray_node": ray.get_runtime_context().get_node_id()}
     context = replace(context, tags={**context.tags, **where})
-    return execute_stack(stack, on_device(train_device, prepared), context, quiet)
+    return execute_stack(stack, on_device(train_device, pool), context, quiet)
 
 
 def run_on_ray(
     specs: list[RunSpec],
-    prepared: Prepared,
+    pool: Pool,
     params: Params,
     context: RunContext,
     resources: Resources,
@@ -190,7 +190,7 @@ def run_on_ray(
     study_id = uuid.uuid4().hex
     context = replace(context, tags={**context.tags, "executor": "ray", "study_id": study_id})
     task = ray.remote(max_retries=0)(run_task)
-    data = ray.put(prepared)
+    data = ray.put(pool)
     grouped = stacks(specs, params.train.parallel)
     pending = {
         task.options(

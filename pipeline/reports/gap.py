@@ -50,6 +50,20 @@ def network_of(hyperparameters: dict[str, Any]) -> str:
     return f"network {network}"
 
 
+def population_text(cond: dict[str, Any]) -> str:
+    """Which population the verdicts speak for, in one sentence."""
+    if cond["splits"] == "per_seed":
+        return (
+            f"The verdicts speak for splits drawn from this pool of {cond['pool_size']} "
+            "examples: each seed draws its own train/val/test split, which every variant "
+            "shares under that seed, as well as its initial weights, batch order and dropout."
+        )
+    return (
+        "The verdicts speak for this one split of the data: seeds vary the initial weights, "
+        "batch order and dropout, not which examples are trained, validated or tested on."
+    )
+
+
 def conditions(
     meta: dict[str, Any], variants: Sequence[VariantRuns], settings: ReportConfig, done: Rounds
 ) -> dict:
@@ -60,6 +74,8 @@ def conditions(
         "dataset": meta["dataset"],
         "sizes": meta["sizes"],
         "label_noise": meta["label_noise"],
+        "splits": meta["splits"],
+        "pool_size": meta["pool_size"],
         "seeds": sorted({r.seed for v in variants for r in v.records}),
         "looks": list(done.schedule.looks),
         "network": network_of(first),
@@ -178,9 +194,7 @@ def markdown(
         "Losses are the data loss (cross-entropy, eval mode, no penalty) over the whole split. "
         "*Loss gap* = val loss − train loss; *accuracy gap* = train − val accuracy; both at the "
         "end of training (the last epoch trained). Test accuracy uses the weights of the epoch "
-        "of lowest val loss. Values are mean ± sd over seeds. The verdicts speak for this one "
-        "split of the data: seeds vary the initial weights, batch order and dropout, not which "
-        "examples are trained, validated or tested on.",
+        "of lowest val loss. Values are mean ± sd over seeds. " + population_text(cond),
         "",
         *missing_section(missing),
         *seeds_section(done),

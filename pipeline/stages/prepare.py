@@ -7,20 +7,22 @@ from pathlib import Path
 import click
 
 from ..config import Params
-from ..data import Prepared, write_prepared
+from ..data import Pool, write_pool
 from ..paths import Layout
-from ..preparation import prepare as prepare_splits
+from ..preparation import pool_of
 from ..sources import FROM_FILES
 
 
-def prepare(params: Params, layout: Layout) -> Prepared:
-    """Split the dataset, add label noise, normalise: `data/prepared/`."""
-    prepared, norm = prepare_splits(params.data)
-    write_prepared(prepared, norm, layout.prepared)
-    sizes = prepared.meta["sizes"]
+def prepare(params: Params, layout: Layout) -> Pool:
+    """The dataset as one pool, and how each seed draws its splits: `data/prepared/`."""
+    pool = pool_of(params.data)
+    write_pool(pool, layout.prepared)
+    sizes = pool.meta["sizes"]
+    each = "each seed's" if pool.meta["splits"] == "per_seed" else "one fixed"
     click.echo(
-        f"prepared {params.data.dataset}: train {sizes['train']}, val {sizes['val']}, "
-        f"test {sizes['test']} -> {layout.prepared.relative_to(layout.root)}/"
+        f"prepared {params.data.dataset}: {pool.meta['pool_size']} examples, {each} split "
+        f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} "
+        f"-> {layout.prepared.relative_to(layout.root)}/"
     )
     # Said once the data is prepared, so that a mistake in it stays one line.
     source = {"npz": params.data.path}.get(params.data.dataset, params.data.root)
@@ -30,7 +32,7 @@ def prepare(params: Params, layout: Layout) -> Prepared:
             "prepare's input: DVC will not rerun prepare when it changes",
             err=True,
         )
-    return prepared
+    return pool
 
 
 def _inside(path: Path, folder: Path) -> bool:

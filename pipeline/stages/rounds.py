@@ -19,7 +19,7 @@ import click
 
 from .. import outputs, run_ends
 from ..config import Params
-from ..data import Prepared, load_prepared
+from ..data import Pool, load_pool
 from ..device import resolve_device
 from ..files import json_text
 from ..outputs import VariantRuns
@@ -38,12 +38,12 @@ Execute = Callable[
 ]
 
 
-def execute_here(params: Params, prepared: Prepared) -> Execute:
+def execute_here(params: Params, pool: Pool) -> Execute:
     """Rounds trained in this process. A seed that diverges fails the stage, as in a train
     stage, once the round's other seeds have finished (and been stored)."""
     from ..executors.local import fail_if_diverged, on_device, run_here
 
-    data = on_device(params.train.device, prepared)
+    data = on_device(params.train.device, pool)
 
     def execute(specs: list[RunSpec], context: RunContext, on_finished: OnFinished):
         records, diverged = run_here(specs, data, context, params.train, None, on_finished)
@@ -53,12 +53,12 @@ def execute_here(params: Params, prepared: Prepared) -> Execute:
     return execute
 
 
-def made_with(layout: Layout, params: Params, prepared: Prepared, variant: str) -> str:
+def made_with(layout: Layout, params: Params, pool: Pool, variant: str) -> str:
     """What a seed the rounds add to `variant` is trained with: a digest of the data, the
     device and threads, the variant's resolved settings, and its first-round results."""
     first = layout.metrics(variant)
     settings = {
-        "data": prepared.digest(),
+        "data": pool.digest(),
         "device": str(resolve_device(params.train.device)),
         "threads": params.train.threads,
         "settings": {
@@ -79,7 +79,7 @@ def made_with(layout: Layout, params: Params, prepared: Prepared, variant: str) 
 def rounds(
     params: Params,
     layout: Layout,
-    execute: Callable[[Prepared], Execute] | None = None,
+    execute: Callable[[Pool], Execute] | None = None,
     tags: dict[str, str] | None = None,
 ) -> Rounds:
     """Read every variant's train-stage runs, add seeds in rounds where undecided, write
@@ -92,10 +92,10 @@ def rounds(
         outputs.write_rounds(layout, done.to_json(), {})
         return done
     first = {name: outputs.read_variant(layout, params, name) for name in names}
-    prepared = load_prepared(layout.prepared)
-    keys = {name: made_with(layout, params, prepared, name) for name in names}
+    pool = load_pool(layout.prepared)
+    keys = {name: made_with(layout, params, pool, name) for name in names}
     stored = {name: outputs.read_round_seeds(layout, name) for name in names}
-    executor = (execute or (lambda p: execute_here(params, p)))(prepared)
+    executor = (execute or (lambda p: execute_here(params, p)))(pool)
     looks = iter(range(1, len(schedule.looks)))
 
     def store(record: RunRecord) -> None:
@@ -127,7 +127,7 @@ def rounds(
             f"reused ({', '.join(need)})",
             err=True,
         )
-        context = RunContext.of(params.mlflow, prepared, tags={**(tags or {}), "round": str(look)})
+        context = RunContext.of(params.mlflow, pool, tags={**(tags or {}), "round": str(look)})
         records, missing = executor(specs, context, store) if specs else ([], [])
         return {
             name: VariantRuns(

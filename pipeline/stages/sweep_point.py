@@ -10,7 +10,7 @@ import click
 from .. import outputs
 from ..applicable import check_applicable
 from ..config import Params
-from ..data import load_prepared
+from ..data import load_pool
 from ..executors.local import fail_if_diverged, on_device, run_here
 from ..paths import Layout
 from ..run import RunContext
@@ -29,11 +29,11 @@ def sweep_run(
     every seed of params.yaml (or `seeds`), one MLflow run each:
     `sweeps/<technique>/<strength>/seed<k>.json` (or `out/seed<k>.json`)."""
     specs = [sweep_spec(params, technique, strength, s) for s in seeds or params.train.seeds]
-    prepared = load_prepared(layout.prepared)
-    check_applicable(specs, prepared)
+    pool = load_pool(layout.prepared)
+    check_applicable(specs, pool)
     tags = {"sweep_technique": technique, "sweep_strength": f"{strength:g}"}
-    context = RunContext.of(params.mlflow, prepared, kind="sweep", tags=tags)
-    data = on_device(params.train.device, prepared)
+    context = RunContext.of(params.mlflow, pool, kind="sweep", tags=tags)
+    data = on_device(params.train.device, pool)
     records, diverged = run_here(specs, data, context, params.train)
     folder = Path(out) if out else layout.sweep_point(technique, strength)
     fail_if_diverged(diverged, str(folder))

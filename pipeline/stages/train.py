@@ -11,7 +11,7 @@ from .. import outputs, tracking, user_network
 from ..applicable import check_applicable
 from ..checkpoint import Checkpoints, fingerprint
 from ..config import ModelConfig, Params
-from ..data import load_prepared
+from ..data import load_pool
 from ..executors.local import (
     end_runs_of_dead_processes,
     fail_if_diverged,
@@ -75,17 +75,17 @@ def train_variant(
     if not tracked_only:  # a stage of the study: its rounds must be plannable before it trains
         params.check_rounds()
     specs = run_specs(params, variant, seeds)
-    prepared = load_prepared(layout.prepared)
+    pool = load_pool(layout.prepared)
     # Under DVC, the first train stage refuses a study any of whose variants cannot train.
-    check_applicable(specs if tracked_only else study_specs(params), prepared)
+    check_applicable(specs if tracked_only else study_specs(params), pool)
     end_runs_of_dead_processes(params.mlflow.experiment, variant)
-    data = on_device(params.train.device, prepared)
+    data = on_device(params.train.device, pool)
     checkpoints = None
     if not tracked_only and params.train.checkpoint_every:
         made_with = {  # a checkpoint continues only on the same data, on the same device
             "format": 3,  # the training state's layout (3: per-seed augmentation generators)
-            "data": prepared.logged(),
-            "data_digest": prepared.digest(),
+            "data": pool.logged(),
+            "data_digest": pool.digest(),
             "device": str(data.device),
             "variant": variant,
             "specs": [s.hyperparameters() for s in specs],
@@ -100,7 +100,7 @@ def train_variant(
             resume,
         )
     kind = "override" if tracked_only else "train"
-    context = RunContext.of(params.mlflow, prepared, kind=kind, join=join)
+    context = RunContext.of(params.mlflow, pool, kind=kind, join=join)
     records, diverged = run_here(specs, data, context, params.train, checkpoints)
     fail_if_diverged(diverged, "" if tracked_only else "models/ or metrics/")
     if not tracked_only:

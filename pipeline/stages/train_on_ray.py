@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .. import outputs, tracking, user_network
 from ..applicable import check_applicable
 from ..config import Params
-from ..data import Prepared
+from ..data import Pool
 from ..errors import StudyIncomplete
 from ..executors import on_ray
 from ..paths import Layout
@@ -45,16 +45,14 @@ def session(plan: RayPlan) -> AbstractContextManager[None]:
     return on_ray.ray_session(plan.address, plan.resources, plan.modules)
 
 
-def train_on_ray(
-    params: Params, layout: Layout, prepared: Prepared, plan: RayPlan
-) -> list[MissingRun]:
+def train_on_ray(params: Params, layout: Layout, pool: Pool, plan: RayPlan) -> list[MissingRun]:
     """Inside a `session`: train the grid; write every variant's outputs; return the runs that
     did not finish. Where no run of the baseline finished, nothing is written: the old outputs
     and report stay, consistent with each other."""
     specs = study_specs(params)
-    check_applicable(specs, prepared)
-    context = RunContext.of(params.mlflow, prepared, tags=tracking.context_tags())
-    records, missing = on_ray.run_on_ray(specs, prepared, params, context, plan.resources)
+    check_applicable(specs, pool)
+    context = RunContext.of(params.mlflow, pool, tags=tracking.context_tags())
+    records, missing = on_ray.run_on_ray(specs, pool, params, context, plan.resources)
     baseline = params.report.baseline
     if not any(r.variant == baseline for r in records):
         raise StudyIncomplete(
@@ -77,12 +75,12 @@ def execute_on_ray(params: Params, plan: RayPlan, missing: list[MissingRun]) -> 
     """Inside a `session`: who trains the rounds' seeds (`rounds.rounds`'s `execute`), as
     Ray tasks too; the runs of theirs that do not finish are added to `missing`."""
 
-    def execute(prepared: Prepared):
+    def execute(pool: Pool):
         def run(
             specs: list[RunSpec], context: RunContext, on_finished: Callable[[RunRecord], None]
         ):
             records, lost = on_ray.run_on_ray(
-                specs, prepared, params, context, plan.resources, on_finished
+                specs, pool, params, context, plan.resources, on_finished
             )
             missing.extend(lost)
             return records, lost
