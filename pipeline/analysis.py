@@ -160,11 +160,12 @@ class Comparison:
 
     @property
     def seeds_to_decide(self) -> int | None:
-        """For an undecided verdict, how many seeds one look would need to find the difference
-        seen here, were it true (its sd too), 80 % of the time at the family's level."""
+        """For an undecided verdict, how many seeds one look would need to decide the
+        difference seen here, were it true (its sd too), 80 % of the time at the family's
+        level: tell it from zero, or put it within ±δ."""
         if self.verdict != UNDECIDED:
             return None
-        return seeds_needed(self.diff.mean, self.diff.sd, self.family.level, POWER)
+        return seeds_needed(self.diff.mean, self.diff.sd, self.family.level, POWER, self.delta)
 
     def to_json(self) -> dict[str, Any]:
         """The corrected interval (`low`, `high`), the equivalence test's (`equivalence_low`,

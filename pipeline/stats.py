@@ -115,20 +115,52 @@ def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
     return float(nc * sd / math.sqrt(n))
 
 
+# Gauss–Legendre nodes on (0, 1): the quantiles of the seeds' sd that `decide_chance` averages
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(96)
+_QUANTILES, _QUANTILE_WEIGHTS = (_NODES + 1) / 2, _WEIGHTS / 2
+
+
+def decide_chance(difference: float, sd: float, n: int, alpha: float, delta: float) -> float:
+    """The chance that `n` seeds decide a true `difference` (per-seed differences spreading by
+    `sd`) one way or the other: the two-sided interval at level `alpha` excludes zero, or the
+    equivalence test (each tail at `alpha`) puts the difference within ±`delta`. Exact but for
+    the quadrature: given the seeds' sd s, the mean is normal and each route an interval of
+    it; the chance is averaged over the quantiles of s, a scaled chi on n − 1 degrees of
+    freedom."""
+    if n < 2 or not (math.isfinite(difference) and math.isfinite(sd)) or sd <= 0:
+        return math.nan
+    df = n - 1
+    s = sd * np.sqrt(stats.chi2.ppf(_QUANTILES, df) / df)
+    away = t_quantile(1 - alpha / 2, df) / math.sqrt(n) * s  # decided: |mean| > away ...
+    within = np.maximum(delta - t_quantile(1 - alpha, df) / math.sqrt(n) * s, 0.0)  # or < within
+    mean = stats.norm(difference, sd / math.sqrt(n))
+    undecided = mean.cdf(away) - mean.cdf(within) + mean.cdf(-within) - mean.cdf(-away)
+    decided = np.where(within >= away, 1.0, 1.0 - undecided)
+    return float(min(np.dot(decided, _QUANTILE_WEIGHTS), 1.0))
+
+
 def seeds_needed(
-    difference: float, sd: float, alpha: float, power: float = 0.8, most: int = 1000
+    difference: float,
+    sd: float,
+    alpha: float,
+    power: float = 0.8,
+    delta: float = 0.0,
+    most: int = 1000,
 ) -> int | None:
-    """The fewest seeds with which a two-sided paired t-test at level `alpha` finds a true
-    `difference` with probability `power`, the per-seed differences spreading by `sd` (exact,
-    the noncentral t); None where no count up to `most` would, or nothing is known."""
-    if not (math.isfinite(difference) and math.isfinite(sd)) or difference == 0 or sd <= 0:
+    """The fewest seeds that decide a true `difference` with probability `power`
+    (`decide_chance`: told from zero by a two-sided paired t-test at level `alpha`, or put
+    within ±`delta` by the equivalence test), the per-seed differences spreading by `sd`;
+    None where no count up to `most` would, or nothing is known."""
+    if not (math.isfinite(difference) and math.isfinite(sd)) or sd <= 0:
         return None
-    if detectable(sd, most, alpha, power) > abs(difference):
+    if difference == 0 and delta <= 0:
         return None
-    low, high = 1, most  # detectable falls with n: the first n at or under the difference
+    if decide_chance(difference, sd, most, alpha, delta) < power:
+        return None
+    low, high = 1, most  # the chance grows with n: the first n at or over `power`
     while high - low > 1:
         middle = (low + high) // 2
-        if detectable(sd, middle, alpha, power) <= abs(difference):
+        if decide_chance(difference, sd, middle, alpha, delta) >= power:
             high = middle
         else:
             low = middle

@@ -22,7 +22,7 @@ from scipy import stats
 
 from pipeline.analysis import EQUIVALENT, IDENTICAL, UNDECIDED, Family, against_baseline
 from pipeline.metrics import METRICS
-from pipeline.stats import detectable
+from pipeline.stats import decide_chance, detectable, seeds_needed
 
 from .simulated_studies import too_many
 
@@ -145,6 +145,36 @@ def test_an_undecided_verdict_names_what_its_seeds_detect_and_what_would_decide(
     assert power(abs(d.mean()) / sd, needed, ALPHA / 7) >= 0.8
     assert power(abs(d.mean()) / sd, needed - 1, ALPHA / 7) < 0.8
     assert c.to_json()["seeds_to_decide"] == needed
+
+
+@pytest.mark.parametrize(
+    ("difference", "delta"),
+    [
+        (0.0, 0.03),  # decided by the equivalence test alone
+        (0.012, 0.02),  # either route: within δ, or told from zero
+        (-0.03, 0.01),  # told from zero alone
+    ],
+)
+def test_the_chance_to_decide_is_what_the_real_comparison_decides(difference, delta) -> None:
+    """`decide_chance` (hence "about N seeds would decide") against the real comparison: the
+    share of simulated studies at that many seeds whose verdict is not undecided."""
+    n, m, sd = 6, 7, 0.02
+    chance = decide_chance(difference, sd, n, ALPHA / m, delta)
+    assert 0.05 < chance < 0.95, "a chance near 0 or 1 would not test the formula"
+    rng = np.random.default_rng(5)
+    truth = [difference] + [0.0] * (m - 1)
+    decided = sum(verdicts(truth, n, sd, delta, rng)[0] != UNDECIDED for _ in range(STUDIES))
+    assert lower_bound(decided, STUDIES) <= chance <= upper_bound(decided, STUDIES)
+
+
+def test_the_seeds_that_would_decide_count_the_equivalence_route() -> None:
+    """A difference well inside ±δ is decided (equivalent) with far fewer seeds than it takes
+    to tell it from zero; the fewest seeds with an 80 % chance, not one fewer."""
+    level = ALPHA / 21
+    needed = seeds_needed(0.004, 0.006, level, 0.8, 0.01)
+    assert needed is not None and needed < seeds_needed(0.004, 0.006, level, 0.8, 0.0)
+    assert decide_chance(0.004, 0.006, needed, level, 0.01) >= 0.8
+    assert decide_chance(0.004, 0.006, needed - 1, level, 0.01) < 0.8
 
 
 def test_the_interval_is_corrected_for_the_family_and_the_raw_one_kept() -> None:
