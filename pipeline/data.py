@@ -4,7 +4,7 @@
 Format, readable with numpy alone (`np.load(..., allow_pickle=False)`):
 - `pool.npz`: `x` float32 (N, D) flattened raw features, `y` int64 (N,): every example;
 - `meta.json`: dataset, input shape, the split sizes and class counts, and how each split is
-  drawn (`preparation.draw`): `splits` (`per_seed` or `fixed`), `split_seed`, the fractions,
+  drawn (`splits.draw`): `splits` (`per_seed` or `fixed`), `split_seed`, the fractions,
   `train_size`, `label_noise`, `normalize`.
 The splits themselves are drawn where a seed trains, so that a seed the rounds add draws its
 own as the first seeds did.

@@ -117,6 +117,10 @@ class DeviceData:
             None,  # each seed's own: `for_seed(seed).raw_zero`
         )
 
+    def for_stack(self, seeds: list[int]) -> DeviceData:
+        """What a stack of `seeds` trains on: these, shared by every seed."""
+        return self
+
     def for_seed(self, seed: int) -> DeviceData:
         """The splits seed `seed` trains on: these, shared by every seed."""
         return self
@@ -128,8 +132,10 @@ class DeviceData:
 
 @dataclass
 class SeedSplits:
-    """Each seed's splits on the training device, drawn from the pool (`preparation.draw`)
-    when the seed first asks; under `splits: fixed` one draw serves every seed."""
+    """Each seed's splits on the training device, drawn from the pool (`splits.draw`) when
+    the seed first asks; under `splits: fixed` one draw serves every seed. The splits of the
+    stack that trains are kept (the next variant's stack has the same seeds); those of
+    other seeds are let go, so a process holds one stack's splits at a time."""
 
     pool: Pool
     device: torch.device
@@ -147,14 +153,20 @@ class SeedSplits:
     def input_shape(self) -> tuple[int, ...]:
         return self.pool.input_shape
 
-    def drawn(self, seed: int) -> Prepared:
-        """Seed `seed`'s splits, on the host."""
-        return draw(self.pool, seed)[0]
+    def _key(self, seed: int) -> int | None:
+        return None if self.pool.meta["splits"] == "fixed" else seed
+
+    def for_stack(self, seeds: list[int]) -> SeedSplits:
+        """These splits, holding only those of `seeds` from now on."""
+        wanted = {self._key(seed) for seed in seeds}
+        for key in set(self._drawn) - wanted:
+            del self._drawn[key]
+        return self
 
     def for_seed(self, seed: int) -> DeviceData:
-        key = None if self.pool.meta["splits"] == "fixed" else seed
+        key = self._key(seed)
         if key not in self._drawn:
-            self._drawn[key] = DeviceData.of(self.drawn(seed), self.device)
+            self._drawn[key] = DeviceData.of(draw(self.pool, seed)[0], self.device)
         return self._drawn[key]
 
     def for_lane(self, seeds: list[int]) -> DeviceData:

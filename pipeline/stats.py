@@ -93,6 +93,22 @@ def paired_intervals(
     return out
 
 
+def pairing_correlation(variant: dict[int, float], baseline: dict[int, float]) -> float:
+    """Pearson's correlation of variant and baseline over the seeds both have: how much of a
+    seed's spread the pairing takes out of the difference. NaN with fewer than 3 seeds, or
+    where either side does not vary, or the two are the same numbers."""
+    seeds = sorted(variant.keys() & baseline.keys())
+    a, b = [variant[s] for s in seeds], [baseline[s] for s in seeds]
+    if len(seeds) < 3 or a == b:
+        return math.nan
+    a_mean, b_mean = math.fsum(a) / len(a), math.fsum(b) / len(b)
+    cross = math.fsum((x - a_mean) * (y - b_mean) for x, y in zip(a, b, strict=True))
+    spread = math.sqrt(
+        math.fsum((x - a_mean) ** 2 for x in a) * math.fsum((y - b_mean) ** 2 for y in b)
+    )
+    return cross / spread if spread > 0 else math.nan
+
+
 def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
     """The smallest true mean difference that a two-sided paired t-test at level `alpha` finds
     with probability `power`, for `n` seeds whose differences spread by `sd`: exact, from the

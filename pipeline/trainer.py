@@ -95,6 +95,7 @@ def train_stack(
     if len(same) != 1:
         raise ValueError("a stack trains the seeds of one variant only")
     resume = resume or [None] * len(specs)
+    data = data.for_stack([s.seed for s in specs])
     # Seeds that continue from different epochs train as groups, one after another: the loop
     # counts one epoch for all the seeds it holds.
     groups: dict[int, list[int]] = {}

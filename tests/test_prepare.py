@@ -590,3 +590,12 @@ def test_the_device_draws_each_seed_once_and_stacks_a_lane(tmp_path: Path) -> No
         pool_of(DataConfig(dataset="npz", path=str(path), splits="fixed")), torch.device("cpu")
     )
     assert shared.for_seed(1) is shared.for_seed(2) is shared.for_lane([1, 2])
+
+
+def test_the_device_holds_one_stack_of_seeds_at_a_time(tmp_path: Path) -> None:
+    path, _, _ = write_npz(tmp_path)
+    own = SeedSplits(pool_of(DataConfig(dataset="npz", path=str(path))), torch.device("cpu"))
+    kept = own.for_stack([1, 2]).for_seed(1)
+    own.for_seed(2)
+    assert own.for_stack([1, 3]).for_seed(1) is kept  # still held: the next stack has it
+    assert set(own._drawn) == {1}  # seed 2's splits let go

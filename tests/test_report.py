@@ -17,9 +17,10 @@ from scipy import stats
 from pipeline.config import Params
 from pipeline.data import Pool, write_pool
 from pipeline.errors import DataError
-from pipeline.outputs import write_variant
+from pipeline.outputs import VariantRuns, write_variant
 from pipeline.paths import Layout
 from pipeline.records import MissingRun, RunRecord
+from pipeline.reports import gap as gap_report
 from pipeline.reports.headline import direction
 from pipeline.spec import run_specs
 from pipeline.stages import report as report_stage
@@ -269,3 +270,26 @@ def test_the_conditions_name_the_processors_of_the_runs(
         "device cpu, processors Xeon CPU @ 2.1GHz and Zen CPU @ 3.0GHz, torch "
         in layout.gap_report.read_text()
     )
+
+
+def test_the_report_says_what_the_pairing_by_seed_buys() -> None:
+    """The correlation of variant and baseline over paired seeds, per measure, averaged over the
+    variants where it exists: a variant equal to the baseline, or with fewer than 3 paired
+    seeds, or a measure that does not vary, has none."""
+    params = Params.model_validate(yaml.safe_load(yaml.safe_dump(PARAMS)))
+    base = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.55}
+    paired = {0: 0.45, 1: 0.48, 2: 0.44, 3: 0.49}
+    other = {0: 0.41, 1: 0.40, 2: 0.43, 3: 0.47}
+    runs = [
+        VariantRuns(name, [record(params, "baseline", s, v) for s, v in values.items()])
+        for name, values in [("baseline", base), ("a", paired), ("b", other), ("same", base)]
+    ]
+    runs.append(VariantRuns("short", [record(params, "baseline", s, base[s]) for s in (0, 1)]))
+    found = gap_report.pairing(runs, "baseline")
+    expected = np.mean(
+        [np.corrcoef(list(v.values()), list(base.values()))[0, 1] for v in (paired, other)]
+    )
+    assert found["best_val_loss"] == pytest.approx(expected)
+    assert found["loss_gap_last"] == pytest.approx(expected)  # best − 0.05: the same r
+    assert found["test_accuracy"] is None  # 0.9 on every run: nothing varies
+    assert "variant–baseline correlation over seeds" in gap_report.pairing_text(found)

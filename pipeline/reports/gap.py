@@ -18,6 +18,7 @@ from ..metrics import COMPARED, METRICS, REPORT_SUMMARY
 from ..outputs import VariantRuns
 from ..records import MissingRun
 from ..rounds import DRIVING, Rounds
+from ..stats import pairing_correlation
 from .tables import detectable_text, interval, magnitude, mean_sd, table, verdict_cell
 
 # The first table: the state at the end of training, and the best epoch's scores.
@@ -137,6 +138,29 @@ def detectable_note(c: Comparison) -> str:
     return f"; these seeds would detect {shown}{decide}"
 
 
+def pairing(variants: Sequence[VariantRuns], baseline: str) -> dict[str, float | None]:
+    """Per compared measure, the variant–baseline correlation over paired seeds, averaged over
+    the variants where it exists (None where none): what the pairing by seed buys."""
+    base = next(v for v in variants if v.name == baseline)
+    out: dict[str, float | None] = {}
+    for key in COMPARED:
+        each = [pairing_correlation(v.per_seed(key), base.per_seed(key)) for v in variants]
+        found = [r for v, r in zip(variants, each, strict=True) if v is not base and r == r]
+        out[key] = sum(found) / len(found) if found else None
+    return out
+
+
+def pairing_text(correlations: dict[str, float | None]) -> str:
+    shown = [f"{METRICS[k].label} {r:+.2f}" for k, r in correlations.items() if r is not None]
+    if not shown:
+        return ""
+    return (
+        " Pairing by seed: the variant–baseline correlation over seeds, mean over the "
+        f"variants, is {', '.join(shown)}; the higher, the more of a seed's spread leaves "
+        "the difference."
+    )
+
+
 def summarise(
     variants: Sequence[VariantRuns],
     diffs: dict[str, dict[str, Comparison]],
@@ -158,6 +182,7 @@ def summarise(
             entry["vs_baseline"] = {k: c.to_json() for k, c in diffs[v.name].items()}
         out["variants"][v.name] = entry
     out["ranking_by_best_val_loss"] = ranking(variants)
+    out["pairing_correlation"] = pairing(variants, cond["baseline"])
     out["missing_runs"] = [m.to_json() for m in missing]
     return out
 
@@ -242,7 +267,8 @@ def markdown(
         "else better or worse (for the gap: closes or widens it) where the interval excludes "
         "zero; *identical on every seed* where the two are equal bit for bit (the same "
         "weights: no finding); *undecided* otherwise, with the smallest difference these seeds "
-        "would detect 80 % of the time. Per-seed values: [per_seed.csv](per_seed.csv).",
+        "would detect 80 % of the time. Per-seed values: [per_seed.csv](per_seed.csv)."
+        + pairing_text(pairing(variants, baseline)),
         "",
     ]
     header = [
