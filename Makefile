@@ -11,8 +11,8 @@ study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train e
 	dvc repro
 	python -m pipeline next-steps
 
-budget: $(VENV)/.installed  ## a study of its own (seeds 1000 on) with rounds {max: 12, step: 3} -> reports/budget/
-	python scripts/larger_budget.py --max 12 --step 3
+budget: $(VENV)/.installed  ## a study of its own (seeds 1000 on) with rounds {max: 20, step: 5} -> reports/budget/
+	python scripts/larger_budget.py --max 20 --step 5
 	python scripts/readme_findings.py
 
 simulate: $(VENV)/.dev  ## the verdicts' error rate and power on simulated studies (the table of docs/verdicts.md)

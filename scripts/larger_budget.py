@@ -6,7 +6,7 @@ to this project's MLflow store under an experiment of their own, and copies the 
 `reports/budget/`. The README's sentence on it is written from that report
 (`scripts/readme_findings.py`).
 
-    python scripts/larger_budget.py [--max 12] [--step 3]     (make budget)
+    python scripts/larger_budget.py [--max 20] [--step 5]     (make budget)
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ FIRST_SEED = 1000
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max", type=int, default=12, help="rounds.max (default: 12)")
-    parser.add_argument("--step", type=int, default=3, help="rounds.step (default: 3)")
+    parser.add_argument("--max", type=int, default=20, help="rounds.max (default: 20)")
+    parser.add_argument("--step", type=int, default=5, help="rounds.step (default: 5)")
     args = parser.parse_args()
     budget = args.max
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -118,7 +118,7 @@ README_COMMANDS: dict[str, Covered] = {
     "source .venv/bin/activate": IN_VENV,
     "dvc exp run -S variants.dropout.dropout=0.3": E2E_DVC_EXP,
     "dvc exp show": E2E_DVC_EXP,
-    "dvc exp run -S rounds.max=12 -S rounds.step=3": Covered(
+    "dvc exp run -S rounds.max=20 -S rounds.step=5": Covered(
         f"{HERE}test_a_larger_seed_budget_trains_only_the_added_seeds",
         "dvc exp run -S rounds.max=4 -S rounds.step=1",
     ),
@@ -194,7 +194,7 @@ MAKE_TARGETS: dict[str, Target] = {
         ),
     ),
     "budget": Target(
-        ("python scripts/larger_budget.py --max 12 --step 3", "python scripts/readme_findings.py"),
+        ("python scripts/larger_budget.py --max 20 --step 5", "python scripts/readme_findings.py"),
         (
             Covered(
                 f"{HERE}test_make_budget_reports_what_more_seeds_decide",
@@ -473,7 +473,7 @@ def more_seeds_job(
 ) -> Iterator[tuple[Path, dict[str, str], Job]]:
     repo = copy_of("more-seeds")
     before = training_runs(repo)
-    command = README_COMMANDS["dvc exp run -S rounds.max=12 -S rounds.step=3"].runs
+    command = README_COMMANDS["dvc exp run -S rounds.max=20 -S rounds.step=5"].runs
     job = Job(repo, *shlex.split(command))
     yield repo, before, job
     job.stop()

@@ -134,7 +134,7 @@ def test_the_error_rate_check_fails_at_a_rate_of_0_07() -> None:
     ("noise", "truth", "schedule"),
     [
         # The default plan under the null: each look can call a difference that is not there.
-        (NOISES[0], "null (all equal)", "rounds to 5, step 2 (default)"),
+        (NOISES[0], "null (all equal)", "5, rounds to 10 (default)"),
         # Heavy tails and a lost run, at δ on either side: every "equivalent" is wrong.
         (NOISES[1], "all at ±δ", "rounds to 12, step 3"),
         # Zeros beside truths at δ: the case that breaks a step-down (docs/verdicts.md).
