@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from pipeline.data import load_prepared  # noqa: E402
-from pipeline.device import DeviceData, resolve_device  # noqa: E402
+from pipeline.data import load_pool  # noqa: E402
+from pipeline.device import SeedSplits, resolve_device  # noqa: E402
 from pipeline.loading import load_params  # noqa: E402
 from pipeline.spec import run_specs  # noqa: E402
 from pipeline.trainer import train  # noqa: E402
@@ -33,7 +33,7 @@ def main() -> None:
 
     params = load_params(Path(args.params))
     device = resolve_device(args.device)
-    data = DeviceData.of(load_prepared(Path("data/prepared")), device)
+    data = SeedSplits(load_pool(Path("data/prepared")), device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}")
     print(f"{'variant':<16}{'s/epoch':>9}{'best val':>10}{'gap last':>10}{'test acc':>10}")

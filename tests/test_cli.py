@@ -156,9 +156,9 @@ def test_unknown_variant_and_missing_data(tiny_repo: Path, run_in: Runner) -> No
 
 def test_corrupted_prepared_data_is_refused(tiny_repo: Path, run_in: Runner) -> None:
     run_in(PY, "-m", "pipeline", "prepare")
-    (tiny_repo / "data" / "prepared" / "val.npz").write_bytes(b"not a zip file")
+    (tiny_repo / "data" / "prepared" / "pool.npz").write_bytes(b"not a zip file")
     result = run_in(PY, "-m", "pipeline", "train", "--variant", "baseline", check=False)
-    assert_clean_failure(result, "val.npz", "corrupted")
+    assert_clean_failure(result, "pool.npz", "corrupted")
     assert_nothing_written(tiny_repo)
 
 

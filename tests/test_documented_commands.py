@@ -48,6 +48,7 @@ from .conftest import (
     scratch_repo,
     wait_for_health,
 )
+from .simulated_studies import NOISES, TRUTHS, schedules
 
 pytestmark = pytest.mark.e2e
 
@@ -630,8 +631,8 @@ def test_make_simulate_prints_every_row_of_the_verdicts_table() -> None:
         check=True,
     )
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    # The header, then every noise × truth × seeds: 2 × 5 × 4.
-    assert len(rows) == 1 + 2 * 5 * 4, done.stdout
+    # The header, then every noise × truth × seeds of the simulated studies.
+    assert len(rows) == 1 + len(NOISES) * len(TRUTHS) * len(schedules()), done.stdout
     assert rows[0].startswith("| noise | truth | seeds | family-wise wrong")
 
 

@@ -12,6 +12,9 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
+from pipeline.data import load_pool
+from pipeline.splits import draw
+
 from .conftest import TINY_PARAMS, make_runner, scratch_repo
 
 pytestmark = pytest.mark.e2e
@@ -113,17 +116,18 @@ def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
     plain.load_state_dict(load_file(folder / "model.safetensors"))
     plain.eval()
 
-    with np.load(reproduced / "data" / "prepared" / "test.npz", allow_pickle=False) as test:
-        x = torch.from_numpy(test["x"][:50])
+    test = draw(load_pool(reproduced / "data" / "prepared"), int(run.data.tags["seed"]))[0].test
+    x = torch.from_numpy(test.x[:50])
     with torch.no_grad():
         np.testing.assert_allclose(
             pyfunc.predict(x.numpy()), plain(x).numpy(), rtol=1e-5, atol=1e-6
         )
         np.testing.assert_allclose(network(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
     # The saved weights reproduce the test accuracy the run logged.
-    with np.load(reproduced / "data" / "prepared" / "test.npz", allow_pickle=False) as test:
-        logits = plain(torch.from_numpy(test["x"]))
-        accuracy = float((logits.argmax(1).numpy() == test["y"]).mean())
+    # (its seed's own test split, drawn from the pool)
+    with torch.no_grad():
+        logits = plain(torch.from_numpy(test.x))
+    accuracy = float((logits.argmax(1).numpy() == test.y).mean())
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
 
 
@@ -279,12 +283,12 @@ def test_a_user_npz_regenerated_in_place_is_prepared_again(tmp_path: Path) -> No
     write_pool(repo / "data" / "raw" / "pool.npz", seed=0)
     first = run("dvc", "repro", "prepare")
     assert "Running stage 'prepare'" in first.stdout and "warning" not in first.stderr
-    before = (repo / "data" / "prepared" / "train.npz").read_bytes()
+    before = (repo / "data" / "prepared" / "pool.npz").read_bytes()
     assert "up to date" in run("dvc", "status", "prepare").stdout
     write_pool(repo / "data" / "raw" / "pool.npz", seed=1)  # the same path, other numbers
     again = run("dvc", "repro", "prepare")
     assert "Running stage 'prepare'" in again.stdout
-    assert (repo / "data" / "prepared" / "train.npz").read_bytes() != before
+    assert (repo / "data" / "prepared" / "pool.npz").read_bytes() != before
 
 
 def test_a_data_file_outside_data_raw_is_prepared_with_a_warning(tmp_path: Path) -> None:

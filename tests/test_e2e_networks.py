@@ -121,21 +121,25 @@ def test_a_users_network_trains_every_variant_under_dvc(user_study: Path) -> Non
 
 
 # Run with the scratch repository as the working directory, where `networks` imports: the
-# network rebuilt from a run's saved files, its logits on the first 5 validation rows.
+# network rebuilt from a run's saved files, its logits on the first 5 validation rows of its
+# seed's split (saved beside them, for the model loaded elsewhere).
 REBUILD = """
 import json, sys
+from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import load_file
+from pipeline.data import load_pool
 from pipeline.model import Architecture, build
-folder, out = sys.argv[1:]
+from pipeline.splits import draw
+folder, seed, rows, out = sys.argv[1:]
 described = json.loads(open(f"{folder}/architecture.json").read())
 network = build(Architecture.from_json(described["architecture"]))
 network.load_state_dict(load_file(f"{folder}/model.safetensors"))
 network.eval()
-with np.load("data/prepared/val.npz") as val:
-    x = torch.from_numpy(val["x"][:5])
+x = draw(load_pool(Path("data/prepared")), int(seed))[0].val.x[:5]
+np.save(rows, x)
 with torch.no_grad():
-    np.save(out, network(x).numpy())
+    np.save(out, network(torch.from_numpy(x)).numpy())
 print(sys.modules["networks.example"].__file__)
 """
 
@@ -146,10 +150,9 @@ import importlib.util, json, sys
 import numpy as np
 assert importlib.util.find_spec("networks") is None, "networks imports here"
 import mlflow.pyfunc
-uri, val, out = sys.argv[1:]
+uri, rows, out = sys.argv[1:]
 model = mlflow.pyfunc.load_model(uri)
-with np.load(val) as split:
-    np.save(out, model.predict(split["x"][:5]))
+np.save(out, model.predict(np.load(rows)))
 network = model.unwrap_python_model().network
 print(json.dumps({"module": sys.modules["networks.example"].__file__,
                   "training": network.training}))
@@ -165,7 +168,8 @@ def test_the_logged_model_loads_where_networks_does_not_import(
         if r.data.tags["variant"] == "dropout" and r.data.tags["seed"] == "1"
     ]
     folder = user_study / "models" / "dropout" / "seed1"
-    rebuilt = make_runner(user_study)(PY, "-c", REBUILD, str(folder), str(tmp_path / "saved.npy"))
+    rows, saved = tmp_path / "rows.npy", tmp_path / "saved.npy"
+    rebuilt = make_runner(user_study)(PY, "-c", REBUILD, str(folder), "1", str(rows), str(saved))
     assert Path(rebuilt.stdout.strip()) == user_study / "networks" / "example.py"
 
     elsewhere = tmp_path / "elsewhere"
@@ -175,7 +179,7 @@ def test_the_logged_model_loads_where_networks_does_not_import(
         "-c",
         LOAD_ELSEWHERE,
         f"runs:/{run.info.run_id}/model",
-        str(user_study / "data" / "prepared" / "val.npz"),
+        str(rows),
         str(tmp_path / "loaded.npy"),
         MLFLOW_TRACKING_URI=f"sqlite:///{user_study / 'mlflow.db'}",
     )
@@ -186,9 +190,9 @@ def test_the_logged_model_loads_where_networks_does_not_import(
     assert not module.is_relative_to(user_study) and not module.is_relative_to(REPO), module
     assert found["training"] is False
 
-    saved, predicted = np.load(tmp_path / "saved.npy"), np.load(tmp_path / "loaded.npy")
-    assert saved.shape == (5, 10)  # digits: 10 classes
-    np.testing.assert_allclose(predicted, saved, rtol=1e-5, atol=1e-5)
+    expected, predicted = np.load(saved), np.load(tmp_path / "loaded.npy")
+    assert expected.shape == (5, 10)  # digits: 10 classes
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_every_training_run_logs_its_data_as_a_dataset_input(user_study: Path) -> None:
