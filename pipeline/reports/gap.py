@@ -167,8 +167,9 @@ def summarise(
     cond: dict[str, Any],
     missing: Sequence[MissingRun],
     done: Rounds,
+    correlations: dict[str, float | None],
 ) -> dict[str, Any]:
-    """The JSON that DVC reads as the study's metrics."""
+    """The JSON that DVC reads as the study's metrics; `correlations` is `pairing`'s."""
     out: dict[str, Any] = {"conditions": cond, "variants": {}}
     for v in variants:
         entry: dict[str, Any] = {
@@ -182,7 +183,7 @@ def summarise(
             entry["vs_baseline"] = {k: c.to_json() for k, c in diffs[v.name].items()}
         out["variants"][v.name] = entry
     out["ranking_by_best_val_loss"] = ranking(variants)
-    out["pairing_correlation"] = pairing(variants, cond["baseline"])
+    out["pairing_correlation"] = correlations
     out["missing_runs"] = [m.to_json() for m in missing]
     return out
 
@@ -194,6 +195,7 @@ def markdown(
     cond: dict[str, Any],
     missing: Sequence[MissingRun],
     done: Rounds,
+    correlations: dict[str, float | None],
 ) -> str:
     baseline = cond["baseline"]
     n_seeds = len(cond["seeds"])
@@ -268,7 +270,7 @@ def markdown(
         "zero; *identical on every seed* where the two are equal bit for bit (the same "
         "weights: no finding); *undecided* otherwise, with the smallest difference these seeds "
         "would detect 80 % of the time. Per-seed values: [per_seed.csv](per_seed.csv)."
-        + pairing_text(pairing(variants, baseline)),
+        + pairing_text(correlations),
         "",
     ]
     header = [
@@ -425,6 +427,7 @@ def gap_report(
     margins = settings.equivalence.model_dump()
     diffs = done.compare(variants, settings.baseline, COMPARED, margins)
     cond = conditions(meta, variants, settings, done)
-    return summarise(variants, diffs, cond, missing, done), markdown(
-        variants, labels, diffs, cond, missing, done
+    correlations = pairing(variants, settings.baseline)
+    return summarise(variants, diffs, cond, missing, done, correlations), markdown(
+        variants, labels, diffs, cond, missing, done, correlations
     )
