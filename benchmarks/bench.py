@@ -45,19 +45,20 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import run_lifecycle, tracking  # noqa: E402
-from pipeline.config import DataConfig, MlflowConfig, Params  # noqa: E402
-from pipeline.data import Prepared  # noqa: E402
-from pipeline.device import DeviceData, DeviceSplit  # noqa: E402
-from pipeline.epoch import Compute, train_one_epoch  # noqa: E402
-from pipeline.loading import load_params  # noqa: E402
-from pipeline.model import Architecture, build_mlp  # noqa: E402
-from pipeline.preparation import prepare  # noqa: E402
-from pipeline.regularization import make_optimizer  # noqa: E402
-from pipeline.run import RunContext, execute_stack  # noqa: E402
-from pipeline.spec import RunSpec, run_specs  # noqa: E402
-from pipeline.stacks import MLPStack  # noqa: E402
-from pipeline.trainer import train, train_stack  # noqa: E402
+from pipeline.core.architecture import Architecture  # noqa: E402
+from pipeline.core.config import DataConfig, MlflowConfig, Params  # noqa: E402
+from pipeline.core.loading import load_params  # noqa: E402
+from pipeline.core.spec import RunSpec, run_specs  # noqa: E402
+from pipeline.data.pool import prepare  # noqa: E402
+from pipeline.data.prepared import Prepared  # noqa: E402
+from pipeline.executors.tracked_stack import RunContext, execute_stack  # noqa: E402
+from pipeline.tracking import lifecycle, store  # noqa: E402
+from pipeline.training.device import DeviceData, DeviceSplit  # noqa: E402
+from pipeline.training.epoch import Compute, train_one_epoch  # noqa: E402
+from pipeline.training.model import build_mlp  # noqa: E402
+from pipeline.training.regularization import make_optimizer  # noqa: E402
+from pipeline.training.stacks import MLPStack  # noqa: E402
+from pipeline.training.trainer import train, train_stack  # noqa: E402
 
 HIDDEN = [512, 512]
 N_SAMPLES = 60_000
@@ -226,14 +227,14 @@ def tracking_costs(
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/bench.db"
-        tracking.user_tracking_uri.cache_clear()
-        tracking.ensure_experiment("bench")  # creating the store is a one-off, not per run
+        store.user_tracking_uri.cache_clear()
+        store.ensure_experiment("bench")  # creating the store is a one-off, not per run
         plain, tracked = [], []
         for i in range(repeats):
             plain.append(timed(lambda: train(spec, data)))
             in_calls.clear()
             # The run's start and end are the fixed cost, measured below; here only the epochs.
-            with run_lifecycle.tracked_run("bench", f"paired-{i}", {}):
+            with lifecycle.tracked_run("bench", f"paired-{i}", {}):
                 # Until the queued metrics are written: their cost counts.
                 tracked.append(
                     timed(lambda: (train(spec, data, on_epoch=log), mlflow.flush_async_logging()))
@@ -246,7 +247,7 @@ def tracking_costs(
         epoch_s = float(np.median([t[0] for t in plain])) / spec.train.epochs
         rows = train(spec, data).history
         cpu_started = time.process_time()
-        with run_lifecycle.tracked_run("bench", "tracking-only", {}):
+        with lifecycle.tracked_run("bench", "tracking-only", {}):
             for epoch, row in enumerate(rows, start=1):
                 time.sleep(epoch_s)
                 mlflow.log_metrics(row, step=epoch, synchronous=False)
@@ -262,7 +263,7 @@ def tracking_costs(
             [record] = execute_stack([spec], data, context, lambda i, epoch, row: None)
             fixed.append(time.perf_counter() - started - sum(record.epoch_seconds))
         del os.environ["MLFLOW_TRACKING_URI"]
-        tracking.user_tracking_uri.cache_clear()
+        store.user_tracking_uri.cache_clear()
     torch.set_num_threads(threads)
     wall_plain, wall_tracked = (float(np.median([t[0] for t in x])) for x in (plain, tracked))
     cpu_plain, cpu_tracked = (float(np.median([t[1] for t in x])) for x in (plain, tracked))

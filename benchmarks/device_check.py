@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from pipeline.data import load_pool  # noqa: E402
-from pipeline.device import SeedSplits, resolve_device  # noqa: E402
-from pipeline.loading import load_params  # noqa: E402
-from pipeline.spec import run_specs  # noqa: E402
-from pipeline.trainer import train  # noqa: E402
+from pipeline.core.loading import load_params  # noqa: E402
+from pipeline.core.spec import run_specs  # noqa: E402
+from pipeline.data.prepared import load_pool  # noqa: E402
+from pipeline.training.device import SeedSplits, resolve_device  # noqa: E402
+from pipeline.training.trainer import train  # noqa: E402
 
 
 def main() -> None:

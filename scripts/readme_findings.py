@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.analysis import IDENTICAL
+from pipeline.analysis.comparisons import IDENTICAL
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- findings: from reports/gap_report.md -->", "<!-- end of findings -->"

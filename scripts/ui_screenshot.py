@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import ui_view  # noqa: E402
-from pipeline.loading import load_params  # noqa: E402
+from pipeline.core.loading import load_params  # noqa: E402
+from pipeline.tracking import ui_view  # noqa: E402
 from tests.browser import Browser  # noqa: E402
 from tests.conftest import mlflow_server  # noqa: E402
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.techniques import SWEPT
+from pipeline.core.techniques import SWEPT
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the environment's python, dvc and mlflow

@@ -1,5 +1,5 @@
 """Simulated studies for the verdicts' evidence: drawn from known distributions (no
-training), run through the real procedure (`rounds.seeds_until_decided`, each round's seeds
+training), run through the real procedure (`seed_rounds.seeds_until_decided`, each round's seeds
 drawn when it asks for them) and the report's own comparison (`Rounds.compare`),
 on every measure of the report's table. Used by tests/test_rounds.py and
 scripts/simulate_rounds.py (`make simulate`).
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from pipeline.analysis import EQUIVALENT, TOO_FEW, UNDECIDED
-from pipeline.config import SeedRounds
-from pipeline.metrics import COMPARED, METRICS
-from pipeline.outputs import VariantRuns
-from pipeline.records import RunRecord
-from pipeline.rounds import DRIVING, Schedule, seeds_until_decided
+from pipeline.analysis.comparisons import EQUIVALENT, TOO_FEW, UNDECIDED
+from pipeline.analysis.seed_rounds import DRIVING, Schedule, seeds_until_decided
+from pipeline.core.config import SeedRounds
+from pipeline.core.metrics import COMPARED, METRICS
+from pipeline.core.records import RunRecord
+from pipeline.outputs.variant_files import VariantRuns
 
 ALPHA = 0.05
 SD = 0.02  # of a per-seed difference, on every measure

@@ -11,9 +11,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipeline.config import DataConfig, Params, TrainConfig, Variant
-from pipeline.errors import ConfigError
-from pipeline.loading import load_params, parse_params, read_yaml
+from pipeline.core.config import DataConfig, Params, TrainConfig
+from pipeline.core.errors import ConfigError
+from pipeline.core.loading import load_params, parse_params, read_yaml
+from pipeline.core.variant import Variant
 
 REPO = Path(__file__).resolve().parents[1]
 

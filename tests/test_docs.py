@@ -44,3 +44,27 @@ def test_the_readme_shows_the_whole_example_network() -> None:
     example = (REPO / "networks" / "example.py").read_text()
     code = example[example.index("from __future__") :]
     assert f"```python\n{code}```" in (REPO / "README.md").read_text()
+
+
+def layout_in_docs() -> dict[str, set[str]]:
+    """docs/layout.md's package tree: each layer folder and the modules listed under it."""
+    block = (REPO / "docs" / "layout.md").read_text().split("```")[1]
+    listed: dict[str, set[str]] = {}
+    for line in block.splitlines():
+        if folder := re.match(r"(\w+)/\s", line):
+            layer = listed.setdefault(folder.group(1), set())
+        elif line.startswith("  "):
+            layer.update(re.findall(r"(\w+\.py)\b", line.split("  ")[1]))
+    return listed
+
+
+def test_the_layout_doc_lists_every_module_of_the_package() -> None:
+    """A module added, moved or removed without docs/layout.md fails here, not in a reader."""
+    package = REPO / "pipeline"
+    tree = {
+        folder.name: {p.name for p in folder.glob("*.py")} - {"__init__.py"}
+        for folder in package.iterdir()
+        if (folder / "__init__.py").is_file()
+    }
+    assert layout_in_docs() == tree
+    assert {p.name for p in package.glob("*.py")} == {"__init__.py", "__main__.py"}

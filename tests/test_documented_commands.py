@@ -33,8 +33,8 @@ import pytest
 import sqlalchemy
 from mlflow import MlflowClient
 
-from pipeline.loading import OVERRIDABLE
-from pipeline.techniques import TECHNIQUES
+from pipeline.core.loading import OVERRIDABLE
+from pipeline.core.techniques import TECHNIQUES
 
 from .conftest import (
     BIN,

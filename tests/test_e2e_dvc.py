@@ -12,8 +12,8 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from pipeline.data import load_pool
-from pipeline.splits import draw
+from pipeline.data.prepared import load_pool
+from pipeline.data.splits import draw
 
 from .conftest import TINY_PARAMS, make_runner, scratch_repo
 
@@ -91,7 +91,7 @@ def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
     import mlflow.pyfunc
     from safetensors.torch import load_file
 
-    from pipeline.model import Architecture, build_mlp
+    from pipeline.training.model import Architecture, build_mlp
 
     client = client_for(reproduced)
     run = next(r for r in training_runs(client) if r.data.tags["variant"] == "dropout")

@@ -128,9 +128,10 @@ import json, sys
 from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import load_file
-from pipeline.data import load_pool
-from pipeline.model import Architecture, build
-from pipeline.splits import draw
+from pipeline.core.architecture import Architecture
+from pipeline.data.prepared import load_pool
+from pipeline.data.splits import draw
+from pipeline.training.model import build
 folder, seed, rows, out = sys.argv[1:]
 described = json.loads(open(f"{folder}/architecture.json").read())
 network = build(Architecture.from_json(described["architecture"]))

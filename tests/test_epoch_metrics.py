@@ -11,8 +11,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from pipeline.epoch_metrics import EpochMetrics
-from pipeline.errors import MetricsLost
+from pipeline.core.errors import MetricsLost
+from pipeline.tracking.epoch_log import EpochMetrics
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.device import processor
+from pipeline.training.device import processor
 
 from .conftest import command_env
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.model import ACTIVATIONS, Architecture, build_mlp, weight_layers
+from pipeline.core.architecture import Architecture
+from pipeline.training.model import ACTIVATIONS, build_mlp, weight_layers
 
 
 def layout(model: nn.Sequential) -> list[tuple[str, float | None]]:

@@ -13,18 +13,20 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.applicable import check_applicable
-from pipeline.augment import augment
-from pipeline.config import ModelConfig, TrainConfig, Variant
-from pipeline.data import Prepared, Split
-from pipeline.device import DeviceData
-from pipeline.epoch import Compute, evaluate
-from pipeline.errors import ConfigError
-from pipeline.model import Architecture, SeededDropout, build, weight_layers
-from pipeline.regularization import penalised_parameters, penalty
-from pipeline.spec import RunSpec
-from pipeline.stacks import stack_of
-from pipeline.trainer import train, train_stack
+from pipeline.core.architecture import Architecture
+from pipeline.core.config import ModelConfig, TrainConfig
+from pipeline.core.errors import ConfigError
+from pipeline.core.spec import RunSpec
+from pipeline.core.variant import Variant
+from pipeline.data.prepared import Prepared, Split
+from pipeline.training.applicable import check_applicable
+from pipeline.training.augment import augment
+from pipeline.training.device import DeviceData
+from pipeline.training.epoch import Compute, evaluate
+from pipeline.training.model import SeededDropout, build, weight_layers
+from pipeline.training.regularization import penalised_parameters, penalty
+from pipeline.training.stacks import stack_of
+from pipeline.training.trainer import train, train_stack
 
 from .test_stack import assert_same_run
 

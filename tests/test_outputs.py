@@ -12,16 +12,16 @@ import pytest
 import torch
 from safetensors.numpy import save
 
-from pipeline import outputs
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.errors import DataError
-from pipeline.files import files_into
-from pipeline.loading import parse_params
-from pipeline.metrics import CURVES, VARIANT_SUMMARY
-from pipeline.paths import Layout
-from pipeline.records import MissingRun, RunRecord
-from pipeline.spec import run_specs
-from pipeline.trainer import EPOCH_METRICS
+from pipeline.core.errors import DataError
+from pipeline.core.files import files_into
+from pipeline.core.loading import parse_params
+from pipeline.core.metrics import CURVES, VARIANT_SUMMARY
+from pipeline.core.paths import Layout
+from pipeline.core.records import MissingRun, RunRecord
+from pipeline.core.spec import run_specs
+from pipeline.executors.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.outputs import sweep_files, variant_files
+from pipeline.training.trainer import EPOCH_METRICS
 
 PARAMS = parse_params(
     {
@@ -78,11 +78,11 @@ def test_a_record_round_trips_through_its_json_and_its_checkpoint(tmp_path: Path
 def test_a_record_keeps_its_processor_and_a_runs_json_without_one_loads(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     records = [dataclasses.replace(record(s), processor="Test CPU @ 1.00GHz") for s in (0, 1)]
-    outputs.write_variant(layout, "l2", records)
+    variant_files.write_variant(layout, "l2", records)
     runs_json = layout.metrics("l2") / "runs.json"
     entries = json.loads(runs_json.read_text())
     assert [e["processor"] for e in entries] == ["Test CPU @ 1.00GHz"] * 2
-    read = outputs.read_variant(layout, PARAMS, "l2")
+    read = variant_files.read_variant(layout, PARAMS, "l2")
     assert [r.processor for r in read.records] == ["Test CPU @ 1.00GHz"] * 2
     assert "processor" not in records[0].provenance()  # in runs.json, not in logs/
     save_checkpoint(tmp_path / "c.pt", {"fingerprint": "f", "finished": records[0].to_checkpoint()})
@@ -91,7 +91,7 @@ def test_a_record_keeps_its_processor_and_a_runs_json_without_one_loads(tmp_path
     runs_json.write_text(
         json.dumps([{k: v for k, v in e.items() if k != "processor"} for e in entries])
     )
-    read = outputs.read_variant(layout, PARAMS, "l2")
+    read = variant_files.read_variant(layout, PARAMS, "l2")
     assert [r.processor for r in read.records] == ["", ""]
     assert [r.summary for r in read.records] == [r.summary for r in records]
 
@@ -99,7 +99,7 @@ def test_a_record_keeps_its_processor_and_a_runs_json_without_one_loads(tmp_path
 def test_the_written_outputs_hold_results_and_read_back(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     records = [record(0), record(1)]
-    outputs.write_variant(layout, "l2", records)
+    variant_files.write_variant(layout, "l2", records)
     folder = layout.metrics("l2")
     assert sorted(p.name for p in folder.iterdir()) == [
         "curves.csv",
@@ -126,13 +126,13 @@ def test_the_written_outputs_hold_results_and_read_back(tmp_path: Path) -> None:
         assert (files / "model.safetensors").read_bytes() == records[seed].model_files[
             "model.safetensors"
         ]
-    weights = outputs.read_weights(layout, "l2", 1)
+    weights = variant_files.read_weights(layout, "l2", 1)
     assert np.array_equal(weights["0.weight"], np.arange(12).reshape(4, 3) * 2)
     # What is not a result is in logs/, not hashed.
     log = json.loads(layout.run_log("l2").read_text())
     assert [e["run_id"] for e in log] == ["run0", "run1"]
 
-    read = outputs.read_variant(layout, PARAMS, "l2")
+    read = variant_files.read_variant(layout, PARAMS, "l2")
     assert [r.to_json() for r in read.records] == [r.to_json() for r in records]
     assert [r.history for r in read.records] == [r.history for r in records]
     assert read.missing == [] and read.mean_sd("test_accuracy")[0] == pytest.approx(0.755)
@@ -140,22 +140,22 @@ def test_the_written_outputs_hold_results_and_read_back(tmp_path: Path) -> None:
 
 def test_runs_trained_with_other_settings_are_refused(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    outputs.write_variant(layout, "l2", [record(0)])
+    variant_files.write_variant(layout, "l2", [record(0)])
     edited = parse_params({**PARAMS.model_dump(), "variants": {"baseline": {}, "l2": {"l2": 0.02}}})
     with pytest.raises(DataError, match="seed 0 was trained with other settings"):
-        outputs.read_variant(layout, edited, "l2")
+        variant_files.read_variant(layout, edited, "l2")
 
 
 def test_runs_that_did_not_finish_are_kept_beside_those_that_did(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     lost = MissingRun("l2", 1, "l2-seed1", "its worker died")
-    outputs.write_variant(layout, "l2", [record(0)], [lost])
-    read = outputs.read_variant(layout, PARAMS, "l2")
+    variant_files.write_variant(layout, "l2", [record(0)], [lost])
+    read = variant_files.read_variant(layout, PARAMS, "l2")
     assert [r.seed for r in read.records] == [0] and read.missing == [lost]
     # Every run failed: no results, but the variant is still named.
     gone = MissingRun("baseline", 0, "baseline-seed0", "diverged", diverged=True)
-    outputs.write_variant(layout, "baseline", [], [gone])
-    read = outputs.read_variant(layout, PARAMS, "baseline")
+    variant_files.write_variant(layout, "baseline", [], [gone])
+    read = variant_files.read_variant(layout, PARAMS, "baseline")
     assert read.records == [] and read.diverged_seeds == [0]
 
 
@@ -165,7 +165,7 @@ def test_a_weights_file_is_plain_safetensors(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     layout = Layout(tmp_path)
-    outputs.write_variant(layout, "l2", [record(0)])
+    variant_files.write_variant(layout, "l2", [record(0)])
     state = load_file(layout.model_folder("l2", 0) / "model.safetensors")
     assert torch.equal(state["0.weight"], torch.arange(12.0).reshape(4, 3))
 
@@ -173,13 +173,13 @@ def test_a_weights_file_is_plain_safetensors(tmp_path: Path) -> None:
 def test_sweep_points_read_back_and_files_that_are_not_points_are_named(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     folder = layout.sweep_point("l2", 0.01)
-    written = outputs.write_sweep_point(layout, folder, "l2", 0.01, [record(1), record(2)])
+    written = sweep_files.write_sweep_point(layout, folder, "l2", 0.01, [record(1), record(2)])
     assert written == [folder / "seed1.json", folder / "seed2.json"]
     # Left by older versions or by hand: not JSON, and a point of another shape.
     (layout.sweeps / "l2" / "notes.json").write_text("not json")
     (layout.sweeps / "l2" / "0.1").mkdir()
     (layout.sweeps / "l2" / "0.1" / "seed0.json").write_text('{"strength": 0.1, "seed": 0}')
-    points, unreadable = outputs.read_sweep_points(layout)
+    points, unreadable = sweep_files.read_sweep_points(layout)
     assert list(points) == [("l2", 0.01, 1), ("l2", 0.01, 2)]
     assert points["l2", 0.01, 1].to_json() == record(1).to_json()
     assert points["l2", 0.01, 1].history == record(1).history
@@ -191,7 +191,7 @@ def test_sweep_points_read_back_and_files_that_are_not_points_are_named(tmp_path
     log = tmp_path / "logs" / "sweeps" / "l2" / "0.01" / "seed1.json"
     assert json.loads(log.read_text())["run_id"] == "run1"
     elsewhere = tmp_path / "mine"
-    outputs.write_sweep_point(layout, elsewhere, "l2", 0.01, [record(0)])
+    sweep_files.write_sweep_point(layout, elsewhere, "l2", 0.01, [record(0)])
     assert json.loads((elsewhere / "seed0.log.json").read_text())["run_id"] == "run0"
 
 
@@ -200,7 +200,9 @@ def test_the_outputs_do_not_depend_on_the_order_the_runs_finished_in(tmp_path: P
         root.mkdir()
         layout = Layout(root)
         missing = [MissingRun("l2", s, f"l2-seed{s}", "lost") for s in (5, 4)]
-        outputs.write_variant(layout, "l2", [record(s) for s in order], missing[:: order[0] or -1])
+        variant_files.write_variant(
+            layout, "l2", [record(s) for s in order], missing[:: order[0] or -1]
+        )
         return {
             str(p.relative_to(root)): p.read_bytes()
             for p in sorted(root.rglob("*"))

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import DataConfig
-from pipeline.data import SPLITS, Pool, Split, load_pool, write_pool
-from pipeline.device import SeedSplits
-from pipeline.preparation import pool_of, prepare
-from pipeline.sources import DataError, load_npz, load_source
-from pipeline.splits import (
+from pipeline.core.config import DataConfig
+from pipeline.data.pool import pool_of, prepare
+from pipeline.data.prepared import SPLITS, Pool, Split, load_pool, write_pool
+from pipeline.data.sources import DataError, load_npz, load_source
+from pipeline.data.splits import (
     add_label_noise,
     draw,
     quotas,
     stratified_split,
     stratified_subsample,
 )
+from pipeline.training.device import SeedSplits
 
 # --- quotas --------------------------------------------------------------------------------------
 

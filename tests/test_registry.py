@@ -10,8 +10,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline import registry
-from pipeline.records import RunRecord
+from pipeline.core.records import RunRecord
+from pipeline.tracking import model_registry
 
 
 def record(variant: str, seed: int, best_val_loss: float, test_accuracy: float) -> RunRecord:
@@ -41,7 +41,7 @@ RECORDS = {
 
 def test_the_recommendation_is_the_best_decided_variant_and_its_best_val_seed() -> None:
     # l1 has the lowest val loss but is undecided; dropout is decided better and lower than l2
-    chosen = registry.recommend(
+    chosen = model_registry.recommend(
         summary({"l2": ("better", 0.255), "dropout": ("better", 0.23), "l1": ("undecided", 0.1)}),
         RECORDS,
     )
@@ -52,7 +52,7 @@ def test_the_recommendation_is_the_best_decided_variant_and_its_best_val_seed() 
 
 def test_nothing_is_recommended_when_nothing_is_decided_better() -> None:
     verdicts = {"l2": ("equivalent", 0.29), "dropout": ("worse", 0.4), "l1": ("undecided", 0.1)}
-    assert registry.recommend(summary(verdicts), RECORDS) is None
+    assert model_registry.recommend(summary(verdicts), RECORDS) is None
 
 
 class Constant(mlflow.pyfunc.PythonModel):
@@ -88,17 +88,19 @@ def logged_run(value: float) -> str:
 
 def test_the_alias_moves_to_each_new_recommendation_and_no_version_is_deleted(store: str) -> None:
     first, second = logged_run(1.0), logged_run(2.0)
-    chosen = registry.recommend(summary({"dropout": ("better", 0.23)}), RECORDS)
-    assert registry.register("study", chosen, first, "report-1") == "1"
+    chosen = model_registry.recommend(summary({"dropout": ("better", 0.23)}), RECORDS)
+    assert model_registry.register("study", chosen, first, "report-1") == "1"
     x = np.zeros((2, 3))
     assert mlflow.pyfunc.load_model("models:/study@recommended").predict(x)[0, 0] == 1.0
-    assert registry.register("study", chosen, first, "report-2") == "1"  # the same run: reused
-    assert registry.register("study", chosen, second, "report-3") == "2"
+    assert (
+        model_registry.register("study", chosen, first, "report-2") == "1"
+    )  # the same run: reused
+    assert model_registry.register("study", chosen, second, "report-3") == "2"
     assert mlflow.pyfunc.load_model("models:/study@recommended").predict(x)[0, 0] == 2.0
     client = mlflow.MlflowClient()
     tags = client.get_model_version("study", "2").tags
     assert tags["variant"] == "dropout" and tags["report_run_id"] == "report-3"
     assert tags["interval"] == "-0.0700 [-0.1000, -0.0100]"
-    assert registry.register("study", None, None, "report-4") is None  # nothing decided
+    assert model_registry.register("study", None, None, "report-4") is None  # nothing decided
     assert "recommended" not in client.get_registered_model("study").aliases
     assert {str(v.version) for v in client.search_model_versions("name = 'study'")} == {"1", "2"}

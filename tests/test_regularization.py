@@ -7,15 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.model import Architecture, build_mlp
-from pipeline.regularization import (
+from pipeline.core.architecture import Architecture
+from pipeline.core.techniques import weight_decay_kind
+from pipeline.training.model import build_mlp
+from pipeline.training.regularization import (
     apply_max_norm,
     make_optimizer,
     penalised_parameters,
     penalty,
     weight_statistics,
 )
-from pipeline.techniques import weight_decay_kind
 
 W1 = [[0.5, -1.0, 0.0], [2.0, 0.25, -0.5]]
 B1 = [0.1, -0.2]

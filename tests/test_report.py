@@ -14,15 +14,16 @@ import yaml
 from safetensors.numpy import save
 from scipy import stats
 
-from pipeline.config import Params
-from pipeline.data import Pool, write_pool
-from pipeline.errors import DataError
-from pipeline.outputs import VariantRuns, write_variant
-from pipeline.paths import Layout
-from pipeline.records import MissingRun, RunRecord
+from pipeline.core.config import Params
+from pipeline.core.errors import DataError
+from pipeline.core.paths import Layout
+from pipeline.core.records import MissingRun, RunRecord
+from pipeline.core.spec import run_specs
+from pipeline.data.prepared import Pool, write_pool
+from pipeline.outputs.variant_files import VariantRuns, write_variant
 from pipeline.reports import gap as gap_report
+from pipeline.reports import gap_sentences
 from pipeline.reports.headline import direction
-from pipeline.spec import run_specs
 from pipeline.stages import report as report_stage
 
 from .conftest import TINY_PARAMS
@@ -292,4 +293,4 @@ def test_the_report_says_what_the_pairing_by_seed_buys() -> None:
     assert found["best_val_loss"] == pytest.approx(expected)
     assert found["loss_gap_last"] == pytest.approx(expected)  # best − 0.05: the same r
     assert found["test_accuracy"] is None  # 0.9 on every run: nothing varies
-    assert "variant–baseline correlation over seeds" in gap_report.pairing_text(found)
+    assert "variant–baseline correlation over seeds" in gap_sentences.pairing_text(found)

@@ -1,4 +1,4 @@
-"""Seeds added in rounds (`rounds.seeds_until_decided`), with no training: studies drawn from
+"""Seeds added in rounds (`seed_rounds.seeds_until_decided`), with no training: studies drawn from
 known distributions, each look's new seeds drawn when the procedure asks for them, run through
 the real procedure and the report's own comparison (tests/simulated_studies.py). The verdicts
 of the whole table stay right together with probability at least 1 − α although the data are
@@ -14,16 +14,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.analysis import Family
-from pipeline.config import SeedRounds
-from pipeline.errors import DataError
-from pipeline.loading import parse_params
-from pipeline.metrics import COMPARED
-from pipeline.outputs import VariantRuns, write_rounds
-from pipeline.paths import Layout
-from pipeline.records import RunRecord
-from pipeline.reports import compare
-from pipeline.rounds import (
+from pipeline.analysis.comparisons import Family
+from pipeline.analysis.seed_rounds import (
     BUDGET_SPENT,
     DECIDED,
     DRIVING,
@@ -35,6 +27,15 @@ from pipeline.rounds import (
     rounds_for_report,
     seeds_until_decided,
 )
+from pipeline.core.config import SeedRounds
+from pipeline.core.errors import DataError
+from pipeline.core.loading import parse_params
+from pipeline.core.metrics import COMPARED
+from pipeline.core.paths import Layout
+from pipeline.core.records import RunRecord
+from pipeline.outputs.round_files import write_rounds
+from pipeline.outputs.variant_files import VariantRuns
+from pipeline.reports import compare
 
 from .conftest import TINY_PARAMS
 from .simulated_studies import NOISES, TRUTHS, Tally, schedules, study, too_many

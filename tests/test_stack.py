@@ -11,14 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline import seed_state
-from pipeline.config import Variant
-from pipeline.device import DeviceData
-from pipeline.epoch import Compute, evaluate, train_one_epoch
-from pipeline.errors import TrainingDiverged
-from pipeline.regularization import make_optimizer
-from pipeline.stacks import stack_of
-from pipeline.trainer import TrainResult, train, train_stack
+from pipeline.core.errors import TrainingDiverged
+from pipeline.core.variant import Variant
+from pipeline.training import seed_state
+from pipeline.training.device import DeviceData
+from pipeline.training.epoch import Compute, evaluate, train_one_epoch
+from pipeline.training.regularization import make_optimizer
+from pipeline.training.stacks import stack_of
+from pipeline.training.trainer import TrainResult, train, train_stack
 
 from .test_trainer import CPU, problem, spec
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.stats import PairedDifference, mean_interval, paired_difference
+from pipeline.analysis.stats import PairedDifference, mean_interval, paired_difference
 
 VARIANT = {0: 1.0, 1: 1.5, 2: 0.7, 3: 1.2}
 BASELINE = {0: 0.8, 1: 1.1, 2: 0.9, 3: 0.6}

@@ -11,15 +11,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from pipeline.config import ModelConfig, Params, Sweep, TrainConfig, Variant
-from pipeline.device import DeviceData
-from pipeline.errors import ConfigError
-from pipeline.loading import OVERRIDABLE, load_params, parse_params, with_overrides
-from pipeline.regularization import training_objective
-from pipeline.spec import RunSpec, sweep_spec
-from pipeline.sweep_stages import sweep_dvc_yaml
-from pipeline.techniques import SWEPT, TECHNIQUES
-from pipeline.trainer import train
+from pipeline.cli.sweep_stages import sweep_dvc_yaml
+from pipeline.core.config import ModelConfig, Params, Sweep, TrainConfig
+from pipeline.core.errors import ConfigError
+from pipeline.core.loading import OVERRIDABLE, load_params, parse_params, with_overrides
+from pipeline.core.spec import RunSpec, sweep_spec
+from pipeline.core.techniques import SWEPT, TECHNIQUES
+from pipeline.core.variant import Variant
+from pipeline.training.device import DeviceData
+from pipeline.training.regularization import training_objective
+from pipeline.training.trainer import train
 
 from .test_trainer import problem
 
@@ -138,3 +139,9 @@ def test_label_smoothing_as_an_override_and_a_strength_path() -> None:
     with pytest.raises(ConfigError, match="sweep strength 1.0 for label_smoothing"):
         params.sweep.variant("label_smoothing", 1.0)
     assert isinstance(params, Params)
+
+
+def test_a_variants_fields_are_the_registrys_knobs_and_three_modifiers() -> None:
+    """A technique added to `Variant` but not the registry (or the other way) fails here."""
+    knobs = {t.knob for t in TECHNIQUES}
+    assert set(Variant.model_fields) == knobs | {"description", "penalize_bias", "optimizer"}

@@ -93,7 +93,7 @@ def test_system_metrics_are_logged_only_with_mlflows_switch_on(
 
     import mlflow
 
-    from pipeline.run_lifecycle import tracked_runs
+    from pipeline.tracking.lifecycle import tracked_runs
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", switch)

@@ -11,13 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import ModelConfig, TrainConfig, Variant
-from pipeline.data import Prepared, Split
-from pipeline.device import DeviceData, resolve_device
-from pipeline.errors import TrainingDiverged
-from pipeline.model import weight_layers
-from pipeline.spec import RunSpec
-from pipeline.trainer import EPOCH_METRICS, train
+from pipeline.core.config import ModelConfig, TrainConfig
+from pipeline.core.errors import TrainingDiverged
+from pipeline.core.spec import RunSpec
+from pipeline.core.variant import Variant
+from pipeline.data.prepared import Prepared, Split
+from pipeline.training.device import DeviceData, resolve_device
+from pipeline.training.model import weight_layers
+from pipeline.training.trainer import EPOCH_METRICS, train
 
 CPU = torch.device("cpu")
 

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.analysis import EQUIVALENT, IDENTICAL, UNDECIDED, Family, against_baseline
-from pipeline.metrics import METRICS
-from pipeline.stats import decide_chance, detectable, seeds_needed
+from pipeline.analysis.comparisons import EQUIVALENT, IDENTICAL, UNDECIDED, Family, against_baseline
+from pipeline.analysis.stats import decide_chance, detectable, seeds_needed
+from pipeline.core.metrics import METRICS
 
 from .simulated_studies import too_many
 

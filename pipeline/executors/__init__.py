@@ -1,7 +1,7 @@
-"""Who runs a list of run specs. A variant's seeds train as one stack (`run.execute_stack`);
-the executors in this process return the finished runs as `RunRecord`s, so the outputs and the
-reports never know which one ran them (the `dvc` executor hands the study to the DVC stages,
-which do the same).
+"""Who runs a list of run specs. A variant's seeds train as one stack
+(`tracked_stack.execute_stack`); the executors in this process return the finished runs as
+`RunRecord`s, so the outputs and the reports never know which one ran them (the `dvc` executor
+hands the study to the DVC stages, which do the same).
 
 - `inprocess` (`local`): in this process, one variant's stack after another;
 - `ray` (`on_ray`): one Ray task per stack, on a local Ray instance or a cluster;

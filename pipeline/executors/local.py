@@ -8,16 +8,16 @@ from collections.abc import Callable, Sequence
 
 import click
 
-from .. import run_ends
-from ..checkpoint import Checkpoints
-from ..config import TrainConfig
-from ..data import Pool
-from ..device import SeedSplits, TrainingData, resolve_device
-from ..errors import RunsDiverged
-from ..progress import StackReporter, summary_line
-from ..records import MissingRun, RunRecord
-from ..run import RunContext, execute_stack
-from ..spec import RunSpec
+from ..core.config import TrainConfig
+from ..core.errors import RunsDiverged
+from ..core.records import MissingRun, RunRecord
+from ..core.spec import RunSpec
+from ..data.prepared import Pool
+from ..tracking import orphans
+from ..training.device import SeedSplits, TrainingData, resolve_device
+from .checkpoint import Checkpoints
+from .progress import StackReporter, summary_line
+from .tracked_stack import RunContext, execute_stack
 
 
 def on_device(device: str, pool: Pool) -> SeedSplits:
@@ -46,7 +46,7 @@ def run_here(
     """Every spec in this process, each variant's seeds as stacks of `train.parallel`: the
     records of the runs that finished and the seeds that diverged, each in spec order. A seed
     that diverges stops alone; an error or an interrupt stops its stack and is raised here.
-    `on_finished(record)` hears each run as it finishes (`run.execute_stack`)."""
+    `on_finished(record)` hears each run as it finishes (`tracked_stack.execute_stack`)."""
     records, missing = [], []
     for stack in stacks(specs, train.parallel):
         reporter = StackReporter(stack)
@@ -78,6 +78,6 @@ def fail_if_diverged(missing: Sequence[MissingRun], outputs: str) -> None:
 
 def end_runs_of_dead_processes(experiment: str, variant: str) -> None:
     """End KILLED, and name, the runs of `variant` whose process died with them open
-    (`run_ends.end_runs_of_dead_processes`), before its seeds train again."""
-    for name in run_ends.end_runs_of_dead_processes(experiment, variant):
+    (`orphans.end_runs_of_dead_processes`), before its seeds train again."""
+    for name in orphans.end_runs_of_dead_processes(experiment, variant):
         click.echo(f"{name}: its process had died with the run open; the run is ended KILLED")

@@ -25,16 +25,16 @@ from typing import Any
 
 import click
 
-from .. import run_ends, tracking
-from ..config import Params
-from ..data import Pool
-from ..errors import ConfigError
-from ..progress import quiet, summary_line
-from ..records import MissingRun, RunRecord
-from ..run import RunContext, execute_stack
-from ..signals import sigterm_handler_kept
-from ..spec import RunSpec
+from ..core.config import Params
+from ..core.errors import ConfigError
+from ..core.records import MissingRun, RunRecord
+from ..core.signals import sigterm_handler_kept
+from ..core.spec import RunSpec
+from ..data.prepared import Pool
+from ..tracking import orphans, store
 from .local import on_device, stacks
+from .progress import quiet, summary_line
+from .tracked_stack import RunContext, execute_stack
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def check_settings(address: str | None, params: Params, gpus: float) -> None:
         ) from None
     # A server that also serves the artifacts; a bare database URI would leave each worker's
     # artifacts on its own disk.
-    shared = (tracking.user_tracking_uri() or "").startswith(("http://", "https://", "databricks"))
+    shared = (store.user_tracking_uri() or "").startswith(("http://", "https://", "databricks"))
     if address is not None and not shared:
         raise ConfigError(
             f"joining the Ray cluster at {address} needs a tracking server all its workers "
@@ -108,8 +108,8 @@ def ray_session(
     """
     import ray
 
-    env = {"MLFLOW_TRACKING_URI": tracking.tracking_uri()}
-    launcher = tracking.launcher_run_id()
+    env = {"MLFLOW_TRACKING_URI": store.tracking_uri()}
+    launcher = store.launcher_run_id()
     if launcher is not None:  # under `mlflow run -e main`: the runs become its children
         env["MLFLOW_RUN_ID"] = launcher
     if resources.gpus == 0:  # Ray no longer hides the GPUs from tasks that asked for none
@@ -186,7 +186,7 @@ def run_on_ray(
 
     # Created once here, so the workers find it; with the local store it gets its artifact
     # location under this root.
-    tracking.ensure_experiment(context.experiment)
+    store.ensure_experiment(context.experiment)
     study_id = uuid.uuid4().hex
     context = replace(context, tags={**context.tags, "executor": "ray", "study_id": study_id})
     task = ray.remote(max_retries=0)(run_task)
@@ -227,10 +227,10 @@ def run_on_ray(
         # Let the cancelled tasks die first, or one just starting could open its run after
         # the search below.
         ray.wait(list(pending), num_returns=len(pending), timeout=30)
-        run_ends.close_orphans(context.experiment, "study_id", study_id, "KILLED", "interrupted")
+        orphans.close_orphans(context.experiment, "study_id", study_id, "KILLED", "interrupted")
         raise
     if missing:
-        run_ends.close_orphans(context.experiment, "study_id", study_id, "FAILED", "worker lost")
+        orphans.close_orphans(context.experiment, "study_id", study_id, "FAILED", "worker lost")
     return [finished[s.run_name] for s in specs if s.run_name in finished], missing
 
 

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis import Family, against_baseline
-from ..errors import DataError
-from ..metrics import ACROSS_STUDIES, METRICS
-from ..stats import PairedDifference, mean_interval
+from ..analysis.comparisons import Family, against_baseline
+from ..analysis.stats import PairedDifference, mean_interval
+from ..core.errors import DataError
+from ..core.metrics import ACROSS_STUDIES, METRICS
 from .tables import interval, table
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..analysis import EQUIVALENT, IDENTICAL
-from ..metrics import METRICS
+from ..analysis.comparisons import EQUIVALENT, IDENTICAL
+from ..core.metrics import METRICS
 
 GAP = "loss_gap_last"
 MEANS = {"best_val_loss": "best_val_loss", "loss_gap": GAP, "test_accuracy": "test_accuracy"}

@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis import Family, against_baseline
-from ..config import Params, ReportConfig
-from ..errors import DataError
-from ..metrics import METRICS, PATH_METRICS
-from ..outputs import VariantRuns
-from ..records import RunRecord
-from ..spec import RunSpec, sweep_spec
-from ..stats import PairedDifference, mean_interval
-from ..techniques import SWEPT
+from ..analysis.comparisons import Family, against_baseline
+from ..analysis.stats import PairedDifference, mean_interval
+from ..core.config import Params, ReportConfig
+from ..core.errors import DataError
+from ..core.metrics import METRICS, PATH_METRICS
+from ..core.records import RunRecord
+from ..core.spec import RunSpec, sweep_spec
+from ..core.techniques import SWEPT
+from ..outputs.variant_files import VariantRuns
 from .tables import interval, table
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from ..analysis import Comparison
-from ..metrics import Metric
-from ..stats import PairedDifference
+from ..analysis.comparisons import Comparison
+from ..analysis.stats import PairedDifference
+from ..core.metrics import Metric
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from .. import tracking
-from ..config import Params
-from ..files import files_into, json_text
-from ..paths import Layout
+from ..core.config import Params
+from ..core.files import files_into, json_text
+from ..core.paths import Layout
 from ..reports import compare as across
 from ..reports import figures
+from ..tracking import store
 
 
 def compare(
@@ -26,7 +26,7 @@ def compare(
     runs whose parameters match `where`: `reports/compare/<by>/` (or `out`)."""
     experiment = experiment or params.mlflow.experiment
     target = Path(out) if out else layout.compare(by)
-    runs = across.training_runs(tracking.finished_runs(experiment), experiment, by, where)
+    runs = across.training_runs(store.finished_runs(experiment), experiment, by, where)
     found, left_out = across.latest(runs)
     report = params.report
     summary = across.summarise(

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..config import Params
-from ..data import Pool, write_pool
-from ..paths import Layout
-from ..preparation import pool_of
-from ..sources import FROM_FILES
+from ..core.config import Params
+from ..core.paths import Layout
+from ..data.pool import pool_of
+from ..data.prepared import Pool, write_pool
+from ..data.sources import FROM_FILES
 
 
 def prepare(params: Params, layout: Layout) -> Pool:

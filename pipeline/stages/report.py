@@ -9,19 +9,20 @@ import json
 import click
 import pandas as pd
 
-from .. import outputs, registry, run_lifecycle, tracking, ui_view
-from ..config import Params
-from ..data import load_meta
-from ..errors import DataError
-from ..files import csv_text, files_into, json_text, write_atomic
-from ..metrics import COMPARED
-from ..outputs import VariantRuns
-from ..paths import Layout
-from ..reports import figures
+from ..analysis.seed_rounds import DRIVING, rounds_for_report
+from ..core.config import Params
+from ..core.errors import DataError
+from ..core.files import csv_text, files_into, json_text, write_atomic
+from ..core.metrics import COMPARED
+from ..core.paths import Layout
+from ..core.spec import run_specs
+from ..data.prepared import load_meta
+from ..outputs import variant_files
+from ..outputs.variant_files import VariantRuns
+from ..reports import gap_figures
 from ..reports.gap import gap_report
 from ..reports.headline import headline
-from ..rounds import DRIVING, rounds_for_report
-from ..spec import run_specs
+from ..tracking import lifecycle, model_registry, store, ui_view
 
 
 def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
@@ -45,11 +46,11 @@ def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
     history = pd.DataFrame([row for v in variants for r in v.records for row in r.history_rows()])
     by_name = {v.name: v for v in variants}
     with files_into(layout.figures) as staging:
-        figures.draw_gap_figures(
+        gap_figures.draw_gap_figures(
             history,
             {v.name: v.per_seed("loss_gap_last") for v in variants},
             lambda name: (
-                outputs.read_weights(layout, name, r.seed) for r in by_name[name].records
+                variant_files.read_weights(layout, name, r.seed) for r in by_name[name].records
             ),
             {
                 name: entry["vs_baseline"]
@@ -85,7 +86,7 @@ def load_variants(params: Params, layout: Layout) -> tuple[list, list]:
     done = rounds_for_report(params, layout)
     loaded = []
     for name in params.variants:
-        runs = outputs.read_variant(layout, params, name, done.added(name))
+        runs = variant_files.read_variant(layout, params, name, done.added(name))
         lost = [m for m in done.missing if m.variant == name]  # a diverged one withholds too
         loaded.append(VariantRuns(name, runs.records, runs.missing + lost))
     return [v for v in loaded if v.records], [m for v in loaded for m in v.missing]
@@ -107,7 +108,7 @@ def publish_if_missing(params: Params, layout: Layout) -> None:
     if not layout.summary.is_file():
         return
     summary = json.loads(layout.summary.read_text())
-    experiment = tracking.ensure_experiment(params.mlflow.experiment)
+    experiment = store.ensure_experiment(params.mlflow.experiment)
     found = mlflow.MlflowClient().search_runs(
         [experiment],
         f"tags.kind = 'report' and tags.summary_digest = '{summary_digest(summary)}'",
@@ -129,17 +130,19 @@ def summary_digest(summary: dict) -> str:
 def register_recommended(
     params: Params, layout: Layout, summary: dict, variants: list, report_run: str
 ) -> None:
-    """The recommended variant's kept network in the Model Registry (`registry`)."""
+    """The recommended variant's kept network in the Model Registry (`model_registry`)."""
     name = params.mlflow.experiment
-    chosen = registry.recommend(summary, {v.name: v.records for v in variants})
-    run_id = chosen and outputs.run_id_of(layout, chosen.variant, chosen.record.seed)
-    version = registry.register(name, chosen, run_id, report_run)
+    chosen = model_registry.recommend(summary, {v.name: v.records for v in variants})
+    run_id = chosen and variant_files.run_id_of(layout, chosen.variant, chosen.record.seed)
+    version = model_registry.register(name, chosen, run_id, report_run)
     if chosen is None:
-        click.echo(f"no variant is decided better on best val loss: no model @{registry.ALIAS}")
+        click.echo(
+            f"no variant is decided better on best val loss: no model @{model_registry.ALIAS}"
+        )
     elif version is None:
         click.echo(f"{chosen.variant}: its runs were not made here (no logs/); not registered")
     else:
-        where = f"models:/{name}@{registry.ALIAS}"
+        where = f"models:/{name}@{model_registry.ALIAS}"
         click.echo(f"{where}: {chosen.variant}, seed {chosen.record.seed} (version {version})")
 
 
@@ -152,9 +155,9 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
         "kind": "report",
         "summary_digest": summary_digest(summary),
         "dataset": summary["conditions"]["dataset"],
-        **tracking.context_tags(),
+        **store.context_tags(),
     }
-    with run_lifecycle.tracked_run(params.mlflow.experiment, "report", tags, join) as run:
+    with lifecycle.tracked_run(params.mlflow.experiment, "report", tags, join) as run:
         metrics, stops = {}, {}
         for name, entry in summary["variants"].items():
             metrics[f"loss_gap_last.{name}"] = entry["loss_gap_last"]["mean"]

@@ -1,6 +1,6 @@
 """The rounds stage: more seeds for the variants whose verdicts are still undecided after their
 train stages, and for the baseline they pair with, until each is decided or `rounds.max`
-is reached (`rounds.seeds_until_decided`); `rounds/`.
+is reached (`seed_rounds.seeds_until_decided`); `rounds/`.
 
 With `rounds: null` it trains nothing and writes the one look `train.seeds` makes. A seed
 stored by an earlier run of this stage is reused, not trained again, when it was trained with
@@ -17,17 +17,18 @@ from operator import attrgetter
 
 import click
 
-from .. import outputs, run_ends
-from ..config import Params
-from ..data import Pool, load_pool
-from ..device import resolve_device
-from ..files import json_text
-from ..outputs import VariantRuns
-from ..paths import Layout
-from ..records import MissingRun, RunRecord
-from ..rounds import Rounds, Schedule, fixed, seeds_until_decided
-from ..run import RunContext
-from ..spec import RunSpec, run_specs
+from ..analysis.seed_rounds import Rounds, Schedule, fixed, seeds_until_decided
+from ..core.config import Params
+from ..core.files import json_text
+from ..core.paths import Layout
+from ..core.records import MissingRun, RunRecord
+from ..core.spec import RunSpec, run_specs
+from ..data.prepared import Pool, load_pool
+from ..executors.tracked_stack import RunContext
+from ..outputs import round_files, variant_files
+from ..outputs.variant_files import VariantRuns
+from ..tracking import orphans
+from ..training.device import resolve_device
 
 # Who trains a round's runs: (specs, context, on_finished) -> the records of those that
 # finished, and the runs that did not; `on_finished(record)` stores each run as it finishes, so
@@ -89,17 +90,17 @@ def rounds(
     margins = params.report.equivalence.model_dump()
     if not schedule.adaptive:  # nothing to train
         done = fixed(schedule, names, params.report.alpha, margins)
-        outputs.write_rounds(layout, done.to_json(), {})
+        round_files.write_rounds(layout, done.to_json(), {})
         return done
-    first = {name: outputs.read_variant(layout, params, name) for name in names}
+    first = {name: variant_files.read_variant(layout, params, name) for name in names}
     pool = load_pool(layout.prepared)
     keys = {name: made_with(layout, params, pool, name) for name in names}
-    stored = {name: outputs.read_round_seeds(layout, name) for name in names}
+    stored = {name: round_files.read_round_seeds(layout, name) for name in names}
     executor = (execute or (lambda p: execute_here(params, p)))(pool)
     looks = iter(range(1, len(schedule.looks)))
 
     def store(record: RunRecord) -> None:
-        outputs.write_round_seed(layout, record, keys[record.variant])
+        round_files.write_round_seed(layout, record, keys[record.variant])
 
     def train(need: dict[str, list[int]]) -> dict[str, VariantRuns]:
         """A round: the seeds `need` names, stored ones reused, the others trained."""
@@ -110,8 +111,8 @@ def rounds(
         }
         for record in (r for runs in reused.values() for r in runs):
             # Stored by a stage killed before it could end the run (made here): it finished.
-            if outputs.run_id_of(layout, record.variant, record.seed) == record.run_id:
-                run_ends.end_if_running(record.run_id, "FINISHED")
+            if variant_files.run_id_of(layout, record.variant, record.seed) == record.run_id:
+                orphans.end_if_running(record.run_id, "FINISHED")
         from ..executors.local import end_runs_of_dead_processes  # training's imports: here only
 
         for name in need:
@@ -144,7 +145,7 @@ def rounds(
         schedule, first, params.report.baseline, params.report.alpha, margins, train
     )
     first_seeds = set(schedule.first())
-    outputs.write_rounds(
+    round_files.write_rounds(
         layout,
         done.to_json(),
         {name: [s for s in done.seeds_of(name) if s not in first_seeds] for name in names},

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from .. import outputs
-from ..applicable import check_applicable
-from ..config import Params
-from ..data import load_pool
+from ..core.config import Params
+from ..core.paths import Layout
+from ..core.spec import sweep_spec
+from ..data.prepared import load_pool
 from ..executors.local import fail_if_diverged, on_device, run_here
-from ..paths import Layout
-from ..run import RunContext
-from ..spec import sweep_spec
+from ..executors.tracked_stack import RunContext
+from ..outputs import sweep_files
+from ..training.applicable import check_applicable
 
 
 def sweep_run(
@@ -37,5 +37,5 @@ def sweep_run(
     records, diverged = run_here(specs, data, context, params.train)
     folder = Path(out) if out else layout.sweep_point(technique, strength)
     fail_if_diverged(diverged, str(folder))
-    for path in outputs.write_sweep_point(layout, folder, technique, strength, records):
+    for path in sweep_files.write_sweep_point(layout, folder, technique, strength, records):
         click.echo(f"{technique}={strength:g}: {path}", err=True)

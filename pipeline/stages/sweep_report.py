@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import click
 
-from .. import outputs
-from ..config import Params
-from ..files import files_into, json_text
-from ..metrics import METRICS, PATH_METRICS
-from ..paths import Layout
+from ..core.config import Params
+from ..core.files import files_into, json_text
+from ..core.metrics import METRICS, PATH_METRICS
+from ..core.paths import Layout
+from ..outputs import sweep_files, variant_files
 from ..reports import figures, sweep
 
 
 def sweep_report(params: Params, layout: Layout) -> None:
     """`reports/sweep/`: each technique's path against its strength, and its best strength."""
-    baseline = outputs.read_variant(layout, params, params.report.baseline)
-    points, unreadable = outputs.read_sweep_points(layout)
+    baseline = variant_files.read_variant(layout, params, params.report.baseline)
+    points, unreadable = sweep_files.read_sweep_points(layout)
     for path in unreadable:
         click.echo(
             f"warning: {path.relative_to(layout.root)} is not a sweep point; left out", err=True

@@ -7,21 +7,18 @@ import hashlib
 
 import click
 
-from .. import outputs, tracking, user_network
-from ..applicable import check_applicable
-from ..checkpoint import Checkpoints, fingerprint
-from ..config import ModelConfig, Params
-from ..data import load_pool
-from ..executors.local import (
-    end_runs_of_dead_processes,
-    fail_if_diverged,
-    on_device,
-    run_here,
-)
-from ..paths import Layout
-from ..records import RunRecord
-from ..run import RunContext
-from ..spec import run_specs, study_specs
+from ..core.config import ModelConfig, Params
+from ..core.paths import Layout
+from ..core.records import RunRecord
+from ..core.spec import run_specs, study_specs
+from ..data.prepared import load_pool
+from ..executors.checkpoint import Checkpoints, fingerprint
+from ..executors.local import end_runs_of_dead_processes, fail_if_diverged, on_device, run_here
+from ..executors.tracked_stack import RunContext
+from ..outputs import variant_files
+from ..tracking import store
+from ..training import user_network
+from ..training.applicable import check_applicable
 
 
 def train(
@@ -40,7 +37,7 @@ def train(
     continues from the checkpoints an interrupted run of this stage left: finished seeds are
     not trained again, an interrupted one continues in its own MLflow run.
     """
-    launched = tracking.launcher_run_id() is not None
+    launched = store.launcher_run_id() is not None
     # How many seeds train at once changes no result; any other override does.
     tracked_only = launched or bool((overridden or set()) - {"parallel"})
     if tracked_only:
@@ -104,7 +101,7 @@ def train_variant(
     records, diverged = run_here(specs, data, context, params.train, checkpoints)
     fail_if_diverged(diverged, "" if tracked_only else "models/ or metrics/")
     if not tracked_only:
-        outputs.write_variant(layout, variant, records)
+        variant_files.write_variant(layout, variant, records)
         if checkpoints is not None:
             checkpoints.clear()
     return records

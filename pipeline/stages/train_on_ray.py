@@ -8,17 +8,19 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from .. import outputs, tracking, user_network
-from ..applicable import check_applicable
-from ..config import Params
-from ..data import Pool
-from ..errors import StudyIncomplete
+from ..core.config import Params
+from ..core.errors import StudyIncomplete
+from ..core.paths import Layout
+from ..core.records import MissingRun, RunRecord
+from ..core.signals import signals_held
+from ..core.spec import RunSpec, study_specs
+from ..data.prepared import Pool
 from ..executors import on_ray
-from ..paths import Layout
-from ..records import MissingRun, RunRecord
-from ..run import RunContext
-from ..signals import signals_held
-from ..spec import RunSpec, study_specs
+from ..executors.tracked_stack import RunContext
+from ..outputs import variant_files
+from ..tracking import store
+from ..training import user_network
+from ..training.applicable import check_applicable
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def train_on_ray(params: Params, layout: Layout, pool: Pool, plan: RayPlan) -> l
     and report stay, consistent with each other."""
     specs = study_specs(params)
     check_applicable(specs, pool)
-    context = RunContext.of(params.mlflow, pool, tags=tracking.context_tags())
+    context = RunContext.of(params.mlflow, pool, tags=store.context_tags())
     records, missing = on_ray.run_on_ray(specs, pool, params, context, plan.resources)
     baseline = params.report.baseline
     if not any(r.variant == baseline for r in records):
@@ -62,7 +64,7 @@ def train_on_ray(params: Params, layout: Layout, pool: Pool, plan: RayPlan) -> l
         )
     with signals_held():  # every variant's outputs, or none: a signal waits for the writes
         for name in params.variants:
-            outputs.write_variant(
+            variant_files.write_variant(
                 layout,
                 name,
                 [r for r in records if r.variant == name],
@@ -72,7 +74,7 @@ def train_on_ray(params: Params, layout: Layout, pool: Pool, plan: RayPlan) -> l
 
 
 def execute_on_ray(params: Params, plan: RayPlan, missing: list[MissingRun]) -> Callable:
-    """Inside a `session`: who trains the rounds' seeds (`rounds.rounds`'s `execute`), as
+    """Inside a `session`: who trains the rounds' seeds (the rounds stage's `execute`), as
     Ray tasks too; the runs of theirs that do not finish are added to `missing`."""
 
     def execute(pool: Pool):

@@ -23,7 +23,8 @@ from typing import Any
 
 import mlflow
 
-from pipeline import run_lifecycle, signals
+from pipeline.core import signals
+from pipeline.tracking import lifecycle
 
 
 def ctrl_c(receiver: str, other: threading.Thread) -> None:
@@ -63,7 +64,7 @@ def main(moment: str, receiver: str) -> None:
     setattr(owner, name, call_with_ctrl_c)
 
     try:
-        with run_lifecycle.tracked_run("signals", "interrupted", {}):
+        with lifecycle.tracked_run("signals", "interrupted", {}):
             mlflow.log_params({"a": 1, "b": 2})
             signals.stop_if_signalled()
             print("body ran")

@@ -15,7 +15,8 @@ import time
 
 import mlflow
 
-from pipeline import run_lifecycle, signals
+from pipeline.core import signals
+from pipeline.tracking import lifecycle
 
 
 def press_twice(opened: threading.Event) -> None:
@@ -45,7 +46,7 @@ def main() -> None:
     opened = threading.Event()
     threading.Thread(target=press_twice, args=(opened,), daemon=True).start()
     try:
-        with run_lifecycle.tracked_run("signals", "stuck", {}):
+        with lifecycle.tracked_run("signals", "stuck", {}):
             started = time.monotonic()
             opened.set()
             hang(60)

@@ -13,7 +13,8 @@ from typing import Any
 
 import mlflow
 
-from pipeline import run_lifecycle, signals
+from pipeline.core import signals
+from pipeline.tracking import lifecycle
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
 
     mlflow.MlflowClient.set_terminated = set_terminated_after_sigterm
     try:
-        with run_lifecycle.tracked_runs("signals", [("sigterm-twice", {}, None)]):
+        with lifecycle.tracked_runs("signals", [("sigterm-twice", {}, None)]):
             signal.raise_signal(signal.SIGTERM)
             signals.stop_if_signalled()
     except KeyboardInterrupt:

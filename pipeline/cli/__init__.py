@@ -1,0 +1,1 @@
+"""`python -m pipeline`: the command line over the stages."""

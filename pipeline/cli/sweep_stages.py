@@ -1,0 +1,86 @@
+"""`sweep-stages/dvc.yaml`, written from the registry of techniques: one stage per technique
+with a strength path, each a `matrix` over its strengths (the seeds train together), then the
+report.
+
+`python -m pipeline sweep-stages > sweep-stages/dvc.yaml` writes it again after a technique is
+added to the registry; a test keeps the committed file equal to what this writes.
+"""
+
+from __future__ import annotations
+
+from ..core.techniques import SWEPT
+
+HEADER = """\
+# Strength paths: `dvc repro sweep-stages/dvc.yaml` (or `make sweep`). Kept apart from the study's
+# dvc.yaml so that a plain `dvc repro` stays the quick default study.
+# One stage instance per (technique, strength), its seeds trained together: the strength is in
+# the command, not in a params dependency, so adding a strength to `sweep` in params.yaml trains
+# only its new points (any change to the `train` section, seeds included, retrains them all, as
+# it does the study's train stages). Paths are relative to the project root (wdir).
+# Written by `python -m pipeline sweep-stages` from the registry of techniques
+# (pipeline/core/techniques.py): write it again rather than editing it by hand.
+vars:
+  - ../params.yaml
+
+stages:
+"""
+
+STAGE = """\
+  sweep-{t}:
+    wdir: ..
+    matrix:
+      strength: ${{sweep.{t}}}
+    cmd: python -m pipeline sweep-run {t} ${{item.strength}} --out sweeps/{t}/${{item.strength}}
+    deps: {deps}
+    params: {params}
+    outs:
+      - sweeps/{t}/${{item.strength}}
+
+"""
+# The first stage names its dependencies and params (YAML anchors); the others refer to them.
+FIRST_DEPS = "&sweep_deps\n      - data/prepared\n{code}\n      - networks"
+FIRST_PARAMS = "&sweep_params\n      - model\n      - train\n      - variants.${{report.baseline}}"
+
+REPORT = """\
+  sweep-report:
+    wdir: ..
+    cmd: python -m pipeline sweep-report
+    deps:
+      - sweeps
+      - metrics/${{report.baseline}}/runs.json
+      - metrics/${{report.baseline}}/history.csv
+{code}
+    params:
+      - sweep
+      - train.seeds
+      - report
+    outs:
+      - reports/sweep:
+          cache: false
+"""
+
+# The code each kind of stage runs, as DVC dependencies: the package's layers it imports and
+# its stage module (tests/test_stage_deps.py keeps them so).
+POINT_CODE = (
+    "core",
+    "data",
+    "training",
+    "tracking",
+    "executors",
+    "outputs",
+    "stages/sweep_point.py",
+)
+REPORT_CODE = ("core", "outputs", "analysis", "reports", "stages/sweep_report.py")
+
+
+def _deps(files: tuple[str, ...]) -> str:
+    return "\n".join(f"      - pipeline/{name}" for name in files)
+
+
+def sweep_dvc_yaml() -> str:
+    """The text of sweep-stages/dvc.yaml for the techniques of the registry."""
+    first, *rest = SWEPT
+    deps = FIRST_DEPS.format(code=_deps(POINT_CODE))
+    text = HEADER + STAGE.format(t=first, deps=deps, params=FIRST_PARAMS.format())
+    text += "".join(STAGE.format(t=t, deps="*sweep_deps", params="*sweep_params") for t in rest)
+    return text + REPORT.format(code=_deps(REPORT_CODE))

@@ -1,0 +1,279 @@
+"""The study's configuration as typed, frozen models (`loading` reads params.yaml into them).
+
+Every model forbids unknown keys, rejects NaN and infinity, and checks ranges, so a typo or a
+bad value stops the program with one line that names the key before anything is trained or
+tracked. Code below this module receives these objects, never dicts of strings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+from .techniques import SWEPT
+from .variant import Frozen, Optimizer, Rate, Variant
+
+Dataset = Literal["mnist-5k", "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "npz"]
+
+VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+class DataConfig(Frozen):
+    """Where the data comes from and how it is split (the `data` section)."""
+
+    dataset: Dataset = "mnist-5k"
+    root: str = "data/raw"  # torchvision datasets are read from / downloaded into this folder
+    path: str | None = None  # the .npz file when dataset is "npz"
+    download: bool = True  # allow torchvision to download when the files are not in root
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    train_size: int | None = Field(None, ge=1)  # subsample the training split to this size
+    label_noise: Rate = 0.0  # fraction of training labels replaced by a different class
+    # per_seed: each seed draws its own split of the pool; fixed: one split for every seed
+    splits: Literal["per_seed", "fixed"] = "per_seed"
+    split_seed: int = Field(0, ge=0)
+    normalize: Literal["global", "per_feature", "none"] = "global"
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1 (no training data left)")
+        if self.dataset == "npz" and not self.path:
+            raise ValueError("dataset 'npz' needs data.path, the .npz file with arrays x and y")
+        return self
+
+
+NETWORK = re.compile(r"mlp|cnn|[\w./-]+\.py:[A-Za-z_]\w*|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+class ModelConfig(Frozen):
+    """The network (the `model` section): the built-in multi-layer perceptron (`mlp`) or
+    convolutional network (`cnn`), or the user's own, a function named as
+    `package.module:function` or `path/to/file.py:function` (`user_network`)."""
+
+    network: str = "mlp"
+    # mlp: its hidden layers; cnn: the dense hidden layers after its convolutional blocks
+    hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field(default=[512, 512])
+    channels: list[Annotated[int, Field(ge=1)]] = [32, 64]  # cnn: one 3×3 conv block each
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+
+    @field_validator("network")
+    @classmethod
+    def _known_network(cls, network: str) -> str:
+        if not NETWORK.fullmatch(network):
+            raise ValueError(
+                "network must be mlp, cnn, or your function as package.module:function or "
+                "path/to/file.py:function"
+            )
+        return network
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _mlp_has_hidden_layers(cls, sizes: list[int], info: ValidationInfo) -> list[int]:
+        if info.data.get("network") == "mlp" and not sizes:
+            raise ValueError("the mlp needs at least one hidden layer")
+        return sizes
+
+    @property
+    def built_in(self) -> bool:
+        return self.network in ("mlp", "cnn")
+
+    def hidden_blocks(self) -> int | None:
+        """How many hidden blocks a built-in network has (one dropout rate each); None for
+        the user's network, whose blocks its factory defines."""
+        if self.network == "mlp":
+            return len(self.hidden_sizes)
+        if self.network == "cnn":
+            return len(self.channels) + len(self.hidden_sizes)
+        return None
+
+
+class SeedRounds(Frozen):
+    """More seeds, in rounds, for the variants whose verdicts are still undecided after
+    `train.seeds` (the `rounds` section): `step` more per round for each such variant and for
+    the baseline, up to `max` per variant (`analysis.seed_rounds`)."""
+
+    max: int = Field(ge=2)
+    step: int = Field(2, ge=1)
+
+    def check_seeds(self, seeds: list[int]) -> None:
+        """A ConfigError where the rounds cannot start from `seeds` (`train.seeds`)."""
+        if len(seeds) < 2:
+            raise ConfigError(
+                "rounds need at least 2 train.seeds first (an interval needs two); "
+                "or set `rounds: null`"
+            )
+        if self.max < len(seeds):
+            raise ConfigError(
+                f"rounds.max ({self.max}) must be at least the number of train.seeds ({len(seeds)})"
+            )
+
+    def seed_order(self, seeds: list[int]) -> list[int]:
+        """Every seed the study may train: `seeds`, then the ones the rounds add, in order
+        (counting up from the largest of `seeds`: a study on seeds of its own, e.g. 100–102,
+        adds seeds no study on 0–2 has looked at)."""
+        more = itertools.count(max(seeds) + 1)
+        return [*seeds, *itertools.islice(more, self.max - len(seeds))]
+
+    def looks(self, seeds: list[int]) -> tuple[int, ...]:
+        """How many seeds the verdicts are read at: len(seeds), then each round's step more,
+        up to max."""
+        return (*range(len(seeds), self.max, self.step), self.max)
+
+
+class TrainConfig(Frozen):
+    """Shared training settings (the `train` section); a variant may override the optimizer."""
+
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    optimizer: Optimizer = "adam"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD only
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Training steps under bfloat16 autocast (weights, optimizer, penalty and every evaluation
+    # stay float32), and the network compiled with torch.compile: both change the numbers a
+    # little, so both are logged with every run. Measured by `make bench`.
+    precision: Literal["float32", "bfloat16"] = "float32"
+    compile: bool = False
+    # A variant's seeds train together (`trainer.train_stack`). On a CPU, `parallel` seeds at
+    # once side by side (0: as many as the cores hold at `threads` each), each product on
+    # `threads` cores: a seed's numbers depend on `threads` (the products split their sums by
+    # thread), not on how many seeds share the machine. On a GPU, `parallel` seeds (0: all)
+    # per batched network.
+    parallel: int = Field(0, ge=0)
+    threads: int = Field(1, ge=1)
+    checkpoint_every: int = Field(5, ge=0)  # epochs between checkpoints (for --resume); 0 = off
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        return seeds
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return device
+
+
+class MlflowConfig(Frozen):
+    """Tracking settings (the `mlflow` section)."""
+
+    experiment: str = Field("regularization-study", min_length=1)
+    log_model: bool = True
+
+
+class Equivalence(Frozen):
+    """δ per compared measure: the smallest difference from the baseline that matters. A
+    difference whose whole interval lies within ±δ is called equivalent (see README)."""
+
+    # Losses in nats: 0.02 is a 2 % change in the mean likelihood the network gives the right
+    # class (e^0.02 = 1.02). Accuracy as a fraction: 0.01 is 1 point, 10 images of the default
+    # study's 1,000-image test split, about 1.4 x the split's own standard error at 95 %.
+    loss_gap_last: float = Field(0.02, gt=0)
+    best_val_loss: float = Field(0.02, gt=0)
+    train_loss_last: float = Field(0.02, gt=0)
+    test_accuracy: float = Field(0.01, gt=0, le=1)
+
+
+class ReportConfig(Frozen):
+    """The gap report (the `report` section)."""
+
+    baseline: str = "baseline"  # the variant every other one is compared with, seed by seed
+    # The chance that any verdict on a measure is wrong, for all of that measure's comparisons
+    # together (each interval is at 1 - alpha/m for m comparisons).
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    equivalence: Equivalence = Equivalence()
+
+
+class _SweepBase(Frozen):
+    """Strength paths (the `sweep` section): per technique, the strengths to train, each for
+    every seed, on top of the baseline's settings. Strength 0 is the baseline itself."""
+
+    @field_validator("*")
+    @classmethod
+    def _distinct(cls, strengths: list[float]) -> list[float]:
+        if len(set(strengths)) != len(strengths):
+            raise ValueError("strengths must be distinct")
+        return strengths
+
+    def variant(self, technique: str, strength: float) -> Variant:
+        """The variant that trains `technique` at `strength` (validated like params.yaml)."""
+        if technique not in SWEPT:
+            known = ", ".join(SWEPT)
+            raise ConfigError(f"unknown sweep technique {technique!r} (known: {known})")
+        try:
+            type(self)(**{technique: [strength]})  # the same range as in params.yaml
+            return Variant(**SWEPT[technique].settings(strength))
+        except ValidationError as e:
+            raise ConfigError(
+                f"sweep strength {strength!r} for {technique}: {e.errors()[0]['msg']}"
+            ) from None
+
+    def points(self) -> list[tuple[str, float]]:
+        return [(t, s) for t in SWEPT for s in getattr(self, t)]
+
+
+Sweep = create_model(
+    "Sweep", __base__=_SweepBase, **{k: (list[axis.strength], []) for k, axis in SWEPT.items()}
+)
+
+
+class Params(Frozen):
+    """The whole of `params.yaml`."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    variants: dict[str, Variant] = Field(min_length=1)
+    mlflow: MlflowConfig = MlflowConfig()
+    report: ReportConfig = ReportConfig()
+    rounds: SeedRounds | None = None
+    sweep: Sweep = Sweep()
+
+    @model_validator(mode="after")
+    def _check(self) -> Params:
+        for name, variant in self.variants.items():
+            if not VARIANT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"variant name {name!r} must start with a letter and hold only letters, "
+                    "digits, '_' and '-'"
+                )
+            blocks = self.model.hidden_blocks()
+            if isinstance(variant.dropout, list) and blocks not in (None, len(variant.dropout)):
+                raise ValueError(
+                    f"variants.{name}.dropout has {len(variant.dropout)} rates but the "
+                    f"{self.model.network} has {blocks} hidden blocks"
+                )
+        if self.report.baseline not in self.variants:
+            raise ValueError(f"report.baseline {self.report.baseline!r} is not one of the variants")
+        return self
+
+    def check_rounds(self) -> None:
+        """A ConfigError where `rounds` cannot be planned on `train.seeds`. Checked by what
+        runs the study (its train stages, the rounds, `study`) before anything trains, not when
+        params.yaml is read: one run with overrides (`train --seed 5`) plans no rounds."""
+        if self.rounds is not None:
+            self.rounds.check_seeds(self.train.seeds)
+
+    def variant(self, name: str) -> Variant:
+        """The variant called `name`, or a ConfigError that lists the known ones."""
+        if name not in self.variants:
+            known = ", ".join(self.variants)
+            raise ConfigError(f"unknown variant {name!r} (params.yaml defines: {known})")
+        return self.variants[name]

@@ -1,0 +1,52 @@
+"""The strength paths' points: `sweeps/<technique>/<strength>/seed<k>.json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..core.files import json_text, write_atomic
+from ..core.paths import Layout
+from ..core.records import RunRecord
+
+
+def write_sweep_point(
+    layout: Layout, folder: Path, technique: str, strength: float, records: list[RunRecord]
+) -> list[Path]:
+    """One point of a strength path: each seed's record (with its history) in `folder`, as
+    `seed<k>.json`. Returns the files."""
+    paths = []
+    for record in records:
+        point = {
+            "technique": technique,
+            "strength": strength,
+            **record.to_json(),
+            "history": record.history,
+        }
+        path = folder / f"seed{record.seed}.json"
+        write_atomic(path, json_text(point, indent=1))
+        write_atomic(layout.sweep_log(path), json_text(record.provenance()))
+        paths.append(path)
+    return paths
+
+
+def read_sweep_points(
+    layout: Layout,
+) -> tuple[dict[tuple[str, float, int], RunRecord], list[Path]]:
+    """Every point under sweeps/, by (technique, strength, seed): the newest file wins. Files
+    of strengths no longer in params.yaml stay there and are left out by the caller; so are
+    files that are not points (returned apart, for the caller to name)."""
+    found: dict[tuple[str, float, int], tuple[float, RunRecord]] = {}
+    unreadable = []
+    for path in sorted(layout.sweeps.rglob("*.json")):
+        try:
+            point = json.loads(path.read_text())
+            key = (str(point["technique"]), float(point["strength"]), int(point["seed"]))
+            record = RunRecord.from_json(point, point["history"])
+        except (ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError
+            unreadable.append(path)
+            continue
+        mtime = path.stat().st_mtime
+        if key not in found or found[key][0] < mtime:
+            found[key] = (mtime, record)
+    return {key: record for key, (_, record) in found.items()}, unreadable
