@@ -16,7 +16,7 @@ budget: $(VENV)/.installed  ## a study of its own (seeds 1000 on) with rounds {m
 	python scripts/readme_findings.py
 
 simulate: $(VENV)/.dev  ## the verdicts' error rate and power on simulated studies (the table of docs/verdicts.md)
-	python scripts/simulate_rounds.py --studies 2000
+	python -m scripts.simulate_rounds --studies 2000
 
 cnn-example: $(VENV)/.installed  ## the default variants plus augmentation on the built-in CNN -> docs/cnn-example/
 	python scripts/cnn_example.py
@@ -47,7 +47,7 @@ readme: $(VENV)/.installed  ## copy the gap report's findings table into the REA
 
 screenshot: $(VENV)/.dev  ## after make study: the README's picture of the study's view in the MLflow UI
 	scripts/chromium-up
-	python scripts/ui_screenshot.py
+	python -m scripts.ui_screenshot
 
 bench: $(VENV)/.installed  ## trainer speed against the tutorial loop and the machine's limits
 	python benchmarks/bench.py

@@ -23,7 +23,7 @@ Prints a table and writes reports/benchmark.json:
 `--quick` runs every step once at the smallest sizes (512 samples, short timings, a stack of 2
 seeds, a study of 1 seed per variant) on params.yaml's data and settings, and writes
 reports/benchmark-quick.json: a check that the benchmark still runs
-(tests/test_documented_commands.py), not a measurement. Like the full run, it needs
+(tests/e2e/test_documented_commands.py), not a measurement. Like the full run, it needs
 `python -m pipeline prepare` done.
 """
 

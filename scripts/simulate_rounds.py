@@ -1,8 +1,8 @@
 """The error rate and the decisiveness of the verdicts, by simulation
-(tests/simulated_studies.py: studies drawn from known distributions, run through the real
+(tests/support/simulated_studies.py: studies drawn from known distributions, run through the real
 procedure and the report's own comparison).
 
-    python scripts/simulate_rounds.py [--studies 2000]     (make simulate)
+    python -m scripts.simulate_rounds [--studies 2000]     (make simulate)
 
 Prints, per noise, truth and seeds, the family-wise rate of a wrong verdict over the whole
 table (every variant, every measure) with its 95 % Clopper–Pearson interval, the share of
@@ -12,14 +12,10 @@ comparisons decided on best val loss and on test accuracy, and the seeds used pe
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.simulated_studies import (  # noqa: E402
+from tests.support.simulated_studies import (
     ALPHA,
     COMPARED,
     NOISES,

@@ -4,7 +4,7 @@ Serves this project's tracking store, opens the view `make study` prints (the tr
 grouped by variant) in the headless browser of the tests, checks that every variant of
 params.yaml is a group there, and saves the page.
 
-    python scripts/ui_screenshot.py     (make screenshot; after make study)
+    python -m scripts.ui_screenshot     (make screenshot; after make study)
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pipeline.core.loading import load_params
+from pipeline.tracking import ui_view
+from tests.support.browser import Browser
+from tests.support.servers import mlflow_server
 
-from pipeline.core.loading import load_params  # noqa: E402
-from pipeline.tracking import ui_view  # noqa: E402
-from tests.browser import Browser  # noqa: E402
-from tests.conftest import mlflow_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "docs" / "mlflow_view.png"
 ASSISTANT_SHOWN = "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1"

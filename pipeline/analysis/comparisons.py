@@ -18,8 +18,8 @@ verdict reads its intervals:
 Whatever the true difference, a comparison's verdict is wrong only where one of its intervals
 misses the truth on the side that matters, with probability at most α/(m·M) over all its looks;
 so every verdict of a family is right together with probability at least 1 − α, however the
-rounds stopped (tests/test_verdicts.py and tests/test_rounds.py measure it by simulation;
-docs/verdicts.md). The gap report, the strength paths and the cross-study comparison all
+rounds stopped (tests/unit/analysis/test_comparisons.py and test_seed_rounds.py measure it by
+simulation; docs/verdicts.md). The gap report, the strength paths and the cross-study comparison all
 compare through `against_baseline`.
 """
 

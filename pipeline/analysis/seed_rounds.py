@@ -12,8 +12,8 @@ its interval at a look is the intersection of its intervals so far. With probabi
 1 − α every interval of a measure, at every look, holds its true difference at once (the union
 bound), so whatever the data make the procedure do, every verdict read from those intervals
 is right together with that probability, and a verdict once decided stays decided
-(tests/test_rounds.py and scripts/simulate_rounds.py measure it by simulation, the looks
-included).
+(tests/unit/analysis/test_seed_rounds.py and scripts/simulate_rounds.py measure it by
+simulation, the looks included).
 
 The test split never drives a choice, so test accuracy does not decide whether a variant
 gets more seeds; its intervals are read the same way, at the looks the validation measures

@@ -112,7 +112,8 @@ def pairing_correlation(variant: dict[int, float], baseline: dict[int, float]) -
 def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
     """The smallest true mean difference that a two-sided paired t-test at level `alpha` finds
     with probability `power`, for `n` seeds whose differences spread by `sd`: exact, from the
-    noncentral t on n − 1 degrees of freedom (tests/test_verdicts.py checks it by simulation).
+    noncentral t on n − 1 degrees of freedom (tests/unit/analysis/test_comparisons.py checks it
+    by simulation).
     """
     if n < 2 or not math.isfinite(sd):
         return math.nan

@@ -60,7 +60,7 @@ REPORT = """\
 """
 
 # The code each kind of stage runs, as DVC dependencies: the package's layers it imports and
-# its stage module (tests/test_stage_deps.py keeps them so).
+# its stage module (tests/project/test_stage_deps.py keeps them so).
 POINT_CODE = (
     "core",
     "data",

@@ -38,7 +38,7 @@ from .checkpoint import Checkpoints
 # Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
 PACKAGE = Path(__file__).resolve().parent.parent
 # What an MLflow model's code holds of this package: the modules `tracking/logged_model.py`
-# imports, and theirs, by their paths in the package (tests/test_stage_deps.py keeps it so).
+# imports, and theirs, by their paths in the package (tests/project/test_stage_deps.py keeps it so).
 MODEL_CODE = (
     "core/architecture.py",
     "core/errors.py",

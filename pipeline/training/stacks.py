@@ -2,8 +2,8 @@
 
 The MLP stacks as one batched network (`MLPStack`); any other network as its seeds' modules
 side by side (`ModuleStack`). Either way a seed's numbers are those of its network trained
-alone, bit for bit (tests/test_stack.py). On a CPU a lane holds one seed, so the two are the
-same there; on a GPU the MLP's seeds share each product.
+alone, bit for bit (tests/unit/training/test_stacks.py). On a CPU a lane holds one seed, so the
+two are the same there; on a GPU the MLP's seeds share each product.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ A seed's numbers do not depend on the stack it trains in: its initialisation, ba
 dropout masks come from its own seed and generators (`seed_state`); its objective, optimizer
 step, weight decay and max-norm are its own; and it has its own best epoch and early stopping
 (a seed that stops leaves its lane, so it stops changing). On a CPU, alone or in a stack of any
-size, its history and weights are bit-identical (tests/test_stack.py).
+size, its history and weights are bit-identical (tests/unit/training/test_stacks.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,323 @@
+"""End to end: the real `dvc repro` / `dvc exp run` on tiny settings, checked in MLflow."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.data.prepared import load_pool
+from pipeline.data.splits import draw
+from tests.support.repo import TINY_PARAMS, make_runner, scratch_repo
+from tests.support.tracking import client_for, training_runs
+
+pytestmark = pytest.mark.e2e
+
+N_TRAIN_RUNS = len(TINY_PARAMS["variants"]) * len(TINY_PARAMS["train"]["seeds"])
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `dvc repro` of the tiny study, shared by the tests of this module."""
+    repo = scratch_repo(tmp_path_factory.mktemp("dvc") / "repo", TINY_PARAMS)
+    make_runner(repo)("dvc", "repro")
+    return repo
+
+
+def local_path(uri: str) -> str:
+    return uri.removeprefix("file://")
+
+
+def test_repro_logs_every_variant_and_seed(reproduced: Path) -> None:
+    client = client_for(reproduced)
+    runs = training_runs(reproduced)
+    assert len(runs) == N_TRAIN_RUNS
+    pairs = {(r.data.tags["variant"], r.data.tags["seed"]) for r in runs}
+    assert pairs == {
+        (v, str(s)) for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
+    }
+    param_keys = {frozenset(r.data.params) for r in runs}
+    assert len(param_keys) == 1, "every run must log the same parameter names"
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name == f"{run.data.tags['variant']}-seed{run.data.tags['seed']}"
+        assert run.data.tags["dataset"] == "digits"
+        assert run.data.tags["dvc_stage"] == f"train@{run.data.tags['variant']}"
+        assert len(run.data.tags["git_commit"]) == 40
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert sorted(m.step for m in history) == [1, 2, 3, 4]
+        for key in (
+            "train_loss",
+            "train_loss_running",
+            "penalty",
+            "loss_gap",
+            "accuracy_gap",
+            "epoch_seconds",
+            "best_val_loss",
+            "test_accuracy",
+            "loss_gap_best",
+            "loss_gap_last",
+            "near_zero_fraction",
+            "weight_norm",
+        ):
+            assert key in run.data.metrics, key
+        # Artifacts live under the repository's mlruns/, not anywhere else.
+        assert local_path(run.info.artifact_uri).startswith(str(reproduced / "mlruns"))
+    l2_runs = [r for r in runs if r.data.tags["variant"] == "l2"]
+    assert all(float(r.data.params["l2"]) == 0.001 for r in l2_runs)
+    assert all(r.data.metrics["penalty"] > 0 for r in l2_runs)
+
+
+def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
+    """The MLflow model and the safetensors state dict predict the same, from independent loads;
+    the model holds no pickle and hands back a network that switches to eval mode."""
+    import mlflow.pyfunc
+    from safetensors.torch import load_file
+
+    from pipeline.training.model import Architecture, build_mlp
+
+    client = client_for(reproduced)
+    run = next(r for r in training_runs(reproduced) if r.data.tags["variant"] == "dropout")
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+    )
+    assert len(models) == 1
+    mlflow.set_tracking_uri(f"sqlite:///{reproduced / 'mlflow.db'}")
+    model_dir = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
+    kinds = {p.suffix for p in model_dir.rglob("*") if p.is_file()}
+    assert kinds <= {"", ".yaml", ".txt", ".json", ".py", ".safetensors"}, kinds  # no pickle
+    pyfunc = mlflow.pyfunc.load_model(models[0].model_uri)
+    network = pyfunc.unwrap_python_model().network
+    assert network.eval() is network and not network.training
+
+    folder = reproduced / "models" / "dropout" / f"seed{run.data.tags['seed']}"
+    arch = Architecture.from_json(
+        json.loads((folder / "architecture.json").read_text())["architecture"]
+    )
+    plain = build_mlp(arch)
+    plain.load_state_dict(load_file(folder / "model.safetensors"))
+    plain.eval()
+
+    test = draw(load_pool(reproduced / "data" / "prepared"), int(run.data.tags["seed"]))[0].test
+    x = torch.from_numpy(test.x[:50])
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            pyfunc.predict(x.numpy()), plain(x).numpy(), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(network(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+    # The saved weights reproduce the test accuracy the run logged.
+    # (its seed's own test split, drawn from the pool)
+    with torch.no_grad():
+        logits = plain(torch.from_numpy(test.x))
+    accuracy = float((logits.argmax(1).numpy() == test.y).mean())
+    assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_report_outputs_and_mlflow_run(reproduced: Path) -> None:
+    summary = json.loads((reproduced / "reports" / "summary.json").read_text())
+    assert set(summary["variants"]) == set(TINY_PARAMS["variants"])
+    assert "vs_baseline" in summary["variants"]["l2"]
+    assert "vs_baseline" not in summary["variants"]["baseline"]
+    report = (reproduced / "reports" / "gap_report.md").read_text()
+    for name in TINY_PARAMS["variants"]:
+        assert f"| {name} |" in report
+    for figure in ("learning_curves", "loss_gap", "final_gap", "weight_magnitudes"):
+        assert (reproduced / "reports" / "figures" / f"{figure}.png").stat().st_size > 10_000
+    # The report's numbers come from the train stages' files: recompute one independently.
+    runs = json.loads((reproduced / "metrics" / "l2" / "runs.json").read_text())
+    gaps = [r["summary"]["loss_gap_last"] for r in runs]
+    assert summary["variants"]["l2"]["loss_gap_last"]["mean"] == pytest.approx(np.mean(gaps))
+
+    client = client_for(reproduced)
+    exp = client.get_experiment_by_name("tiny-study")
+    reports = client.search_runs([exp.experiment_id], filter_string="tags.kind = 'report'")
+    assert len(reports) == 1
+    artifacts = {a.path for a in client.list_artifacts(reports[0].info.run_id)}
+    assert {"gap_report.md", "summary.json", "figures"} <= artifacts
+    # Each training run carries its own per-epoch history as CSV.
+    run = training_runs(reproduced)[0]
+    history = client.download_artifacts(run.info.run_id, "history.csv", str(reproduced / ".."))
+    rows = Path(history).read_text().splitlines()
+    assert rows[0].startswith("variant,seed,epoch,train_loss")
+    assert len(rows) == 1 + TINY_PARAMS["train"]["epochs"]
+
+
+def test_dvc_metrics_plots_and_up_to_date(reproduced: Path) -> None:
+    run = make_runner(reproduced)
+    again = run("dvc", "repro")
+    assert "Data and pipelines are up to date." in again.stdout
+    # The declared metrics are the report's few numbers per variant, nothing else.
+    shown = json.loads(run("dvc", "metrics", "show", "--json").stdout)
+    [files] = [rev["data"] for rev in shown.values()]
+    assert set(files) == {"reports/metrics.json"}
+    headline = files["reports/metrics.json"]["data"]
+    assert set(headline) == set(TINY_PARAMS["variants"])
+    summary = json.loads((reproduced / "reports" / "summary.json").read_text())["variants"]
+    for name, numbers in headline.items():
+        assert (
+            {"best_val_loss", "loss_gap", "test_accuracy"}
+            <= set(numbers)
+            <= {
+                "best_val_loss",
+                "loss_gap",
+                "test_accuracy",
+                "gap_verdict",
+            }
+        )
+        assert numbers["loss_gap"] == summary[name]["loss_gap_last"]["mean"]
+    plots = run("dvc", "plots", "show", "--json")
+    assert "metrics/baseline/curves.csv" in plots.stdout
+    assert "learning_curves.png" in plots.stdout
+
+
+def test_editing_one_variant_retrains_only_it(reproduced: Path) -> None:
+    run = make_runner(reproduced)
+    params = yaml.safe_load((reproduced / "params.yaml").read_text())
+    params["variants"]["l2"]["l2"] = 0.002
+    (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run("dvc", "status", "dvc.yaml", "--json").stdout)
+    assert set(status) == {"train@l2", "rounds", "report"}
+
+
+def test_exp_run_with_set_param(tiny_repo: Path) -> None:
+    run = make_runner(tiny_repo)
+    run("dvc", "exp", "run", "-n", "strong-dropout", "-S", "variants.dropout.dropout=0.3")
+    runs = training_runs(tiny_repo)
+    dropout = [r for r in runs if r.data.tags["variant"] == "dropout"]
+    assert len(dropout) == 2
+    assert all(r.data.params["dropout"] == "0.3" for r in dropout)
+    assert all(r.data.tags["dvc_exp_name"] == "strong-dropout" for r in dropout)
+    shown = run("dvc", "exp", "show", "--json").stdout
+    assert "strong-dropout" in shown
+    # Two experiments' learning curves, drawn together by `dvc plots diff`.
+    run("dvc", "exp", "run", "-n", "weak-dropout", "-S", "variants.dropout.dropout=0.1")
+    plots = json.loads(
+        run("dvc", "plots", "diff", "strong-dropout", "weak-dropout", "--json").stdout
+    )["data"]
+    [curves] = plots["metrics/dropout/curves.csv"]
+    assert set(curves["revisions"]) == {"strong-dropout", "weak-dropout"}
+    values = curves["content"]["data"]["values"]
+    epochs = TINY_PARAMS["train"]["epochs"]
+    for rev in ("strong-dropout", "weak-dropout"):
+        assert sorted(int(v["epoch"]) for v in values if v["rev"] == rev) == list(
+            range(1, epochs + 1)
+        )
+    # ... and their numbers, metric by metric, by `dvc exp diff`.
+    diff = run("dvc", "exp", "diff", "strong-dropout", "weak-dropout", "--json").stdout
+    assert "dropout.loss_gap" in diff or '"loss_gap"' in diff
+
+
+def test_queued_experiment_logs_into_the_root_store(tiny_repo: Path) -> None:
+    """A queued experiment runs in a copy under .dvc/tmp/exps; its runs land in the root."""
+    run = make_runner(tiny_repo)
+    run("dvc", "exp", "run", "--queue", "-n", "queued-l2", "-S", "variants.l2.l2=0.01")
+    run("dvc", "queue", "start")
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        status = run("dvc", "queue", "status").stdout
+        if "Success" in status or "Failed" in status:
+            break
+        time.sleep(3)
+    assert "Success" in status, (
+        status + run("dvc", "queue", "logs", "queued-l2", check=False).stdout
+    )
+    runs = training_runs(tiny_repo)
+    assert len(runs) == N_TRAIN_RUNS
+    assert {r.data.tags.get("dvc_exp_name") for r in runs} == {"queued-l2"}
+    root_mlruns = str(tiny_repo / "mlruns")
+    for r in runs:
+        assert local_path(r.info.artifact_uri).startswith(root_mlruns), r.info.artifact_uri
+        assert r.info.status == "FINISHED"
+    l2 = [r for r in runs if r.data.tags["variant"] == "l2"]
+    assert all(float(r.data.params["l2"]) == 0.01 for r in l2)
+    # The artifacts outlive the temporary copy.
+    assert any((tiny_repo / "mlruns").rglob("model.safetensors"))
+
+
+def test_study_with_the_dvc_executor_runs_the_stages(tmp_path: Path) -> None:
+    repo = scratch_repo(tmp_path / "repo", TINY_PARAMS)
+    run = make_runner(repo)
+    run("python", "-m", "pipeline", "study", "--executor", "dvc")
+    runs = training_runs(repo)
+    assert len(runs) == N_TRAIN_RUNS
+    assert {r.data.tags["dvc_stage"] for r in runs} == {
+        f"train@{v}" for v in TINY_PARAMS["variants"]
+    }
+    assert (repo / "reports" / "gap_report.md").is_file() and (repo / "dvc.lock").is_file()
+    # Up to date: DVC skips every stage, so nothing trains again.
+    again = run("python", "-m", "pipeline", "study", "--executor", "dvc")
+    assert "Data and pipelines are up to date." in again.stdout + again.stderr
+    assert len(training_runs(repo)) == N_TRAIN_RUNS
+
+
+def write_pool(path: Path, seed: int) -> None:
+    """120 examples of 2 Gaussian classes in 6 features."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(120) % 2
+    np.savez(path, x=rng.normal(size=(120, 6)) + y[:, None], y=y)
+
+
+def test_a_user_npz_regenerated_in_place_is_prepared_again(tmp_path: Path) -> None:
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["data"] = {"dataset": "npz", "path": "data/raw/pool.npz"}
+    repo = scratch_repo(tmp_path / "repo", params)
+    run = make_runner(repo)
+    write_pool(repo / "data" / "raw" / "pool.npz", seed=0)
+    first = run("dvc", "repro", "prepare")
+    assert "Running stage 'prepare'" in first.stdout and "warning" not in first.stderr
+    before = (repo / "data" / "prepared" / "pool.npz").read_bytes()
+    assert "up to date" in run("dvc", "status", "prepare").stdout
+    write_pool(repo / "data" / "raw" / "pool.npz", seed=1)  # the same path, other numbers
+    again = run("dvc", "repro", "prepare")
+    assert "Running stage 'prepare'" in again.stdout
+    assert (repo / "data" / "prepared" / "pool.npz").read_bytes() != before
+
+
+def test_a_data_file_outside_data_raw_is_prepared_with_a_warning(tmp_path: Path) -> None:
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["data"] = {"dataset": "npz", "path": "pool.npz"}
+    repo = scratch_repo(tmp_path / "repo", params)
+    write_pool(repo / "pool.npz", seed=0)
+    done = make_runner(repo)("python", "-m", "pipeline", "prepare")
+    assert done.stderr.strip().splitlines() == [
+        "warning: pool.npz is outside data/raw/, the folder dvc.yaml declares as prepare's "
+        "input: DVC will not rerun prepare when it changes"
+    ]
+    assert (repo / "data" / "prepared" / "meta.json").is_file()
+
+
+def test_a_fresh_clone_logs_the_committed_report_to_mlflow(tmp_path: Path) -> None:
+    """On a clone of a repository with its outputs committed, `dvc repro` retrains (its cache
+    is empty) to the same bytes, so it skips the report stage and with it the report's MLflow
+    run and view; `next-steps` (the end of `make study`) logs them, once."""
+    origin = scratch_repo(tmp_path / "origin", TINY_PARAMS)
+    run = make_runner(origin)
+    run("dvc", "repro")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "the study's outputs")
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(origin), str(clone))
+    in_clone = make_runner(clone)
+    repro = in_clone("dvc", "repro")
+    assert "Stage 'report' didn't change, skipping" in repro.stdout
+    client = client_for(clone)
+    experiment = client.get_experiment_by_name("tiny-study")
+
+    def report_runs() -> list:
+        return client.search_runs([experiment.experiment_id], "tags.kind = 'report'")
+
+    assert report_runs() == []
+    for _ in range(2):
+        steps = in_clone("python", "-m", "pipeline", "next-steps")
+        assert "viewStateShareKey=by-variant" in steps.stdout, steps.stdout
+    [report] = report_runs()  # logged by the first, not again by the second
+    assert report.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(report.info.run_id)} >= {"gap_report.md"}
+    tags = client.get_experiment(experiment.experiment_id).tags
+    assert "mlflow.sharedViewState.by-variant" in tags

@@ -1,0 +1,246 @@
+"""Evidence a reader can trust, through the real pipeline: a problem with a known answer,
+strength paths as DVC stages, and the cross-study comparison read back from MLflow."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+from safetensors.numpy import load_file
+from scipy import stats
+
+from tests.support.repo import TINY_PARAMS, make_runner, scratch_repo
+
+pytestmark = pytest.mark.e2e
+
+N_INPUTS, N_RELEVANT = 40, 4
+
+
+def linear_teacher(path: Path, n: int = 500, seed: int = 0) -> None:
+    """3 classes decided by a linear teacher on the first 4 inputs; 36 inputs of pure noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, N_INPUTS)).astype(np.float32)
+    y = (x[:, :N_RELEVANT] @ rng.normal(size=(N_RELEVANT, 3))).argmax(axis=1)
+    np.savez(path, x=x, y=y.astype(np.int64))
+
+
+def first_layer(repo: Path, variant: str, seed: int) -> np.ndarray:
+    state = load_file(repo / "models" / variant / f"seed{seed}" / "model.safetensors")
+    [weight] = [w for w in state.values() if w.shape == (32, N_INPUTS)]
+    return np.abs(weight)
+
+
+def test_l1_zeroes_the_irrelevant_inputs_of_a_linear_teacher(tmp_path: Path) -> None:
+    """200 training examples, 40 inputs of which 4 matter. The answer is known: L1 must drive
+    the weights of the 36 noise inputs to (near) zero while keeping the 4 that matter, and the
+    report must rank it ahead of the baseline, which fits the noise."""
+    data = tmp_path / "teacher.npz"
+    linear_teacher(data)
+    params = copy.deepcopy(TINY_PARAMS)
+    params["data"] = {
+        "dataset": "npz",
+        "path": str(data),
+        "val_fraction": 0.3,
+        "test_fraction": 0.3,
+        "split_seed": 0,
+    }
+    params["model"] = {"hidden_sizes": [32]}
+    params["train"].update(epochs=60, batch_size=32, lr=0.003, seeds=[0, 1, 2], checkpoint_every=0)
+    params["variants"] = {"baseline": {}, "l1": {"l1": 0.01}}
+    params["mlflow"]["log_model"] = False
+    repo = scratch_repo(tmp_path / "repo", params)
+    make_runner(repo)("dvc", "repro")
+
+    for seed in (0, 1, 2):
+        l1, base = first_layer(repo, "l1", seed), first_layer(repo, "baseline", seed)
+        noise_l1, noise_base = l1[:, N_RELEVANT:], base[:, N_RELEVANT:]
+        assert (noise_l1 < 1e-2).mean() > 0.8, seed  # L1: the noise inputs are switched off
+        assert (noise_base < 1e-2).mean() < 0.2, seed  # the baseline uses them
+        columns = np.linalg.norm(l1, axis=0)  # how much each input feeds the network
+        assert columns[:N_RELEVANT].min() > 2 * columns[N_RELEVANT:].max(), seed
+
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert summary["ranking_by_best_val_loss"] == ["l1", "baseline"]
+    vs = summary["variants"]["l1"]["vs_baseline"]
+    assert vs["best_val_loss"]["verdict"] == "better"
+    assert vs["loss_gap_last"]["verdict"] == "closes the gap"
+    assert vs["best_val_loss"]["n"] == 3
+    report = (repo / "reports" / "gap_report.md").read_text()
+    assert "1. l1, 2. baseline" in report
+
+
+def test_a_variant_that_cannot_differ_is_never_called_better_or_worse(tmp_path: Path) -> None:
+    """An L2 penalty of 1e-12 changes no weight that float32 can show: its verdicts against the
+    baseline can be identical, equivalent or undecided, never a difference."""
+    params = copy.deepcopy(TINY_PARAMS)
+    params["train"].update(seeds=[0, 1, 2], checkpoint_every=0)
+    params["variants"] = {"baseline": {}, "l2": {"l2": 1e-12}, "dropout": {"dropout": 0.5}}
+    params["mlflow"]["log_model"] = False
+    repo = scratch_repo(tmp_path / "repo", params)
+    make_runner(repo)("python", "-m", "pipeline", "study")
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    vs = summary["variants"]["l2"]["vs_baseline"]
+    assert set(vs) == {"loss_gap_last", "best_val_loss", "test_accuracy"}
+    for key, comparison in vs.items():
+        assert comparison["verdict"] in {"identical on every seed", "equivalent", "undecided"}, (
+            key,
+            comparison,
+        )
+        assert comparison["comparisons"] == 2  # l2 and dropout against the baseline
+        # ... on each of the table's 3 measures: α covers the 6 together.
+        assert comparison["confidence"] == pytest.approx(1 - 0.05 / 6)
+
+
+SWEEP = copy.deepcopy(TINY_PARAMS)
+SWEEP["sweep"].update(dropout=[0.3], l2=[0.01])
+
+
+def running_stages(output: str) -> set[str]:
+    return {
+        line.split("'")[1].split(":")[-1]
+        for line in output.splitlines()
+        if line.startswith("Running stage")
+    }
+
+
+def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
+    tmp_path: Path,
+) -> None:
+    repo = scratch_repo(tmp_path / "repo", SWEEP)
+    run = make_runner(repo)
+    run("dvc", "repro")
+    first = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
+    # One stage per (technique, strength); its seeds train together.
+    assert running_stages(first) == {"sweep-dropout@0.3", "sweep-l2@0.01", "sweep-report"}
+
+    summary = json.loads((repo / "reports" / "sweep" / "summary.json").read_text())
+    assert set(summary) == {"dropout", "l2"}
+    base_runs = json.loads((repo / "metrics" / "baseline" / "runs.json").read_text())
+    base = {r["seed"]: r["summary"]["best_val_loss"] for r in base_runs}
+    points = {p["strength"]: p for p in summary["l2"]["points"]}
+    assert set(points) == {0.0, 0.01}
+    assert points[0.0]["best_val_loss"]["mean"] == pytest.approx(np.mean(list(base.values())))
+    l2 = {
+        seed: json.loads((repo / "sweeps" / "l2" / "0.01" / f"seed{seed}.json").read_text())
+        for seed in (0, 1)
+    }
+    values = [l2[s]["summary"]["best_val_loss"] for s in (0, 1)]
+    assert points[0.01]["best_val_loss"]["mean"] == pytest.approx(np.mean(values))
+    ci = stats.ttest_rel(values, [base[0], base[1]]).confidence_interval(0.95)
+    change = points[0.01]["change_best_val_loss"]
+    assert (change["low"], change["high"]) == pytest.approx((ci.low, ci.high))
+    assert l2[0]["hyperparameters"]["l2"] == 0.01 and l2[0]["hyperparameters"]["dropout"] == 0.0
+    # The best strength, from the point files and the baseline's runs directly.
+    l2_mean = np.mean(values)
+    assert summary["l2"]["best_strength"] == (
+        0.01 if l2_mean < np.mean(list(base.values())) else 0.0
+    )
+    assert "## l2" in (repo / "reports" / "sweep" / "sweep.md").read_text()
+    assert (repo / "reports" / "sweep" / "strength_paths.png").stat().st_size > 10_000
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(SWEEP["mlflow"]["experiment"])
+    sweep_runs = client.search_runs([exp.experiment_id], "tags.kind = 'sweep'")
+    assert sorted(r.info.run_name for r in sweep_runs) == [
+        "dropout=0.3-seed0",
+        "dropout=0.3-seed1",
+        "l2=0.01-seed0",
+        "l2=0.01-seed1",
+    ]
+    # The point files hold results; each point's MLflow run is named in logs/, not hashed.
+    assert all("run_id" not in point for point in l2.values())
+    logged = {
+        json.loads((repo / "logs" / "sweeps" / "l2" / "0.01" / f"seed{seed}.json").read_text())[
+            "run_id"
+        ]
+        for seed in (0, 1)
+    }
+    assert {r.info.run_id for r in sweep_runs if r.data.tags["sweep_technique"] == "l2"} == logged
+
+    # One more strength: only its points (and the report) run.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["sweep"]["l2"].append(0.1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
+    assert running_stages(again) == {"sweep-l2@0.1", "sweep-report"}
+
+
+def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> None:
+    repo = scratch_repo(tmp_path / "repo", SWEEP)
+    run = make_runner(repo)
+    for args, expected in (
+        (["l2", "0"], "sweep strength 0.0 for l2: Input should be greater than 0"),
+        (["dropout", "1.5"], "sweep strength 1.5 for dropout"),
+        (["shrinkage", "0.1"], "unknown sweep technique 'shrinkage'"),
+        (["l2", "much"], "sweep strength 'much' is not a number"),
+    ):
+        out = run("python", "-m", "pipeline", "sweep-run", *args, "--seed", "0", check=False)
+        assert out.returncode == 2, out.stderr
+        [line] = out.stderr.strip().splitlines()
+        assert line.startswith("error: ") and expected in line
+    assert not (repo / "sweeps").exists() and not (repo / "mlflow.db").exists()
+
+
+def test_compare_reads_studies_back_from_mlflow_grouped_by_label_noise(tmp_path: Path) -> None:
+    params = copy.deepcopy(TINY_PARAMS)
+    params["variants"] = {"baseline": {}, "l2": {"l2": 0.01}}
+    repo = scratch_repo(tmp_path / "repo", params)
+    run = make_runner(repo)
+    for noise in (0.0, 0.3):
+        params["data"]["label_noise"] = noise
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run("python", "-m", "pipeline", "study")
+    run("python", "-m", "pipeline", "compare", "--by", "label_noise")
+
+    out = repo / "reports" / "compare" / "label_noise"
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary) == ["0.0", "0.3"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(params["mlflow"]["experiment"])
+    runs = client.search_runs([exp.experiment_id], "params.label_noise = '0.3'")
+    gap = {
+        (r.data.tags["variant"], int(r.data.tags["seed"])): r.data.metrics["loss_gap_last"]
+        for r in runs
+    }
+    assert len(gap) == 4
+    noisy = summary["0.3"]
+    assert list(noisy) == ["baseline", "l2"]  # the baseline first, then params.yaml's order
+    assert noisy["l2"]["n"] == 2
+    assert noisy["l2"]["loss_gap_last"]["mean"] == pytest.approx(
+        np.mean([gap["l2", 0], gap["l2", 1]])
+    )
+    change = noisy["l2"]["change_loss_gap_last"]
+    assert change["mean"] == pytest.approx(
+        np.mean([gap["l2", s] - gap["baseline", s] for s in (0, 1)])
+    )
+    assert "baseline" in noisy and "change_loss_gap_last" not in noisy["baseline"]
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert "| 0.3 | l2 | 2 |" in (out / "compare.md").read_text()
+
+    # --out writes its three files beside what a folder holds: a user's file and the gap
+    # report survive, and a rerun replaces only the comparison's own files.
+    mine = repo / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("mine\n")
+    gap_report = (repo / "reports" / "gap_report.md").read_bytes()
+    for folder in ("notes", "reports"):
+        run("python", "-m", "pipeline", "compare", "--by", "label_noise", "--out", folder)
+        assert (repo / folder / "compare.md").read_text() == (out / "compare.md").read_text()
+    assert (mine / "todo.txt").read_text() == "mine\n"
+    assert (repo / "reports" / "gap_report.md").read_bytes() == gap_report
+    assert sorted(p.name for p in mine.iterdir()) == [
+        "compare.md",
+        "compare.png",
+        "summary.json",
+        "todo.txt",
+    ]
+
+    bad = run("python", "-m", "pipeline", "compare", "--by", "noise_level", check=False)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert "'noise_level'" in bad.stderr and "label_noise" in bad.stderr

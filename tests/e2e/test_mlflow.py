@@ -1,0 +1,211 @@
+"""End to end: `mlflow run` with overrides, and a tiny study against a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.support.browser import Browser
+from tests.support.repo import TINY_PARAMS, Runner
+from tests.support.servers import get_json, mlflow_server
+
+pytestmark = pytest.mark.e2e
+
+PY = sys.executable
+EXPERIMENT = TINY_PARAMS["mlflow"]["experiment"]
+ASSISTANT_SHOWN = "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1"  # the UI's own key
+
+
+def mlflow_run(run_in: Runner, *params: str, check: bool = False):
+    args = ["mlflow", "run", ".", "-e", "train", "--env-manager", "local"]
+    args += ["--experiment-name", EXPERIMENT]
+    for p in params:
+        args += ["-P", p]
+    return run_in(*args, check=check)
+
+
+def runs_of(repo: Path) -> list:
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def test_mlflow_run_trains_one_variant_with_overrides(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    result = mlflow_run(run_in, "variant=dropout", "dropout=0.3", "lr=1e-2", check=True)
+    assert "succeeded" in result.stderr
+
+    runs = runs_of(tiny_repo)
+    assert len(runs) == 1, "mlflow run must fill the run it started, not create another"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "dropout-seed0"
+    # The overrides as MLflow logged them, and the rest resolved from params.yaml.
+    assert run.data.params["dropout"] == "0.3"
+    assert run.data.params["lr"] == "1e-2"
+    assert run.data.params["l2"] == "0.0"
+    assert run.data.params["epochs"] == str(TINY_PARAMS["train"]["epochs"])
+    assert run.data.tags["variant"] == "dropout"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3, 4]
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+    )
+    assert len(models) == 1
+    # A run that differs from params.yaml lives in MLflow only: DVC's outputs are untouched.
+    assert not (tiny_repo / "models").exists()
+    assert not (tiny_repo / "metrics").exists()
+
+
+def test_mlflow_run_keeps_param_names_of_dvc_runs(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    run_in(PY, "-m", "pipeline", "train", "--variant", "l2", "--seed", "1")
+    mlflow_run(run_in, "variant=l2", "l2=0.01", check=True)
+    runs = runs_of(tiny_repo)
+    assert len(runs) == 2
+    assert runs[0].data.params.keys() == runs[1].data.params.keys()
+    assert runs[0].data.metrics.keys() == runs[1].data.metrics.keys()
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [("dropout=1.5", "dropout"), ("lr=abc", "train.lr"), ("variant=nope", "unknown variant")],
+)
+def test_mlflow_run_bad_value_fails_the_run(
+    tiny_repo: Path, run_in: Runner, override: str, needle: str
+) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    params = [override] if override.startswith("variant=") else ["variant=dropout", override]
+    result = mlflow_run(run_in, *params)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and needle in errors[0], result.stderr
+    runs = runs_of(tiny_repo)
+    assert len(runs) == 1
+    assert runs[0].info.status == "FAILED"
+    assert needle in runs[0].data.tags["error"]
+    assert "val_loss" not in runs[0].data.metrics, "nothing may be trained"
+
+
+# --- a real tracking server on loopback -------------------------------------------------------
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path) -> Iterator[str]:
+    store = tmp_path / "server"
+    store.mkdir()
+    with mlflow_server(f"sqlite:///{store / 'mlflow.db'}", store / "artifacts") as url:
+        yield url
+
+
+def test_study_against_a_tracking_server(
+    tiny_repo: Path, run_in: Runner, tracking_server: str
+) -> None:
+    run_in(PY, "-m", "pipeline", "study", MLFLOW_TRACKING_URI=tracking_server)
+    assert not (tiny_repo / "mlflow.db").exists(), "the server, not a local file, holds the runs"
+
+    api = f"{tracking_server}/api/2.0/mlflow"
+    exp = get_json(f"{api}/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
+    found = get_json(
+        f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100}
+    )["runs"]
+    by_name = {r["info"]["run_name"]: r for r in found}
+    expected = {
+        f"{v}-seed{s}" for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
+    }
+    assert set(by_name) == expected | {"report"}
+    for name in expected:
+        run = by_name[name]
+        assert run["info"]["status"] == "FINISHED"
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        assert {"dropout", "l1", "l2", "weight_decay", "lr", "seed"} <= set(params)
+        history = get_json(
+            f"{api}/metrics/get-history?run_id={run['info']['run_id']}&metric_key=val_loss"
+        )["metrics"]
+        assert sorted(m["step"] for m in history) == [1, 2, 3, 4]
+        artifacts = get_json(f"{api}/artifacts/list?run_id={run['info']['run_id']}&path=weights")[
+            "files"
+        ]
+        assert {Path(f["path"]).name for f in artifacts} >= {
+            "model.safetensors",
+            "architecture.json",
+        }
+    models = get_json(
+        f"{api}/logged-models/search",
+        {"experiment_ids": [exp["experiment_id"]], "max_results": 100},
+    )["models"]
+    assert len(models) == len(expected)
+    assert not (tiny_repo / "mlruns").exists(), "artifacts go to the server"
+
+
+def test_the_study_view_groups_the_training_runs_by_variant(
+    tiny_repo: Path, run_in: Runner, tracking_server: str, tmp_path: Path
+) -> None:
+    """The address the study prints opens its training runs grouped by variant, with the
+    val_loss and loss_gap charts; the runs table lists every run. In a real headless browser."""
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["mlflow"]["log_model"] = False
+    (tiny_repo / "params.yaml").write_text(json.dumps(params))
+    study = run_in(PY, "-m", "pipeline", "study", MLFLOW_TRACKING_URI=tracking_server)
+    api = f"{tracking_server}/api/2.0/mlflow"
+    exp = get_json(f"{api}/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
+    view = f"{tracking_server}/#/experiments/{exp['experiment_id']}/runs?viewStateShareKey="
+    assert view in study.stdout, study.stdout  # the address it prints is the view's
+    address = study.stdout[study.stdout.index(view) :].split()[0]
+    variants = list(TINY_PARAMS["variants"])
+    with Browser(tmp_path / "profile") as browser:
+        # A first visit opens MLflow's assistant panel over a third of the page: the UI
+        # remembers that it did, so a browser that has been here before does not see it.
+        tab = browser.open(f"{tracking_server}/health")
+        browser.evaluate(tab, f"localStorage.setItem('{ASSISTANT_SHOWN}', 'true')")
+        browser.navigate(tab, f"{tracking_server}/#/experiments/{exp['experiment_id']}/runs")
+        names = ["baseline-seed0", "dropout-seed1", "l2-seed0", "report"]
+        text = browser.text_once(tab, names)
+        for name in names:
+            assert name in text, f"{name} not on the experiment page"
+
+        browser.navigate(tab, address)
+        groups = [f"Group: {name}" for name in variants]
+        text = browser.text_once(tab, [*groups, "val_loss", "loss_gap"])
+        for wanted in [*groups, "val_loss", "loss_gap", "Group by: variant"]:
+            assert wanted in text, f"{wanted!r} not in the study's view"
+        assert "report" not in text.split(), "the view shows training runs only"
+        time.sleep(2)  # the charts' last frame
+        shot = tmp_path / "study_view.png"
+        browser.screenshot(tab, shot)
+    assert shot.stat().st_size > 10_000
+
+
+def test_mlflow_run_main_groups_the_study_under_one_parent(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(
+        "mlflow",
+        "run",
+        ".",
+        "-e",
+        "main",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        EXPERIMENT,
+    )
+    runs = runs_of(tiny_repo)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    expected = {
+        f"{v}-seed{s}" for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
+    } | {"report"}
+    assert {r.info.run_name for r in children} == expected
+    assert all(r.info.status == "FINISHED" for r in children)
+    # A study under `mlflow run` is a full study: DVC's outputs are written.
+    assert (tiny_repo / "reports" / "gap_report.md").is_file()

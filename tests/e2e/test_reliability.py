@@ -1,0 +1,444 @@
+"""Failure behaviour: interrupts, resume, divergence, concurrent writers, unsafe files, binding."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+from safetensors.torch import load_file
+
+from tests.support.repo import TINY_PARAMS, Runner, command_env, make_runner, scratch_repo
+from tests.support.servers import free_port, wait_for_health
+
+pytestmark = pytest.mark.e2e
+
+PY = sys.executable
+# Long enough to interrupt mid-run with seconds to spare on a busy machine (an epoch takes
+# ~16 ms), short enough to run in seconds.
+EPOCHS = 150
+LONG = json.loads(json.dumps(TINY_PARAMS))
+LONG["train"].update(epochs=EPOCHS, batch_size=32, checkpoint_every=1, seeds=[0])
+
+
+def client(repo: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def all_runs(repo: Path) -> list:
+    c = client(repo)
+    exp = c.get_experiment_by_name(TINY_PARAMS["mlflow"]["experiment"])
+    return [] if exp is None else c.search_runs([exp.experiment_id])
+
+
+def start(repo: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        list(args),
+        cwd=repo,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=answer_ctrl_c,
+    )
+
+
+def answer_ctrl_c() -> None:
+    """SIGINT as in a terminal: a job started in the background of a script inherits it
+    ignored, and Ctrl-C would then reach nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt_after(
+    process: subprocess.Popen, markers: list[str], sig: int, group: bool = True
+) -> str:
+    """Send `sig` to the process group (or, `group=False`, the process alone) once every one
+    of `markers` has shown in its output; return the whole output once it has ended."""
+    seen, waiting = [], set(markers)
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen.append(line)
+        waiting -= {m for m in waiting if m in line}
+        if not waiting:
+            break
+    else:
+        raise AssertionError(f"the output ended before {sorted(waiting)}:\n{''.join(seen)}")
+    (os.killpg if group else os.kill)(process.pid, sig)
+    seen.append(process.stdout.read())
+    process.wait(timeout=120)
+    return "".join(seen)
+
+
+def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    repo = scratch_repo(tmp_path / "a", LONG)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    output = interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
+    assert process.returncode == 143, output
+    assert "interrupted (SIGTERM)" in output
+    [killed] = all_runs(repo)
+    assert killed.info.status == "KILLED"
+    # Nothing DVC could take for a finished output, no staging left behind.
+    assert not (repo / "models" / "dropout").exists()
+    assert not (repo / "metrics" / "dropout").exists()
+    assert not list(repo.glob(".train-*"))
+    assert (repo / "checkpoints" / "dropout" / "seed0.pt").is_file()
+
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    [resumed] = all_runs(repo)
+    assert resumed.info.run_id == killed.info.run_id
+    assert resumed.info.status == "FINISHED"
+    steps = {m.step for m in client(repo).get_metric_history(resumed.info.run_id, "val_loss")}
+    assert steps == set(range(1, EPOCHS + 1))
+    assert not (repo / "checkpoints" / "dropout").exists(), "checkpoints go once outputs exist"
+
+    # The same study, never interrupted, in another copy: the same weights, bit for bit.
+    other = scratch_repo(tmp_path / "b", LONG)
+    make_runner(other)(PY, "-m", "pipeline", "prepare")
+    make_runner(other)(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    resumed_weights = load_file(repo / "models" / "dropout" / "seed0" / "model.safetensors")
+    straight_weights = load_file(other / "models" / "dropout" / "seed0" / "model.safetensors")
+    assert resumed_weights.keys() == straight_weights.keys()
+    for key, tensor in resumed_weights.items():
+        assert torch.equal(tensor, straight_weights[key]), key
+    # The stage's outputs hold results only (no run id, no seconds): the same bytes.
+    for name in ("runs.json", "history.csv", "summary.json", "curves.csv"):
+        ours = (repo / "metrics" / "dropout" / name).read_bytes()
+        assert ours == (other / "metrics" / "dropout" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_after_resume_every_epoch_is_logged_exactly_once(tmp_path: Path, sig: int) -> None:
+    """Checkpoints every 5 epochs, an interrupt past epoch 8: the epochs after the checkpoint
+    were logged (SIGTERM) or were still queued (SIGKILL) when it came. After `--resume` the
+    run holds one value per epoch, each the value of the history the stage wrote."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["checkpoint_every"] = 5
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    interrupt_after(process, [f"dropout-seed0 epoch 8/{EPOCHS}"], sig)
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    [resumed] = all_runs(repo)
+    assert resumed.info.status == "FINISHED" and "failure" not in resumed.data.tags
+    with open(repo / "metrics" / "dropout" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for key in ("val_loss", "train_loss", "loss_gap"):
+        logged = client(repo).get_metric_history(resumed.info.run_id, key)
+        assert sorted(m.step for m in logged) == list(range(1, EPOCHS + 1)), key
+        by_step = {m.step: m.value for m in logged}
+        assert all(by_step[int(r["epoch"])] == float(r[key]) for r in rows), key
+
+
+def test_a_signal_while_the_model_is_logged_leaves_the_seed_done(tmp_path: Path) -> None:
+    """SIGTERM once the last epoch is out lands while the finished run logs its summary,
+    weights and model (about a second): the run ends FINISHED and the seed is recorded done,
+    so `--resume` neither opens the run again nor logs a second model."""
+    repo = scratch_repo(tmp_path / "a", LONG)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    output = interrupt_after(process, [f"dropout-seed0 epoch {EPOCHS}/{EPOCHS}"], signal.SIGTERM)
+    assert process.returncode == 143, output
+    [ended] = all_runs(repo)
+    assert ended.info.status == "FINISHED"
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    [resumed] = all_runs(repo)
+    assert resumed.info.run_id == ended.info.run_id and resumed.info.end_time == ended.info.end_time
+    models = client(repo).search_logged_models([resumed.info.experiment_id])
+    assert len(models) == 1
+    logged = client(repo).get_metric_history(resumed.info.run_id, "val_loss")
+    assert sorted(m.step for m in logged) == list(range(1, EPOCHS + 1))
+    assert (repo / "models" / "dropout" / "seed0" / "model.safetensors").is_file()
+
+
+def test_resume_on_data_prepared_otherwise_is_refused(tmp_path: Path) -> None:
+    """Re-preparing the data (another normalization: the same settings the runs log, other
+    numbers) between an interrupt and `--resume` would continue a run on another dataset."""
+    repo = scratch_repo(tmp_path / "a", LONG)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
+    params = json.loads(json.dumps(LONG))
+    params["data"]["normalize"] = "per_feature"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(PY, "-m", "pipeline", "prepare")
+    resumed = run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume", check=False)
+    assert resumed.returncode == 2, resumed.stderr
+    [line] = resumed.stderr.strip().splitlines()
+    assert "seed0.pt was made with other settings, data or device" in line
+    [killed] = all_runs(repo)
+    assert killed.info.status == "KILLED"
+
+
+def test_resume_after_the_users_network_was_edited_is_refused(tmp_path: Path) -> None:
+    """The specs name a network of the user's by its function only: an edit to its module
+    between an interrupt and `--resume` (here ReLU -> GELU, the same shapes) would train the
+    first epochs with one network and the rest with another."""
+    params = json.loads(json.dumps(LONG))
+    params["model"] = {"network": "networks.example:build"}
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "l2")
+    interrupt_after(process, [f"l2-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
+    source = repo / "networks" / "example.py"
+    assert source.read_text().count("nn.ReLU()") == 2
+    source.write_text(source.read_text().replace("nn.ReLU()", "nn.GELU()"))
+    resumed = run(PY, "-m", "pipeline", "train", "--variant", "l2", "--resume", check=False)
+    assert resumed.returncode == 2, resumed.stderr
+    [line] = resumed.stderr.strip().splitlines()
+    assert "seed0.pt was made with other settings, data or device" in line
+
+
+def test_a_run_whose_process_was_killed_is_ended_by_the_next_training(tmp_path: Path) -> None:
+    """SIGKILL to a stage that trains in its own process, before its first checkpoint: its
+    run stays RUNNING, with nothing left to end it. The next training of the variant on this
+    host ends it KILLED (`failure=process died`), so no run stays RUNNING."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["checkpoint_every"] = 0
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGKILL)
+    [orphan] = all_runs(repo)
+    assert orphan.info.status == "RUNNING"
+    again = run(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    assert "dropout-seed0: its process had died with the run open" in again.stdout
+    ended = client(repo).get_run(orphan.info.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags["failure"] == "process died"
+    assert sorted(r.info.status for r in all_runs(repo)) == ["FINISHED", "KILLED"]
+
+
+def test_sigterm_stops_every_seed_of_the_stack(tmp_path: Path) -> None:
+    """The seeds train as one stack. A SIGTERM sent to the stage's process (as a scheduler
+    does) stops them all: each run ends KILLED, nothing is written, and `--resume` continues
+    each seed in its own run to the weights an uninterrupted stage gets."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["seeds"] = [0, 1]
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    markers = [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)]
+    output = interrupt_after(process, markers, signal.SIGTERM, group=False)  # the parent only
+    assert process.returncode == 143, output
+    killed = all_runs(repo)
+    assert sorted(r.info.run_name for r in killed) == ["dropout-seed0", "dropout-seed1"]
+    assert {r.info.status for r in killed} == {"KILLED"}
+    assert not (repo / "models" / "dropout").exists() and not list(repo.glob(".train-*"))
+
+    run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
+    resumed = all_runs(repo)
+    assert {r.info.run_id for r in resumed} == {r.info.run_id for r in killed}
+    assert {r.info.status for r in resumed} == {"FINISHED"}
+
+    other = scratch_repo(tmp_path / "b", params)
+    make_runner(other)(PY, "-m", "pipeline", "prepare")
+    make_runner(other)(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    for seed in (0, 1):
+        ours = load_file(repo / "models" / "dropout" / f"seed{seed}" / "model.safetensors")
+        theirs = load_file(other / "models" / "dropout" / f"seed{seed}" / "model.safetensors")
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), seed
+
+
+def test_a_killed_stack_leaves_its_runs_to_the_next_training(tmp_path: Path) -> None:
+    """SIGKILL (or the out-of-memory killer) to a stage training a stack of two seeds: it can
+    clean up nothing, so both runs stay RUNNING; the next training of the variant ends both
+    KILLED, tagged, before it starts its own."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["seeds"] = [0, 1]
+    repo = scratch_repo(tmp_path / "a", params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    markers = [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)]
+    interrupt_after(process, markers, signal.SIGKILL, group=False)
+    orphans = all_runs(repo)
+    assert {r.info.status for r in orphans} == {"RUNNING"} and len(orphans) == 2
+    again = run(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    for seed in (0, 1):
+        assert f"dropout-seed{seed}: its process had died with the run open" in again.stdout
+    for orphan in orphans:
+        ended = client(repo).get_run(orphan.info.run_id)
+        assert ended.info.status == "KILLED" and ended.data.tags["failure"] == "process died"
+
+
+def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: Path) -> None:
+    params = json.loads(json.dumps(LONG))
+    params["train"]["seeds"] = [0]
+    params["variants"]["l2"]["l2"] = 0.002  # the last variant trained
+    repo = scratch_repo(tmp_path / "repo", params)
+    process = start(repo, "dvc", "repro")
+    output = interrupt_after(process, [f"l2-seed0 epoch 5/{EPOCHS}"], signal.SIGINT)
+    assert process.returncode != 0, output
+    [l2] = [r for r in all_runs(repo) if r.data.tags.get("variant") == "l2"]
+    assert l2.info.status == "KILLED"
+    status = json.loads(make_runner(repo)("dvc", "status", "dvc.yaml", "--json").stdout)
+    assert set(status) == {"train@l2", "rounds", "report"}, status
+
+    again = make_runner(repo)("dvc", "repro").stdout
+    assert "Running stage 'train@l2'" in again
+    assert "Stage 'train@baseline' didn't change, skipping" in again
+    assert "Stage 'train@dropout' didn't change, skipping" in again
+
+
+def processes_in(folder: Path) -> list[str]:
+    """The command lines of the processes working in `folder`."""
+    found = []
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if process.info["cwd"] and Path(process.info["cwd"]).is_relative_to(folder):
+                found.append(" ".join(process.info["cmdline"] or []))
+    return found
+
+
+def test_sigterm_to_study_under_dvc_stops_the_whole_tree(tmp_path: Path) -> None:
+    """`study --executor dvc` runs `dvc repro`, which runs a train stage: a SIGTERM to the
+    study's process alone (as a scheduler sends it) stops all three, the stage's run ends
+    KILLED, and DVC's lock is released: the next `dvc repro` runs."""
+    repo = scratch_repo(tmp_path / "repo", LONG)
+    process = start(repo, PY, "-m", "pipeline", "study", "--executor", "dvc")
+    output = interrupt_after(process, [f"epoch 5/{EPOCHS}"], signal.SIGTERM, group=False)
+    assert processes_in(repo) == []
+    statuses = [r.info.status for r in all_runs(repo)]
+    assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
+    assert process.returncode == 143, output
+    assert "interrupted (SIGTERM): `dvc repro` and its stage have stopped" in output
+    again = make_runner(repo)("dvc", "repro")
+    assert again.returncode == 0 and (repo / "reports" / "gap_report.md").is_file()
+
+
+def test_divergence_fails_the_run_and_keeps_finished_results(
+    tiny_repo: Path, run_in: Runner
+) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    run_in(PY, "-m", "pipeline", "train", "--variant", "baseline")
+    # The study's own l2 stage (no override) at an absurd learning rate.
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["variants"]["l2"] |= {"optimizer": "sgd"}
+    params["train"]["lr"] = 1e6
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "l2", check=False)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "2 run(s) diverged" in errors[0], result.stderr
+    assert "l2-seed0: training diverged at epoch" in errors[0]
+    assert "l2-seed1: training diverged at epoch" in errors[0]
+    assert "nothing written to models/ or metrics/" in errors[0]
+    # Each seed is an experiment of its own: each ends FAILED with its own reason, none KILLED.
+    l2 = [r for r in all_runs(tiny_repo) if r.data.tags["variant"] == "l2"]
+    assert sorted(r.info.run_name for r in l2) == ["l2-seed0", "l2-seed1"]
+    for run in l2:
+        assert run.info.status == "FAILED", run.info.run_name
+        assert run.data.tags["failure"] == "diverged"
+        assert int(run.data.tags["failure_epoch"]) >= 1
+        assert "not finite" in run.data.tags["failure_reason"]
+    assert not (tiny_repo / "models" / "l2").exists()
+    assert not (tiny_repo / "metrics" / "l2").exists()
+    finished = [r for r in all_runs(tiny_repo) if r.data.tags["variant"] == "baseline"]
+    assert {r.info.status for r in finished} == {"FINISHED"}
+    assert (tiny_repo / "models" / "baseline" / "seed0" / "model.safetensors").is_file()
+
+
+def test_four_concurrent_trainings_share_one_sqlite_store(tiny_repo: Path, run_in: Runner) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    jobs = [("baseline", "0"), ("baseline", "1"), ("dropout", "0"), ("l2", "0")]
+    processes = [
+        start(tiny_repo, PY, "-m", "pipeline", "train", "--variant", v, "--seed", s)
+        for v, s in jobs
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], outputs
+    runs = all_runs(tiny_repo)
+    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in runs) == sorted(jobs)
+    epochs = TINY_PARAMS["train"]["epochs"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        for key in ("train_loss", "val_loss", "loss_gap", "penalty"):
+            history = client(tiny_repo).get_metric_history(r.info.run_id, key)
+            assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+        assert "test_accuracy" in r.data.metrics
+
+
+class Payload:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_planted_pickle_checkpoint_is_refused(
+    tiny_repo: Path, run_in: Runner, tmp_path: Path
+) -> None:
+    run_in(PY, "-m", "pipeline", "prepare")
+    marker = tmp_path / "code-ran"
+    folder = tiny_repo / "checkpoints" / "baseline"
+    folder.mkdir(parents=True)
+    torch.save({"fingerprint": "x", "evil": Payload(marker)}, folder / "seed0.pt")
+    result = run_in(PY, "-m", "pipeline", "train", "--variant", "baseline", "--resume", check=False)
+    assert result.returncode == 2
+    assert "seed0.pt: refused" in result.stderr
+    assert not marker.exists(), "the planted payload was unpickled"
+    assert all_runs(tiny_repo) == []
+
+
+def test_ui_binds_to_loopback(tiny_repo: Path) -> None:
+    port = free_port()
+    process = start(tiny_repo, PY, "-m", "pipeline", "ui", "--port", str(port))
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}", process)
+        listening = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for row in Path(table).read_text().splitlines()[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, hex_port = local.rsplit(":", 1)
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    listening.add(address)
+        assert listening == {"0100007F"}, listening  # 127.0.0.1, and nothing else
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_same_seed_twice_gives_identical_outputs(tiny_repo: Path, run_in: Runner) -> None:
+    """What DVC hashes holds results only: training the same stage again gives the same bytes
+    (the runs' ids and seconds, which differ, go to logs/), so dvc.lock does not change."""
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["mlflow"]["log_model"] = False
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    run_in(PY, "-m", "pipeline", "prepare")
+    outputs, logs = [], []
+    for _ in range(2):
+        run_in(PY, "-m", "pipeline", "train", "--variant", "dropout")
+        files = sorted((tiny_repo / "metrics" / "dropout").iterdir())
+        files += sorted((tiny_repo / "models" / "dropout").rglob("*.*"))
+        outputs.append({f.relative_to(tiny_repo): f.read_bytes() for f in files})
+        logs.append(json.loads((tiny_repo / "logs" / "train" / "dropout.json").read_text()))
+    assert len(outputs[0]) == 4 + 2 * len(params["train"]["seeds"])
+    assert outputs[0] == outputs[1]
+    runs = all_runs(tiny_repo)
+    assert len(runs) == 4
+    # Each seed's run id and seconds are in the log, one MLflow run per training.
+    for log in logs:
+        assert [entry["run_name"] for entry in log] == ["dropout-seed0", "dropout-seed1"]
+        assert all(len(entry["epoch_seconds"]) == params["train"]["epochs"] for entry in log)
+    assert {entry["run_id"] for log in logs for entry in log} == {r.info.run_id for r in runs}

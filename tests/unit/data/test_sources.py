@@ -1,0 +1,164 @@
+"""Dataset sources (`data/sources.py`): a user's .npz and what it may not hold, and torchvision's
+files read without a download."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.core.config import DataConfig
+from pipeline.data.pool import prepare
+from pipeline.data.sources import DataError, load_npz, load_source
+
+
+def npz_cfg(path: Path) -> DataConfig:
+    return DataConfig(dataset="npz", path=str(path))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x": np.zeros((5, 3)), "y": np.array([0, 1, 0, 1])}, "same N"),
+        ({"x": np.zeros((4, 3)), "y": np.array([0.0, 1.0, 0.5, 1.0])}, "must be integers"),
+        ({"x": np.zeros((4, 3))}, "missing array(s) y"),
+        ({"y": np.array([0, 1])}, "missing array(s) x"),
+        ({"x": np.array([[0.0, np.nan], [1.0, 2.0]]), "y": np.array([0, 1])}, "NaN or infinite"),
+        ({"x": np.array([[0.0, np.inf], [1.0, 2.0]]), "y": np.array([0, 1])}, "NaN or infinite"),
+        ({"x": np.zeros(4), "y": np.array([0, 1, 0, 1])}, "x must be (N, ...)"),
+        ({"x": np.zeros((4, 2)), "y": np.zeros((4, 1), np.int64)}, "y (N,)"),
+        ({"x": np.array([["a"], ["b"]]), "y": np.array([0, 1])}, "must be numeric"),
+        ({"x": np.zeros((4, 2)), "y": np.array([True, False, True, False])}, "must be integers"),
+        ({"x": np.zeros((4, 2)), "y": np.array([0, 2, 0, 2])}, "0..C-1"),
+        ({"x": np.zeros((4, 2)), "y": np.array([-1, 0, -1, 0])}, "0..C-1"),
+        ({"x": np.zeros((4, 2)), "y": np.array([0, 0, 0, 0])}, "at least two classes"),
+        ({"x": np.array([[0.0, 1e300], [1.0, 2.0]]), "y": np.array([0, 1])}, "beyond float32"),
+    ],
+    ids=[
+        "length",
+        "float-label",
+        "no-y",
+        "no-x",
+        "nan",
+        "inf",
+        "x-1d",
+        "y-2d",
+        "strings",
+        "bool-labels",
+        "class-gap",
+        "negative",
+        "one-class",
+        "float32-overflow",
+    ],
+)
+def test_load_source_npz_rejects(tmp_path: Path, arrays: dict, message: str) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError) as info:
+        load_source(npz_cfg(path))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_load_source_npz_accepts_integral_float_labels(tmp_path: Path) -> None:
+    path = tmp_path / "ok.npz"
+    np.savez(path, x=np.arange(8.0).reshape(4, 2), y=np.array([0.0, 1.0, 1.0, 0.0]))
+    x, y = load_source(npz_cfg(path))
+    assert y.dtype == np.int64 and y.tolist() == [0, 1, 1, 0]
+    assert np.array_equal(x, np.arange(8.0).reshape(4, 2))
+
+
+def test_load_npz_missing_file_and_garbage(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_npz(tmp_path / "absent.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"\x00garbage" * 20)
+    with pytest.raises(DataError, match=r"bad\.npz: not a readable \.npz"):
+        load_npz(bad)
+
+
+def test_load_npz_refuses_a_single_npy_array(tmp_path: Path) -> None:
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((4, 2)))
+    with pytest.raises(DataError, match=r"x\.npy: a single \.npy array, not an \.npz archive"):
+        load_npz(path)
+
+
+def test_load_npz_refuses_pickled_objects(tmp_path: Path) -> None:
+    path = tmp_path / "pickled.npz"
+    objects = np.empty(2, dtype=object)
+    objects[:] = [{"a": 1}, {"b": 2}]
+    np.savez(path, x=objects, y=np.array([0, 1]))
+    with pytest.raises(DataError, match=r"pickled\.npz: not a readable"):
+        load_npz(path)
+
+
+def test_load_npz_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "cut.npz"
+    np.savez(path, x=np.zeros((10, 3)), y=np.arange(10) % 2)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.npz"):
+        load_npz(path)
+
+
+def test_load_source_npz_empty_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "empty.npz"
+    np.savez(path, x=np.zeros((0, 3)), y=np.zeros(0, np.int64))
+    with pytest.raises(DataError):
+        load_source(npz_cfg(path))
+
+
+def test_load_source_npz_scalar_labels(tmp_path: Path) -> None:
+    path = tmp_path / "scalar.npz"
+    np.savez(path, x=np.zeros((4, 3)), y=np.array(1))
+    with pytest.raises(DataError):
+        load_source(npz_cfg(path))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    magic = 0x00000800 | array.ndim  # 0x08: unsigned byte data
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_torchvision_mnist_read_from_idx_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    train_x = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
+    test_x = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
+    train_y = (np.arange(30) % 3).astype(np.uint8)
+    test_y = ((np.arange(20) + 1) % 3).astype(np.uint8)
+    write_idx(raw / "train-images-idx3-ubyte", train_x)
+    write_idx(raw / "train-labels-idx1-ubyte", train_y)
+    write_idx(raw / "t10k-images-idx3-ubyte", test_x)
+    write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
+    assert (raw / "train-images-idx3-ubyte").read_bytes()[:4] == b"\x00\x00\x08\x03"
+    assert (raw / "train-labels-idx1-ubyte").read_bytes()[:4] == b"\x00\x00\x08\x01"
+
+    x, y = load_source(DataConfig(dataset="mnist", root=str(tmp_path), download=False))
+    assert x.shape == (50, 1, 28, 28)  # official train/test halves pooled, train first
+    assert np.array_equal(x[:, 0], np.concatenate([train_x, test_x]))
+    assert y.dtype == np.int64
+    assert np.array_equal(y, np.concatenate([train_y, test_y]).astype(np.int64))
+
+    # and the whole prepare stage runs on it: 784 flattened features
+    prepared, _ = prepare(
+        DataConfig(
+            dataset="mnist", root=str(tmp_path), download=False, val_fraction=0.2, test_fraction=0.2
+        )
+    )
+    assert prepared.meta["n_features"] == 784 and prepared.meta["n_classes"] == 3
+    assert prepared.meta["sizes"] == {"train": 30, "val": 10, "test": 10}
+
+
+def test_torchvision_missing_files_without_download(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as info:
+        load_source(DataConfig(dataset="kmnist", root=str(empty), download=False))
+    message = str(info.value)
+    assert "kmnist" in message and "data.download" in message and str(empty) in message
