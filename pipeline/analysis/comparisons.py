@@ -25,6 +25,7 @@ compare through `against_baseline`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,10 +36,10 @@ import numpy as np
 from ..core.metrics import METRICS, Metric
 from ..outputs.variant_files import VariantRuns
 from .stats import (
+    CONFIDENCE,
     PairedDifference,
     detectable,
     intersection,
-    paired_difference,
     paired_intervals,
     seeds_needed,
 )
@@ -79,6 +80,7 @@ class Family:
     def confidence(self) -> float:
         return 1 - self.level
 
+    @functools.cache  # noqa: B019 (a frozen, hashable plan: a study reads it thousands of times)
     def shares(self) -> tuple[float, ...]:
         """The level of each look's interval: α/(m·M) spent as (t_k^ρ − t_{k−1}^ρ), t_k the share
         of the seeds read at look k. They sum to α/(m·M): with probability at least 1 − α every
@@ -89,17 +91,18 @@ class Family:
         spent = [(n / self.looks[-1]) ** SPENDING for n in self.looks]
         return tuple(self.level * (b - a) for a, b in zip([0.0, *spent], spent, strict=False))
 
-    def reads(self, upto: int | None = None) -> list[tuple[frozenset[int] | None, float]]:
+    @functools.cache  # noqa: B019
+    def reads(self, upto: int | None = None) -> tuple[tuple[frozenset[int] | None, float], ...]:
         """The looks a comparison read at `upto` seeds has been through: each look's seeds
         (None: every seed) and its level."""
         if not self.looks:
-            return [(None, self.level)]
+            return ((None, self.level),)
         upto = self.looks[-1] if upto is None else upto
-        return [
+        return tuple(
             (frozenset(self.seeds[:n]), share)
             for n, share in zip(self.looks, self.shares(), strict=True)
             if n <= upto
-        ] or [(frozenset(self.seeds[: self.looks[0]]), self.shares()[0])]
+        ) or ((frozenset(self.seeds[: self.looks[0]]), self.shares()[0]),)
 
 
 def verdict(
@@ -205,13 +208,15 @@ def against_baseline(
     `family`, read at every look up to `upto` seeds (default: all of them)."""
     directional, equivalence = [], []
     reads = family.reads(upto)
-    for seeds, level in reads:
+    for i, (seeds, level) in enumerate(reads):
         v = variant if seeds is None else {s: x for s, x in variant.items() if s in seeds}
         b = baseline if seeds is None else {s: x for s, x in baseline.items() if s in seeds}
-        two_sided, tost = paired_intervals(v, b, (1 - level, 1 - 2 * level))
+        # The last look's seeds also give the raw interval: the differences summed once.
+        raw_level = (CONFIDENCE,) if i == len(reads) - 1 else ()
+        two_sided, tost, *last = paired_intervals(v, b, (1 - level, 1 - 2 * level, *raw_level))
         directional.append(two_sided)
         equivalence.append(tost)
-    raw = paired_difference(v, b)
+    [raw] = last
     paired = set(v) & set(b)
     return Comparison(
         METRICS[key],

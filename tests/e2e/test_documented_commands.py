@@ -116,7 +116,7 @@ README_COMMANDS: dict[str, Covered] = {
     "dvc exp run --queue -S train.lr=0.003": E2E_DVC_QUEUE,
     "dvc queue start": E2E_DVC_QUEUE,
     "python -m pipeline study": Covered(
-        "tests/unit/cli/test_main.py::test_study_without_dvc", "python -m pipeline study"
+        "tests/e2e/test_cli.py::test_study_without_dvc", "python -m pipeline study"
     ),
     "python -m pipeline study --executor ray [--address HOST:PORT]": Covered(
         "tests/e2e/test_cluster.py::test_ray_cluster_runs_the_grid_into_the_shared_server",
@@ -128,7 +128,7 @@ README_COMMANDS: dict[str, Covered] = {
     "… train --variant l2": BY_HAND,
     "… report": BY_HAND,
     "python -m pipeline train --variant l2 --l2 3e-4 --seed 5": Covered(
-        "tests/unit/cli/test_main.py::test_one_run_with_overrides_needs_no_rounds",
+        "tests/e2e/test_cli.py::test_one_run_with_overrides_needs_no_rounds",
         "python -m pipeline train --variant l2 --l2 3e-4 --seed 5",
     ),
     "--help": Covered(

@@ -1,4 +1,5 @@
-"""A run is never left RUNNING, nor an MLflow call cut in two, by Ctrl-C at any moment of it."""
+"""A run is never left RUNNING, nor an MLflow call cut in two, by Ctrl-C at any moment of it:
+programs that open runs (`tracking.lifecycle`) in a process of their own, signalled."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.repo import REPO, command_env
+
+pytestmark = pytest.mark.e2e
 
 PROGRAMS = REPO / "tests" / "support" / "programs"
 
@@ -83,24 +86,3 @@ def test_a_repeated_sigterm_does_not_cut_the_end_of_a_run_short(tmp_path: Path) 
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["interrupted", "KILLED"], out.stdout + out.stderr
-
-
-@pytest.mark.parametrize("switch", ["true", "false"])
-def test_system_metrics_are_logged_only_with_mlflows_switch_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, switch: str
-) -> None:
-    import time
-
-    import mlflow
-
-    from pipeline.tracking.lifecycle import tracked_runs
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", switch)
-    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
-    with tracked_runs("system", [("a", {}, None), ("b", {}, None)]) as runs:
-        time.sleep(1.5)
-    for run_id in runs.ids:
-        logged = mlflow.MlflowClient().get_run(run_id).data.metrics
-        cpu = "system/cpu_utilization_percentage" in logged
-        assert cpu == (switch == "true")

@@ -12,6 +12,7 @@ import yaml
 
 from tests.support.repo import REPO, TINY_PARAMS, Runner, make_runner, scratch_repo
 
+pytestmark = pytest.mark.e2e
 PY = sys.executable
 
 
