@@ -58,7 +58,8 @@ from pipeline.training.epoch import Compute, train_one_epoch  # noqa: E402
 from pipeline.training.model import build_mlp  # noqa: E402
 from pipeline.training.regularization import make_optimizer  # noqa: E402
 from pipeline.training.stacks import MLPStack  # noqa: E402
-from pipeline.training.trainer import train, train_stack  # noqa: E402
+from pipeline.training.trainer import train_stack  # noqa: E402
+from tests.support.training import train  # noqa: E402
 
 HIDDEN = [512, 512]
 N_SAMPLES = 60_000

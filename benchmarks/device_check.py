@@ -21,7 +21,7 @@ from pipeline.core.loading import load_params  # noqa: E402
 from pipeline.core.spec import run_specs  # noqa: E402
 from pipeline.data.prepared import load_pool  # noqa: E402
 from pipeline.training.device import SeedSplits, resolve_device  # noqa: E402
-from pipeline.training.trainer import train  # noqa: E402
+from tests.support.training import train  # noqa: E402
 
 
 def main() -> None:

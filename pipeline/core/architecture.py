@@ -4,7 +4,21 @@ above training (specs, outputs, reports) can name a network without importing on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+BUILT_IN = ("mlp", "cnn")  # the networks the study builds itself; any other is the user's
+
+
+def hidden_blocks(network: str, hidden_sizes: Sequence[int], channels: Sequence[int]) -> int | None:
+    """How many hidden blocks a built-in network has, one dropout rate each: the MLP's hidden
+    layers; the CNN's convolutional blocks, then its dense hidden layers. None for the user's
+    network, whose blocks its factory defines."""
+    if network == "mlp":
+        return len(hidden_sizes)
+    if network == "cnn":
+        return len(channels) + len(hidden_sizes)
+    return None
 
 
 @dataclass(frozen=True)

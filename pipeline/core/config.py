@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from .architecture import BUILT_IN, hidden_blocks
 from .errors import ConfigError
 from .techniques import SWEPT
 from .variant import Frozen, Optimizer, Rate, Variant
@@ -87,16 +88,11 @@ class ModelConfig(Frozen):
 
     @property
     def built_in(self) -> bool:
-        return self.network in ("mlp", "cnn")
+        return self.network in BUILT_IN
 
     def hidden_blocks(self) -> int | None:
-        """How many hidden blocks a built-in network has (one dropout rate each); None for
-        the user's network, whose blocks its factory defines."""
-        if self.network == "mlp":
-            return len(self.hidden_sizes)
-        if self.network == "cnn":
-            return len(self.channels) + len(self.hidden_sizes)
-        return None
+        """How many hidden blocks the network has (`architecture.hidden_blocks`)."""
+        return hidden_blocks(self.network, self.hidden_sizes, self.channels)
 
 
 class SeedRounds(Frozen):

@@ -34,9 +34,5 @@ class MetricsLost(RuntimeError):
     """Per-epoch metrics of a run did not reach the tracking store: the run is not FINISHED."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """Training was asked to stop (a held Ctrl-C or SIGTERM): it ends as Ctrl-C does."""
-
-
 class StudyIncomplete(RuntimeError):
     """Runs of a study did not finish (their tasks failed); names them."""

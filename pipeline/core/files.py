@@ -72,6 +72,19 @@ def replace_dir(new: Path, target: Path) -> None:
 
 
 @contextmanager
+def folder_into(target: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside `target` to fill; when the block ends without error it
+    replaces `target` whole (`replace_dir`). On an error `target` is left as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield staging
+        replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
 def files_into(target: Path) -> Iterator[Path]:
     """A fresh temporary folder beside `target` to fill; when the block ends without error,
     each file made in it is renamed into `target`, beside whatever `target` already holds

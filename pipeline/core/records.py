@@ -10,6 +10,12 @@ from typing import Any
 
 import numpy as np
 
+
+def run_name(variant: str, seed: int) -> str:
+    """A run's name in MLflow and in the study's files: `<variant>-seed<k>`."""
+    return f"{variant}-seed{seed}"
+
+
 EPOCH_SECONDS = "epoch_seconds"  # a timing: logged to MLflow, kept out of the results
 RUN_SECONDS = "train_seconds"
 
@@ -40,7 +46,7 @@ class RunRecord:
 
     @property
     def run_name(self) -> str:
-        return f"{self.variant}-seed{self.seed}"
+        return run_name(self.variant, self.seed)
 
     def history_rows(self, timings: bool = False) -> list[dict[str, Any]]:
         """One row per epoch, as in history.csv (with each epoch's seconds if `timings`)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from . import techniques
 from .architecture import Architecture
 from .config import ModelConfig, Params, TrainConfig
+from .records import run_name
 from .variant import Variant
 
 
@@ -37,7 +38,7 @@ class RunSpec:
 
     @property
     def run_name(self) -> str:
-        return f"{self.variant_name}-seed{self.seed}"
+        return run_name(self.variant_name, self.seed)
 
     @property
     def label(self) -> str:

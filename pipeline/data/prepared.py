@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import DataError
-from ..core.files import replace_dir
+from ..core.files import folder_into
 
 SPLITS = ("train", "val", "test")
 HINT = "run `python -m pipeline prepare` (or `dvc repro prepare`) first"
@@ -132,14 +130,9 @@ class Pool(_Described):
 
 def write_pool(pool: Pool, out_dir: Path) -> None:
     """Write into a temporary folder beside `out_dir`, then swap it in whole."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with folder_into(out_dir) as tmp:
         np.savez(tmp / "pool.npz", x=pool.x, y=pool.y)
         (tmp / "meta.json").write_text(json.dumps(pool.meta, indent=2) + "\n")
-        replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_meta(in_dir: Path) -> dict[str, Any]:

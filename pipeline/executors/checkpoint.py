@@ -10,11 +10,10 @@ a planted file cannot run code.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import pickle
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from ..core.errors import ConfigError, DataError
+from ..core.files import write_atomic
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -30,18 +30,9 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from ..core.files import json_text, replace_dir, write_atomic
+from ..core.files import folder_into, json_text, write_atomic
 from ..core.paths import Layout
 from ..core.records import RunRecord
 
@@ -19,17 +17,11 @@ def write_round_seed(layout: Layout, record: RunRecord, made_with: str) -> None:
     """A seed the rounds added: `rounds/<variant>/seed<k>/` swapped in whole, with its record,
     its history and `made_with` (what decides whether a later run of the rounds may reuse it),
     and its kept weights. Written as soon as it has trained: an interrupted round keeps it."""
-    target = layout.round_seed(record.variant, record.seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with folder_into(layout.round_seed(record.variant, record.seed)) as staging:
         entry = {**record.to_json(), "history": record.history, "made_with": made_with}
         (staging / "record.json").write_text(json_text(entry, indent=1))
         for name, content in record.model_files.items():
             (staging / name).write_bytes(content)
-        replace_dir(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     write_atomic(layout.round_log(record.variant, record.seed), json_text(record.provenance()))
 
 

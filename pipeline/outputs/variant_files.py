@@ -25,7 +25,7 @@ from ..core.errors import DataError
 from ..core.files import csv_text, json_text, replace_dir, write_atomic
 from ..core.metrics import CURVES, VARIANT_SUMMARY
 from ..core.paths import Layout
-from ..core.records import MissingRun, RunRecord
+from ..core.records import MissingRun, RunRecord, run_name
 from ..core.signals import signals_held
 from ..core.spec import run_specs
 from .round_files import read_round_seeds
@@ -169,7 +169,7 @@ def run_id_of(layout: Layout, variant: str, seed: int) -> str | None:
         if path.is_file():
             entries = json.loads(path.read_text())
             for entry in entries if isinstance(entries, list) else [entries]:
-                if entry.get("run_name") == f"{variant}-seed{seed}" and entry.get("run_id"):
+                if entry.get("run_name") == run_name(variant, seed) and entry.get("run_id"):
                     return str(entry["run_id"])
     return None
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from pipeline.core.architecture import Architecture
-from pipeline.training.model import BUILT_IN, build
+from pipeline.core.architecture import BUILT_IN, Architecture
+from pipeline.training.model import build
 from pipeline.training.user_network import portable
 
 # MLflow asks, as the class is made, for type hints on predict to infer a schema from; this

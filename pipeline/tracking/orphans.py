@@ -8,7 +8,7 @@ import os
 import socket
 
 from ..core.paths import tracking_root
-from .store import store_lock, tracking_uri, user_tracking_uri
+from .store import find_experiment, tracking_uri, user_tracking_uri
 
 
 def process_tags() -> dict[str, str]:
@@ -20,14 +20,10 @@ def process_tags() -> dict[str, str]:
 def end_runs_of_dead_processes(experiment: str, variant: str) -> list[str]:
     """End KILLED (tag `failure=process died`) the runs of `variant` that are RUNNING on
     this host in a process that no longer exists; their names."""
-    import mlflow
 
     if user_tracking_uri() is None and not (tracking_root() / "mlflow.db").is_file():
         return []  # no store yet, so no run to end; and none is created here
-    # The first touch of a SQLite store creates its schema: never side by side (store_lock).
-    with store_lock():
-        client = mlflow.MlflowClient(tracking_uri())
-        found = client.get_experiment_by_name(experiment)
+    client, found = find_experiment(experiment)
     if found is None:
         return []
     host = socket.gethostname().replace("'", "")
@@ -68,10 +64,7 @@ def end_if_running(run_id: str, status: str) -> None:
 def close_orphans(experiment: str, tag: str, value: str, status: str, failure: str) -> None:
     """End the runs tagged `tag=value` that are still RUNNING: their worker died without
     ending them. Tags each with `failure`."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
+    client, found = find_experiment(experiment)
     if found is None:
         return
     for run in client.search_runs(

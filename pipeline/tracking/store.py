@@ -67,11 +67,8 @@ def ensure_experiment(name: str) -> str:
         folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         location = (tracking_root() / "mlruns" / folder).as_uri()
     mlflow.set_tracking_uri(tracking_uri())
-    # Several trainings may start at once (`dvc queue start -j 4`): the first touch of a new
-    # SQLite store creates its schema, which must not run twice side by side.
-    with store_lock():
-        client = mlflow.MlflowClient()
-        experiment = client.get_experiment_by_name(name)
+    # Several trainings may start at once (`dvc queue start -j 4`): `find_experiment` locks.
+    client, experiment = find_experiment(name)
     if experiment is not None:
         return experiment.experiment_id
     try:
@@ -83,6 +80,16 @@ def ensure_experiment(name: str) -> str:
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def find_experiment(name: str) -> tuple[Any, Any]:
+    """(a client of the study's store, its experiment `name` or None). The first touch of a new
+    SQLite store creates its schema, which must not run twice side by side: under the lock."""
+    import mlflow
+
+    with store_lock():
+        client = mlflow.MlflowClient(tracking_uri())
+        return client, client.get_experiment_by_name(name)
 
 
 def store_lock() -> AbstractContextManager[object]:
@@ -182,14 +189,11 @@ def _param_value(value: Any) -> str:
 
 def finished_runs(experiment: str) -> list[Any]:
     """Every FINISHED run of `experiment`, all pages of the search."""
-    import mlflow
-
     store = tracking_root() / "mlflow.db"
     if user_tracking_uri() is None and not store.is_file():  # reading must not create one
         raise DataError(f"no MLflow store at {store}: nothing has been tracked here yet")
 
-    client = mlflow.MlflowClient(tracking_uri())
-    exp = client.get_experiment_by_name(experiment)
+    client, exp = find_experiment(experiment)
     if exp is None:
         raise DataError(f"no MLflow experiment {experiment!r} in {tracking_uri()}")
     runs, token = [], None

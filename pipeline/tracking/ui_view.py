@@ -102,9 +102,7 @@ def next_steps(report: Path, experiment: str) -> str:
 def view_address(base: str, experiment: str) -> str:
     """The study's view on the UI served at `base`; the UI's front page while the experiment
     has no report yet."""
-    import mlflow
-
-    found = mlflow.MlflowClient(store.tracking_uri()).get_experiment_by_name(experiment)
+    _, found = store.find_experiment(experiment)
     if found is None or TAG not in found.tags:
         return base
     return link(base, found.experiment_id)

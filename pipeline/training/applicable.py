@@ -10,11 +10,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..core.architecture import Architecture
 from ..core.errors import ConfigError
 from ..core.spec import RunSpec
 from ..core.techniques import NEEDS, TECHNIQUES, Technique
 from ..data.prepared import Pool, Prepared
-from .model import Architecture, build, cnn_fits, dropout_layers, weight_layers
+from .model import build, cnn_fits, dropout_layers, weight_layers
 
 # Dropout modules whose masks come from torch's shared generator: a seed's masks would then
 # depend on the other seeds training beside it.

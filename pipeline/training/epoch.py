@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import Interrupted, TrainingDiverged
+from ..core.errors import TrainingDiverged
 from ..core.variant import Variant
 from .device import DeviceSplit
 from .regularization import apply_max_norm, penalised_parameters, training_objective
@@ -93,7 +93,8 @@ def train_one_epoch(
     its own shuffled order (and, with `augment`, each seed's mini-batch augmented by its own
     function); returns each seed's summed data loss, (K,) on the device, so the caller reads
     it once.
-    Stops with `Interrupted` before a mini-batch once `should_stop()` says so."""
+    Stops with KeyboardInterrupt before a mini-batch once `should_stop()` says so (a held
+    Ctrl-C or SIGTERM: training ends as Ctrl-C does)."""
     stack = net.model
     stack.train()
     penalised = [penalised_parameters(seed, variant.penalize_bias) for seed in stack.nets]
@@ -103,7 +104,7 @@ def train_one_epoch(
     seeds = torch.arange(len(shuffles), device=device).unsqueeze(1)  # (K, 1), for own splits
     for start in range(0, len(split), batch):
         if should_stop():
-            raise Interrupted
+            raise KeyboardInterrupt
         idx = orders[:, start : start + batch]  # (K, B)
         x = split.x[seeds, idx] if split.per_seed else split.x[idx]  # (K, B, D)
         if augment is not None:

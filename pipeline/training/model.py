@@ -17,10 +17,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..core.architecture import Architecture
+from ..core.architecture import Architecture, hidden_blocks
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-BUILT_IN = ("mlp", "cnn")
 
 # The layers with a weight a penalty, weight decay or max-norm act on; and the normalisation
 # layers, whose parameters (like biases) they touch only when asked (`penalize_bias`).
@@ -80,11 +79,6 @@ def _dense(arch: Architecture, width: int, rates: tuple[float, ...]) -> list[nn.
     return [*layers, nn.Linear(width, arch.n_classes)]
 
 
-def cnn_blocks(arch: Architecture) -> int:
-    """The CNN's hidden blocks: its convolutional blocks, then its dense hidden layers."""
-    return len(arch.channels) + len(arch.hidden_sizes)
-
-
 def build_cnn(arch: Architecture) -> nn.Sequential:
     """(B, n_inputs) -> (B, n_classes) logits, for inputs of shape (C, H, W).
 
@@ -93,7 +87,7 @@ def build_cnn(arch: Architecture) -> nn.Sequential:
     hidden size → Linear. One dropout rate per hidden block, as in the MLP.
     """
     c, h, w = arch.shape
-    rates = arch.dropout or (0.0,) * cnn_blocks(arch)
+    rates = arch.dropout or (0.0,) * hidden_blocks("cnn", arch.hidden_sizes, arch.channels)
     conv_rates, dense_rates = rates[: len(arch.channels)], rates[len(arch.channels) :]
     layers: list[nn.Module] = [nn.Unflatten(1, arch.shape)]
     if arch.input_dropout > 0:
@@ -125,6 +119,12 @@ def wrap_shaped(network: nn.Module, shape: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(OrderedDict(shape=nn.Unflatten(1, shape), network=network))
 
 
+def dropout_mask_(mask: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """`mask` filled in place with inverted dropout's mask at rate `p`, drawn from `generator`:
+    each entry 0, or 1/(1 − p) with probability 1 − p."""
+    return mask.bernoulli_(1 - p, generator=generator).div_(1 - p)
+
+
 class SeededDropout(nn.Module):
     """`nn.Dropout`, with masks drawn from the generator its seed sets (`generator`; None:
     torch's default one, as `nn.Dropout`): the same masks and arithmetic as `F.dropout`
@@ -138,8 +138,7 @@ class SeededDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        mask = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator)
-        return x * mask.div_(1 - self.p)
+        return x * dropout_mask_(torch.empty_like(x), self.p, self.generator)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.architecture import Architecture
 from ..core.errors import TrainingDiverged
 from ..core.spec import RunSpec
-from .model import Architecture, build
+from .model import build
 from .stacks import Stack
 
 AUGMENT_STREAM = 2**40  # the augmentation generator of seed s starts from this + s

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import ACTIVATIONS, Architecture, build, dropout_layers, weight_layers
+from ..core.architecture import Architecture
+from .model import ACTIVATIONS, build, dropout_layers, dropout_mask_, weight_layers
 
 
 def stack_of(arch: Architecture, states: list[dict[str, torch.Tensor]]) -> Stack:
@@ -131,5 +132,5 @@ def _dropout(
         return x
     mask = torch.empty_like(x)
     for k, generator in enumerate(generators):
-        mask[k].bernoulli_(1 - rate, generator=generator)
-    return x * mask.div_(1 - rate)
+        dropout_mask_(mask[k], rate, generator)
+    return x * mask

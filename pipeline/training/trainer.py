@@ -1,5 +1,5 @@
-"""The training of a variant's seeds: `train_stack(specs, data) -> [TrainResult]`, and
-`train(spec, data)` for one seed alone. No files, no MLflow.
+"""The training of a variant's seeds: `train_stack(specs, data) -> [TrainResult]`. No files, no
+MLflow.
 
 The seeds of a stack train together in lanes (`lanes`): on a CPU each seed is a lane of its
 own, and as many lanes as the cores hold run side by side in threads, each lane's next epoch
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.architecture import Architecture
 from ..core.errors import TrainingDiverged
 from ..core.spec import RunSpec
 from . import seed_state
@@ -29,7 +30,6 @@ from .augment import augment
 from .device import TrainingData
 from .epoch import Compute, divergence, evaluate, never, train_one_epoch
 from .lanes import Lane, lanes_at_once, lanes_for, run_lanes
-from .model import Architecture
 from .regularization import make_optimizer, penalised_parameters, penalty, weight_statistics
 from .stacks import stack_of
 
@@ -84,7 +84,7 @@ def train_stack(
     state (weights, optimizer, generators, history, best so far): plain tensors and numbers,
     loadable with `torch.load(weights_only=True)`. Passing it back in `resume[i]` continues
     bit for bit, in a stack of any make-up. `should_stop` is asked before every mini-batch;
-    once it says so, training ends with `Interrupted`.
+    once it says so, training ends with KeyboardInterrupt.
     """
     same = {repr({k: v for k, v in s.hyperparameters().items() if k != "seed"}) for s in specs}
     if len(same) != 1:
@@ -272,28 +272,3 @@ def _finish(
         )
     in_order = iter(finished)  # `done` keeps the order of `seeds`
     return [s.diverged if s.diverged is not None else next(in_order) for s in seeds]
-
-
-def train(
-    spec: RunSpec,
-    data: TrainingData,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    resume: dict[str, Any] | None = None,
-    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-    checkpoint_every: int = 0,
-    should_stop: Callable[[], bool] = never,
-) -> TrainResult:
-    """One seed alone: `train_stack` with a stack of one; raises `TrainingDiverged` if its loss
-    diverges."""
-    [result] = train_stack(
-        [spec],
-        data,
-        on_epoch=(lambda _, epoch, row: on_epoch(epoch, row)) if on_epoch else None,
-        resume=[resume],
-        on_checkpoint=(lambda _, state: on_checkpoint(state)) if on_checkpoint else None,
-        checkpoint_every=checkpoint_every,
-        should_stop=should_stop,
-    )
-    if isinstance(result, TrainingDiverged):
-        raise result
-    return result

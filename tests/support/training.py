@@ -1,16 +1,22 @@
-"""A tiny synthetic training problem, a run spec on it, and the comparison of two runs' numbers
-bit for bit."""
+"""A tiny synthetic training problem, a run spec on it, one seed trained alone (`train`), and the
+comparison of two runs' numbers bit for bit."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.core.config import ModelConfig, TrainConfig
+from pipeline.core.errors import TrainingDiverged
 from pipeline.core.spec import RunSpec
 from pipeline.core.variant import Variant
 from pipeline.data.prepared import Prepared, Split
-from pipeline.training.trainer import TrainResult
+from pipeline.training.device import TrainingData
+from pipeline.training.epoch import never
+from pipeline.training.trainer import TrainResult, train_stack
 
 TIMINGS = ("epoch_seconds", "train_seconds")  # seconds differ from run to run
 CPU = torch.device("cpu")
@@ -55,3 +61,28 @@ def assert_same_run(a: TrainResult, b: TrainResult) -> None:
     state_a, state_b = a.model.state_dict(), b.model.state_dict()
     assert state_a.keys() == state_b.keys()
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def train(
+    spec: RunSpec,
+    data: TrainingData,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: int = 0,
+    should_stop: Callable[[], bool] = never,
+) -> TrainResult:
+    """One seed alone: `train_stack` with a stack of one; raises `TrainingDiverged` if its loss
+    diverges."""
+    [result] = train_stack(
+        [spec],
+        data,
+        on_epoch=(lambda _, epoch, row: on_epoch(epoch, row)) if on_epoch else None,
+        resume=[resume],
+        on_checkpoint=(lambda _, state: on_checkpoint(state)) if on_checkpoint else None,
+        checkpoint_every=checkpoint_every,
+        should_stop=should_stop,
+    )
+    if isinstance(result, TrainingDiverged):
+        raise result
+    return result

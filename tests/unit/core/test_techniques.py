@@ -19,9 +19,8 @@ from pipeline.core.techniques import SWEPT, TECHNIQUES
 from pipeline.core.variant import Variant
 from pipeline.training.device import DeviceData
 from pipeline.training.regularization import training_objective
-from pipeline.training.trainer import train
 from tests.support.repo import REPO
-from tests.support.training import problem
+from tests.support.training import problem, train
 
 BASE = {"variants": {"baseline": {}, "v": {}}, "model": {"hidden_sizes": [8, 8]}}
 

@@ -26,8 +26,8 @@ from pipeline.training.epoch import Compute, evaluate
 from pipeline.training.model import SeededDropout, build, weight_layers
 from pipeline.training.regularization import penalised_parameters, penalty
 from pipeline.training.stacks import stack_of
-from pipeline.training.trainer import train, train_stack
-from tests.support.training import assert_same_run
+from pipeline.training.trainer import train_stack
+from tests.support.training import assert_same_run, train
 
 CPU = torch.device("cpu")
 SHAPE = (1, 8, 8)

@@ -18,8 +18,8 @@ from pipeline.training.device import DeviceData
 from pipeline.training.epoch import Compute, evaluate, train_one_epoch
 from pipeline.training.regularization import make_optimizer
 from pipeline.training.stacks import stack_of
-from pipeline.training.trainer import TrainResult, train, train_stack
-from tests.support.training import CPU, assert_same_run, problem, spec
+from pipeline.training.trainer import TrainResult, train_stack
+from tests.support.training import CPU, assert_same_run, problem, spec, train
 
 # Everything a stack could get wrong at once: dropout masks from each seed's generator, an L1
 # and an L2 penalty, max-norm, decoupled weight decay, and early stopping (patience 2 on
