@@ -125,8 +125,9 @@ def study(
         with on_ray.session(plan):  # connected first: Ray refuses what it cannot run
             prepared = stage("prepare").prepare(params, layout)
             missing = on_ray.train_on_ray(params, layout, prepared, plan)
-            execute = on_ray.execute_on_ray(params, plan, missing)
-            stage("rounds").rounds(params, layout, execute, store.context_tags())
+            on_ray_rounds = on_ray.RoundsOnRay(params, plan)
+            stage("rounds").rounds(params, layout, on_ray_rounds, store.context_tags())
+            missing += on_ray_rounds.missing
     else:
         stage("prepare").prepare(params, layout)
         for name in params.variants:

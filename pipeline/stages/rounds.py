@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from operator import attrgetter
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
@@ -30,28 +31,48 @@ from ..outputs.variant_files import VariantRuns
 from ..tracking import orphans
 from ..training.device import resolve_device
 
-# Who trains a round's runs: (specs, context, on_finished) -> the records of those that
-# finished, and the runs that did not; `on_finished(record)` stores each run as it finishes, so
-# that an interrupted round keeps them. In this process (`execute_here`) or on Ray.
-OnFinished = Callable[[RunRecord], None]
-Execute = Callable[
-    [list[RunSpec], RunContext, OnFinished], tuple[list[RunRecord], list[MissingRun]]
-]
+if TYPE_CHECKING:
+    from ..training.device import TrainingData
 
 
-def execute_here(params: Params, pool: Pool) -> Execute:
-    """Rounds trained in this process. A seed that diverges fails the stage, as in a train
-    stage, once the round's other seeds have finished (and been stored)."""
-    from ..executors.local import fail_if_diverged, on_device, run_here
+class RoundExecutor(Protocol):
+    """Who trains a round's runs: the records of those that finished, and the runs that did
+    not; `on_finished(record)` stores each run as it finishes, so that an interrupted round
+    keeps them. In this process (`TrainHere`) or on Ray (`train_on_ray.RoundsOnRay`)."""
 
-    data = on_device(params.train.device, pool)
+    def __call__(
+        self,
+        specs: list[RunSpec],
+        pool: Pool,
+        context: RunContext,
+        on_finished: Callable[[RunRecord], None],
+    ) -> tuple[list[RunRecord], list[MissingRun]]: ...
 
-    def execute(specs: list[RunSpec], context: RunContext, on_finished: OnFinished):
-        records, diverged = run_here(specs, data, context, params.train, None, on_finished)
+
+class TrainHere:
+    """Rounds trained in this process, the pool moved onto the training device once. A seed
+    that diverges fails the stage, as in a train stage, once the round's other seeds have
+    finished (and been stored)."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.on_device: tuple[Pool, TrainingData] | None = None
+
+    def __call__(
+        self,
+        specs: list[RunSpec],
+        pool: Pool,
+        context: RunContext,
+        on_finished: Callable[[RunRecord], None],
+    ) -> tuple[list[RunRecord], list[MissingRun]]:
+        from ..executors.local import fail_if_diverged, on_device, run_here
+
+        if self.on_device is None or self.on_device[0] is not pool:
+            self.on_device = (pool, on_device(self.params.train.device, pool))
+        data = self.on_device[1]
+        records, diverged = run_here(specs, data, context, self.params.train, None, on_finished)
         fail_if_diverged(diverged, "rounds/rounds.json")
         return records, []
-
-    return execute
 
 
 def made_with(layout: Layout, params: Params, pool: Pool, variant: str) -> str:
@@ -77,59 +98,55 @@ def made_with(layout: Layout, params: Params, pool: Pool, variant: str) -> str:
     return hashlib.sha256(json_text(settings).encode()).hexdigest()
 
 
-def rounds(
-    params: Params,
-    layout: Layout,
-    execute: Callable[[Pool], Execute] | None = None,
-    tags: dict[str, str] | None = None,
-) -> Rounds:
-    """Read every variant's train-stage runs, add seeds in rounds where undecided, write
-    `rounds/`. `execute` makes who trains (default: this process)."""
-    schedule = Schedule.of(params.train.seeds, params.rounds)
-    names = list(params.variants)
-    margins = params.report.equivalence.model_dump()
-    if not schedule.adaptive:  # nothing to train
-        done = fixed(schedule, names, params.report.alpha, margins)
-        round_files.write_rounds(layout, done.to_json(), {})
-        return done
-    first = {name: variant_files.read_variant(layout, params, name) for name in names}
-    pool = load_pool(layout.prepared)
-    keys = {name: made_with(layout, params, pool, name) for name in names}
-    stored = {name: round_files.read_round_seeds(layout, name) for name in names}
-    executor = (execute or (lambda p: execute_here(params, p)))(pool)
-    looks = iter(range(1, len(schedule.looks)))
+class RoundTraining:
+    """The seeds a round asks for (`train`, which `seeds_until_decided` calls once per look
+    after the first): those stored under `rounds/` with the same `made_with` reused, the others
+    trained by `executor` and stored as each finishes."""
 
-    def store(record: RunRecord) -> None:
-        round_files.write_round_seed(layout, record, keys[record.variant])
+    def __init__(
+        self,
+        params: Params,
+        layout: Layout,
+        pool: Pool,
+        executor: RoundExecutor,
+        tags: dict[str, str] | None,
+    ) -> None:
+        self.params, self.layout, self.pool, self.executor = params, layout, pool, executor
+        self.tags = tags or {}
+        names = list(params.variants)
+        self.keys = {name: made_with(layout, params, pool, name) for name in names}
+        self.stored = {name: round_files.read_round_seeds(layout, name) for name in names}
+        self.rounds_done = 0
 
-    def train(need: dict[str, list[int]]) -> dict[str, VariantRuns]:
-        """A round: the seeds `need` names, stored ones reused, the others trained."""
-        look = next(looks)
-        reused = {
-            name: [stored[name][s][1] for s in seeds if stored[name].get(s, ("",))[0] == keys[name]]
-            for name, seeds in need.items()
-        }
+    def train(self, need: dict[str, list[int]]) -> dict[str, VariantRuns]:
+        """A round: the seeds `need` names, per variant, stored ones reused, the others
+        trained."""
+        self.rounds_done += 1
+        reused = {name: self.reusable(name, seeds) for name, seeds in need.items()}
         for record in (r for runs in reused.values() for r in runs):
             # Stored by a stage killed before it could end the run (made here): it finished.
-            if variant_files.run_id_of(layout, record.variant, record.seed) == record.run_id:
+            if variant_files.run_id_of(self.layout, record.variant, record.seed) == record.run_id:
                 orphans.end_if_running(record.run_id, "FINISHED")
         from ..executors.local import end_runs_of_dead_processes  # training's imports: here only
 
         for name in need:
-            end_runs_of_dead_processes(params.mlflow.experiment, name)
+            end_runs_of_dead_processes(self.params.mlflow.experiment, name)
         specs = [
             spec
             for name, seeds in need.items()
-            for spec in run_specs(params, name, seeds)
+            for spec in run_specs(self.params, name, seeds)
             if spec.seed not in {r.seed for r in reused[name]}
         ]
         click.echo(
-            f"round {look}: {len(specs)} run(s) to train, {sum(map(len, reused.values()))} "
-            f"reused ({', '.join(need)})",
+            f"round {self.rounds_done}: {len(specs)} run(s) to train, "
+            f"{sum(map(len, reused.values()))} reused ({', '.join(need)})",
             err=True,
         )
-        context = RunContext.of(params.mlflow, pool, tags={**(tags or {}), "round": str(look)})
-        records, missing = executor(specs, context, store) if specs else ([], [])
+        tags = {**self.tags, "round": str(self.rounds_done)}
+        context = RunContext.of(self.params.mlflow, self.pool, tags=tags)
+        records, missing = (
+            self.executor(specs, self.pool, context, self.store) if specs else ([], [])
+        )
         return {
             name: VariantRuns(
                 name,
@@ -141,8 +158,35 @@ def rounds(
             for name in need
         }
 
+    def reusable(self, name: str, seeds: list[int]) -> list[RunRecord]:
+        """The stored seeds of `name` among `seeds` that were made with the same settings."""
+        stored = self.stored[name]
+        return [stored[s][1] for s in seeds if stored.get(s, ("",))[0] == self.keys[name]]
+
+    def store(self, record: RunRecord) -> None:
+        round_files.write_round_seed(self.layout, record, self.keys[record.variant])
+
+
+def rounds(
+    params: Params,
+    layout: Layout,
+    executor: RoundExecutor | None = None,
+    tags: dict[str, str] | None = None,
+) -> Rounds:
+    """Read every variant's train-stage runs, add seeds in rounds where undecided, write
+    `rounds/`. `executor` trains them (default: this process)."""
+    schedule = Schedule.of(params.train.seeds, params.rounds)
+    names = list(params.variants)
+    margins = params.report.equivalence.model_dump()
+    if not schedule.adaptive:  # nothing to train
+        done = fixed(schedule, names, params.report.alpha, margins)
+        round_files.write_rounds(layout, done.to_json(), {})
+        return done
+    first = {name: variant_files.read_variant(layout, params, name) for name in names}
+    pool = load_pool(layout.prepared)
+    training = RoundTraining(params, layout, pool, executor or TrainHere(params), tags)
     done = seeds_until_decided(
-        schedule, first, params.report.baseline, params.report.alpha, margins, train
+        schedule, first, params.report.baseline, params.report.alpha, margins, training.train
     )
     first_seeds = set(schedule.first())
     round_files.write_rounds(

@@ -73,20 +73,22 @@ def train_on_ray(params: Params, layout: Layout, pool: Pool, plan: RayPlan) -> l
     return missing
 
 
-def execute_on_ray(params: Params, plan: RayPlan, missing: list[MissingRun]) -> Callable:
-    """Inside a `session`: who trains the rounds' seeds (the rounds stage's `execute`), as
-    Ray tasks too; the runs of theirs that do not finish are added to `missing`."""
+class RoundsOnRay:
+    """Inside a `session`: who trains the rounds' seeds (a `rounds.RoundExecutor`), as Ray
+    tasks too; the runs of theirs that do not finish are kept in `missing`."""
 
-    def execute(pool: Pool):
-        def run(
-            specs: list[RunSpec], context: RunContext, on_finished: Callable[[RunRecord], None]
-        ):
-            records, lost = on_ray.run_on_ray(
-                specs, pool, params, context, plan.resources, on_finished
-            )
-            missing.extend(lost)
-            return records, lost
+    def __init__(self, params: Params, plan: RayPlan) -> None:
+        self.params, self.plan = params, plan
+        self.missing: list[MissingRun] = []
 
-        return run
-
-    return execute
+    def __call__(
+        self,
+        specs: list[RunSpec],
+        pool: Pool,
+        context: RunContext,
+        on_finished: Callable[[RunRecord], None],
+    ) -> tuple[list[RunRecord], list[MissingRun]]:
+        resources = self.plan.resources
+        records, lost = on_ray.run_on_ray(specs, pool, self.params, context, resources, on_finished)
+        self.missing += lost
+        return records, lost

@@ -13,7 +13,6 @@ size, its history and weights are bit-identical (tests/unit/training/test_stacks
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +25,11 @@ from ..core.architecture import Architecture
 from ..core.errors import TrainingDiverged
 from ..core.spec import RunSpec
 from . import seed_state
-from .augment import augment
 from .device import TrainingData
-from .epoch import Compute, divergence, evaluate, never, train_one_epoch
+from .epoch import Compute, evaluate, never
 from .lanes import Lane, lanes_at_once, lanes_for, run_lanes
-from .regularization import make_optimizer, penalised_parameters, penalty, weight_statistics
+from .regularization import weight_statistics
+from .stack_training import EpochNumbers, OnCheckpoint, OnEpoch, StackTraining
 from .stacks import stack_of
 
 
@@ -40,27 +39,10 @@ class TrainResult:
 
     architecture: Architecture
     model: nn.Module  # holds the best epoch's weights
-    history: list[dict[str, float]]  # one row per epoch, keys as in EPOCH_METRICS
+    history: list[dict[str, float]]  # one row per epoch, keys as in stack_training.EPOCH_METRICS
     summary: dict[str, float]
     stopped_early: bool
     device: str
-
-
-EPOCH_METRICS = (
-    "train_loss",  # data loss over the whole training split, eval mode
-    "train_accuracy",
-    "train_loss_running",  # mean data loss of the epoch's mini-batches, train mode (dropout on)
-    "penalty",  # λ1·Σ|w| + λ2·Σw² at the end of the epoch
-    "val_loss",
-    "val_accuracy",
-    "loss_gap",  # val_loss - train_loss
-    "accuracy_gap",  # train_accuracy - val_accuracy
-    "epoch_seconds",  # the seed's share of its lane's epoch: wall time / seeds in the lane
-)
-
-# (index of the seed in the specs, epoch, its row) and (index, its training state)
-OnEpoch = Callable[[int, int, dict[str, float]], None]
-OnCheckpoint = Callable[[int, dict[str, Any]], None]
 
 
 def train_stack(
@@ -130,109 +112,22 @@ def _train(
     checkpoint_every: int,
     should_stop: Callable[[], bool],
 ) -> list[TrainResult | TrainingDiverged]:
-    """`train_stack` for seeds that start from the same epoch."""
-    device = data.device
-    spec = specs[0]
-    v, settings = spec.variant, spec.train
-    arch = spec.architecture(data.input_shape or (data.n_features,), data.n_classes)
-    seeds = [seed_state.start(s, arch, device) for s in specs]
-    for seed, saved in zip(seeds, resume, strict=True):
-        if saved is not None:
-            seed_state.resumed(seed, saved, device)
-    has_dropout = v.input_dropout > 0 or any(r > 0 for r in spec.dropout_rates)
-    augmenting = v.crop > 0 or v.flip
-    optimizer_states = [s["optimizer"] if s is not None else {} for s in resume]
-
-    def augmenter(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        raw_zero = data.for_seed(seeds[i].spec.seed).raw_zero
-        fill = raw_zero if raw_zero is not None else 0.0
-        return lambda x: augment(x, arch.shape, v.crop, v.flip, seeds[i].augment, fill)
-
-    def lane(members: list[int], epoch: int) -> Lane:
-        stack = stack_of(arch, [seeds[i].state for i in members])
-        optimizer = make_optimizer(
-            stack, spec.optimizer, settings.lr, v.weight_decay, v.penalize_bias, settings.momentum
-        )
-        for net, i in zip(stack.nets, members, strict=True):
-            seed_state.set_optimizer_state(optimizer, net, optimizer_states[i])
-        net = Compute.of(stack, settings.precision, settings.compile)
-        return Lane(
-            members, stack, optimizer, net, epoch, data.for_lane([specs[i].seed for i in members])
-        )
-
-    def epoch_of(lane: Lane) -> tuple[list[list[float]], float]:
-        """One epoch of a lane's seeds, their numbers (one read from the device) and its wall
-        time."""
-        started = time.perf_counter()
-        running = train_one_epoch(
-            lane.net,
-            lane.optimizer,
-            lane.data.train,
-            settings.batch_size,
-            [seeds[i].shuffle for i in lane.members],
-            v,
-            [seeds[i].dropout for i in lane.members] if has_dropout else None,
-            should_stop,
-            [augmenter(i) for i in lane.members] if augmenting else None,
-        )
-        train_loss, train_acc = evaluate(lane.net, lane.data.train)
-        val_loss, val_acc = evaluate(lane.net, lane.data.val)
-        with torch.no_grad():
-            pen = torch.stack(
-                [
-                    penalty(penalised_parameters(n, v.penalize_bias), v.l1, v.l2)
-                    for n in lane.stack.nets
-                ]
-            )
-        values = [train_loss, train_acc, running / len(lane.data.train), pen, val_loss, val_acc]
-        rows = torch.stack([t.to(running.dtype) for t in values], dim=1).tolist()
-        return rows, time.perf_counter() - started
-
-    def leaving(old: Lane, stopping: set[int]) -> Lane | None:
-        """`old` without the seeds in `stopping`: a lane of the others, as they are now; None
-        if none stays."""
-        stay = [i for i in old.members if i not in stopping]
-        for pos, i in enumerate(old.members):
-            if i not in stopping:
-                seeds[i].state = old.stack.seed_state(pos)
-                optimizer_states[i] = seed_state.optimizer_state_of(
-                    old.optimizer, old.stack.nets[pos]
-                )
-        return lane(stay, old.epoch) if stay else None
-
-    def after_epoch(lane: Lane, result: tuple[list[list[float]], float]) -> Lane | None:
-        """A lane's epoch recorded, seed by seed; the lane for its next epoch, or None."""
-        values, seconds = result
-        epoch = lane.epoch
-        rows = [dict(zip(EPOCH_METRICS[:6], vals, strict=False)) for vals in values]
-        stopping = set()
-        for i, row in zip(lane.members, rows, strict=True):
-            # A seed that diverges leaves the lane, its epoch unrecorded; the others go on.
-            seeds[i].diverged = divergence(row, epoch, seeds[i].spec.seed, data.n_classes)
-            if seeds[i].diverged is not None:
-                stopping.add(i)
-        for pos, (i, row) in enumerate(zip(lane.members, rows, strict=True)):
-            if i in stopping:
-                continue
-            if seeds[i].record(epoch, row, lane.stack, pos):
-                stopping.add(i)
-            row["epoch_seconds"] = seconds / len(lane.members)
-            on_epoch(i, epoch, row)
-        if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0:
-            for pos, i in enumerate(lane.members):
-                if i not in stopping:
-                    on_checkpoint(i, seeds[i].training_state(lane.stack, pos, lane.optimizer))
-        lane.epoch += 1
-        following = leaving(lane, stopping) if stopping else lane  # they stop changing
-        return following if following is not None and following.epoch <= settings.epochs else None
-
-    if device.type == "cpu":
+    """`train_stack` for seeds that start from the same epoch: their lanes, each trained epoch
+    by epoch until its seeds stop or the last epoch is done; then each seed's result."""
+    training = StackTraining(specs, data, resume, should_stop)
+    settings = specs[0].train
+    if data.device.type == "cpu":
         torch.set_num_threads(settings.threads)
-    first = len(seeds[0].history) + 1
-    members = lanes_for(device, settings, list(range(len(seeds))))
-    lanes = [lane(m, first) for m in members] if first <= settings.epochs else []
-    run_lanes(lanes, lanes_at_once(device, settings, len(members)), epoch_of, after_epoch)
-    return _finish(seeds, arch, data)
+    first = len(training.seeds[0].history) + 1
+    members = lanes_for(data.device, settings, list(range(len(specs))))
+    lanes = [training.lane(m, first) for m in members] if first <= settings.epochs else []
+
+    def after_epoch(lane: Lane, result: EpochNumbers) -> Lane | None:
+        return training.after_epoch(lane, result, on_epoch, on_checkpoint, checkpoint_every)
+
+    at_once = lanes_at_once(data.device, settings, len(members))
+    run_lanes(lanes, at_once, training.run_epoch, after_epoch)
+    return _finish(training.seeds, training.arch, data)
 
 
 def _finish(

@@ -21,7 +21,7 @@ from pipeline.core.records import MissingRun, RunRecord
 from pipeline.core.spec import run_specs
 from pipeline.executors.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.outputs import sweep_files, variant_files
-from pipeline.training.trainer import EPOCH_METRICS
+from pipeline.training.stack_training import EPOCH_METRICS
 
 PARAMS = parse_params(
     {

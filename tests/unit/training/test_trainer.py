@@ -15,7 +15,7 @@ from pipeline.core.errors import TrainingDiverged
 from pipeline.core.variant import Variant
 from pipeline.training.device import DeviceData, resolve_device
 from pipeline.training.model import weight_layers
-from pipeline.training.trainer import EPOCH_METRICS
+from pipeline.training.stack_training import EPOCH_METRICS
 from tests.support.training import CPU, problem, spec, train
 
 
