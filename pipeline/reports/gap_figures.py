@@ -192,7 +192,7 @@ def weight_magnitudes(
     """Histogram of log10 |w| of the kept models' linear weights: L1 piles weights near zero.
 
     Counted with numpy and drawn as steps: the models hold millions of weights, far too many
-    rows for a data frame (seaborn's displot took ~10 s for the default study)."""
+    rows for a data frame (seaborn's displot is slower: docs/performance.md)."""
     plt, _ = pyplot()
     edges = np.linspace(-7.0, 1.0, 61)  # log10 |w|; |w| < 1e-7 is counted at -7
     fig, axes = _panels(plt, len(order), 3.1, 2.4)

@@ -9,8 +9,7 @@ import click
 from ..core.config import Params
 from ..core.files import files_into, json_text
 from ..core.paths import Layout
-from ..reports import compare as across
-from ..reports import figures
+from ..reports import across_studies, figures
 from ..tracking import store
 
 
@@ -26,10 +25,10 @@ def compare(
     runs whose parameters match `where`: `reports/compare/<by>/` (or `out`)."""
     experiment = experiment or params.mlflow.experiment
     target = Path(out) if out else layout.compare(by)
-    runs = across.training_runs(store.finished_runs(experiment), experiment, by, where)
-    found, left_out = across.latest(runs)
+    runs = across_studies.training_runs(store.finished_runs(experiment), experiment, by, where)
+    found, left_out = across_studies.latest(runs)
     report = params.report
-    summary = across.summarise(
+    summary = across_studies.summarise(
         found,
         report.baseline,
         list(params.variants),
@@ -38,9 +37,9 @@ def compare(
     )
     with files_into(target) as staging:
         figures.across_groups(
-            by, list(summary), across.figure_panels(summary), staging / "compare.png"
+            by, list(summary), across_studies.figure_panels(summary), staging / "compare.png"
         )
-        text = across.markdown(summary, by, params.report.baseline, where, left_out)
+        text = across_studies.markdown(summary, by, params.report.baseline, where, left_out)
         (staging / "compare.md").write_text(text)
         (staging / "summary.json").write_text(json_text(summary))
     click.echo(f"comparison: {target / 'compare.md'}")

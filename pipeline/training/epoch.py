@@ -26,10 +26,10 @@ EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
 
 # A run has diverged once its train data loss (whole split, eval mode) is over this many times
 # the chance level ln C, the loss of a uniform guess: the optimizer descends on that very loss,
-# so a working run stays near or below ln C from its first epoch on (over the default study's
-# 24 runs the highest is 0.47, against a threshold of 230 for 10 classes); a mean of 100 ln C
-# means logits wrong by hundreds on average, which descent does not reach. A loss that blows
-# up while staying finite (a learning rate 1e6 gives 5e11 at epoch 1) ends the run like a NaN.
+# so a working run stays near or below ln C from its first epoch on (the highest seen is in
+# docs/performance.md); a mean of 100 ln C means logits wrong by hundreds on average, which
+# descent does not reach. A loss that blows up while staying finite ends the run like a NaN
+# (tests/unit/training/test_trainer.py trains at a learning rate of 1e6).
 DIVERGED_OVER_CHANCE = 100
 
 

@@ -45,8 +45,8 @@ def lanes_for(device: torch.device, settings: Any, members: list[int]) -> list[l
 
 def lanes_at_once(device: torch.device, settings: Any, lanes: int) -> int:
     """How many lanes train at the same moment: `train.parallel` if set; else on a CPU as many
-    as the cores hold at `train.threads` each (more would only take turns on the cores: 10
-    seeds at once on 2 cores were 1.07 to 1.12 x slower per seed-epoch), on a GPU every lane."""
+    as the cores hold at `train.threads` each (more would only take turns on the cores:
+    docs/performance.md), on a GPU every lane."""
     if settings.parallel:
         at_once = settings.parallel
     elif device.type == "cpu":

@@ -90,8 +90,8 @@ def make_optimizer(
         {"params": decayed, "weight_decay": weight_decay},
         {"params": rest, "weight_decay": 0.0},
     ]
-    # fused: one kernel per step for all parameters; on a CPU core about 2.5x faster than the
-    # default multi-tensor step for this network (the step is memory-bound).
+    # fused: one kernel per step for all parameters (the step is memory-bound; its speed-up is
+    # in docs/performance.md).
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True)
     if name == "adam":

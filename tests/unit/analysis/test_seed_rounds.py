@@ -35,7 +35,7 @@ from pipeline.core.paths import Layout
 from pipeline.core.records import RunRecord
 from pipeline.outputs.round_files import write_rounds
 from pipeline.outputs.variant_files import VariantRuns
-from pipeline.reports import compare
+from pipeline.reports import across_studies
 from tests.support.repo import TINY_PARAMS
 from tests.support.simulated_studies import NOISES, TRUTHS, Tally, schedules, study, too_many
 
@@ -207,5 +207,5 @@ def test_compare_across_studies_leaves_out_the_seeds_added_in_rounds() -> None:
         )
 
     runs = [logged(0), logged(1), logged(2, round="1")]
-    found = compare.training_runs(runs, "study", "label_noise", {})
+    found = across_studies.training_runs(runs, "study", "label_noise", {})
     assert [r.seed for r in found] == [0, 1]
