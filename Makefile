@@ -36,7 +36,7 @@ test: $(VENV)/.dev $(VENV)/.cluster  ## the whole test suite
 	scripts/chromium-up  # Debian's Chromium, for the test that loads the MLflow UI page
 	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
 
-test-fast: $(VENV)/.dev  ## the unit tests only (no dvc, mlflow run, servers or Ray)
+test-fast: $(VENV)/.dev  ## the unit tests only (no dvc, mlflow run, servers, Ray, or stage in a process of its own)
 	python -m pytest -q -n 2 -m "not e2e"
 
 chaos: $(VENV)/.cluster  ## 100 interrupts of the train and rounds stages, each continued and checked; a Ray worker lost in a round

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -27,6 +28,25 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = scratch_repo(tmp_path_factory.mktemp("dvc") / "repo", TINY_PARAMS)
     make_runner(repo)("dvc", "repro")
     return repo
+
+
+@pytest.fixture
+def committed_study(reproduced: Path, tmp_path: Path) -> Path:
+    """A copy of the reproduced study with its outputs committed, as `make study` leaves a
+    clone: experiments start from it, and DVC has every stage they do not change cached."""
+    repo = tmp_path / "study"
+    # Not its MLflow store: a clone has none, and the store names the repository it is in.
+    shutil.copytree(reproduced, repo, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db*"))
+    shutil.rmtree(repo / "mlruns")
+    run = make_runner(repo)
+    run("git", "checkout", "--", "params.yaml")  # an edit of another test, not reproduced
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "the study's outputs")
+    return repo
+
+
+def experiment_runs(repo: Path, name: str) -> list:
+    return [r for r in training_runs(repo) if r.data.tags.get("dvc_exp_name") == name]
 
 
 def local_path(uri: str) -> str:
@@ -185,14 +205,15 @@ def test_editing_one_variant_retrains_only_it(reproduced: Path) -> None:
     assert set(status) == {"train@l2", "rounds", "report"}
 
 
-def test_exp_run_with_set_param(tiny_repo: Path) -> None:
-    run = make_runner(tiny_repo)
+def test_exp_run_with_set_param(committed_study: Path) -> None:
+    run = make_runner(committed_study)
     run("dvc", "exp", "run", "-n", "strong-dropout", "-S", "variants.dropout.dropout=0.3")
-    runs = training_runs(tiny_repo)
-    dropout = [r for r in runs if r.data.tags["variant"] == "dropout"]
-    assert len(dropout) == 2
-    assert all(r.data.params["dropout"] == "0.3" for r in dropout)
-    assert all(r.data.tags["dvc_exp_name"] == "strong-dropout" for r in dropout)
+    runs = experiment_runs(committed_study, "strong-dropout")  # only the variant it changed
+    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in runs) == [
+        ("dropout", "0"),
+        ("dropout", "1"),
+    ]
+    assert all(r.data.params["dropout"] == "0.3" for r in runs)
     shown = run("dvc", "exp", "show", "--json").stdout
     assert "strong-dropout" in shown
     # Two experiments' learning curves, drawn together by `dvc plots diff`.
@@ -213,8 +234,9 @@ def test_exp_run_with_set_param(tiny_repo: Path) -> None:
     assert "dropout.loss_gap" in diff or '"loss_gap"' in diff
 
 
-def test_queued_experiment_logs_into_the_root_store(tiny_repo: Path) -> None:
+def test_queued_experiment_logs_into_the_root_store(committed_study: Path) -> None:
     """A queued experiment runs in a copy under .dvc/tmp/exps; its runs land in the root."""
+    tiny_repo = committed_study
     run = make_runner(tiny_repo)
     run("dvc", "exp", "run", "--queue", "-n", "queued-l2", "-S", "variants.l2.l2=0.01")
     run("dvc", "queue", "start")
@@ -227,17 +249,25 @@ def test_queued_experiment_logs_into_the_root_store(tiny_repo: Path) -> None:
     assert "Success" in status, (
         status + run("dvc", "queue", "logs", "queued-l2", check=False).stdout
     )
-    runs = training_runs(tiny_repo)
-    assert len(runs) == N_TRAIN_RUNS
-    assert {r.data.tags.get("dvc_exp_name") for r in runs} == {"queued-l2"}
+    runs = experiment_runs(tiny_repo, "queued-l2")  # only the variant it changed
+    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in runs) == [
+        ("l2", "0"),
+        ("l2", "1"),
+    ]
     root_mlruns = str(tiny_repo / "mlruns")
     for r in runs:
         assert local_path(r.info.artifact_uri).startswith(root_mlruns), r.info.artifact_uri
         assert r.info.status == "FINISHED"
-    l2 = [r for r in runs if r.data.tags["variant"] == "l2"]
-    assert all(float(r.data.params["l2"]) == 0.01 for r in l2)
-    # The artifacts outlive the temporary copy.
-    assert any((tiny_repo / "mlruns").rglob("model.safetensors"))
+    assert all(float(r.data.params["l2"]) == 0.01 for r in runs)
+    # The artifacts outlive the temporary copy: each run's logged model is in the root's store.
+    client = client_for(tiny_repo)
+    for r in runs:
+        [model] = client.search_logged_models(
+            experiment_ids=[r.info.experiment_id],
+            filter_string=f"source_run_id = '{r.info.run_id}'",
+        )
+        stored = Path(local_path(model.artifact_location))
+        assert str(stored).startswith(root_mlruns) and any(stored.rglob("model.safetensors"))
 
 
 def test_study_with_the_dvc_executor_runs_the_stages(tmp_path: Path) -> None:
@@ -292,13 +322,17 @@ def test_a_data_file_outside_data_raw_is_prepared_with_a_warning(tmp_path: Path)
     assert (repo / "data" / "prepared" / "meta.json").is_file()
 
 
-def test_a_fresh_clone_logs_the_committed_report_to_mlflow(tmp_path: Path) -> None:
+def test_a_fresh_clone_logs_the_committed_report_to_mlflow(
+    reproduced: Path, tmp_path: Path
+) -> None:
     """On a clone of a repository with its outputs committed, `dvc repro` retrains (its cache
     is empty) to the same bytes, so it skips the report stage and with it the report's MLflow
     run and view; `next-steps` (the end of `make study`) logs them, once."""
-    origin = scratch_repo(tmp_path / "origin", TINY_PARAMS)
+    origin = tmp_path / "origin"
+    shutil.copytree(reproduced, origin, symlinks=True)  # the study reproduced, as committed
     run = make_runner(origin)
-    run("dvc", "repro")
+    run("git", "checkout", "--", "params.yaml")  # an edit of another test, not reproduced
+    assert json.loads(run("dvc", "status", "dvc.yaml", "--json").stdout) == {}
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "the study's outputs")
     clone = tmp_path / "clone"
