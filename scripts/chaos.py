@@ -39,7 +39,7 @@ from pathlib import Path
 import yaml
 from mlflow import MlflowClient
 
-from pipeline.cli.sweep_stages import SWEPT
+from pipeline.core.techniques import SWEPT
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 30

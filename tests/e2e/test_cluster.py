@@ -302,7 +302,7 @@ RACING_LOGGERS = """
 import sys, threading, uuid
 from concurrent.futures import ThreadPoolExecutor
 from mlflow import MlflowClient
-from pipeline import tracking
+from pipeline.tracking import store
 
 client = MlflowClient()
 experiment = client.create_experiment(f"race-{uuid.uuid4().hex}")
@@ -315,7 +315,7 @@ for trial in range(int(sys.argv[2])):
 
     def log(run_id):
         barrier.wait()
-        tracking.log_dataset(run_id, dataset)
+        store.log_dataset(run_id, dataset)
 
     with ThreadPoolExecutor(loggers) as pool:
         list(pool.map(log, runs))
