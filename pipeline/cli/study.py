@@ -125,7 +125,7 @@ def study(
         with on_ray.session(plan):  # connected first: Ray refuses what it cannot run
             prepared = stage("prepare").prepare(params, layout)
             missing = on_ray.train_on_ray(params, layout, prepared, plan)
-            on_ray_rounds = on_ray.RoundsOnRay(params, plan)
+            on_ray_rounds = on_ray.RoundsOnRay(params, plan, prepared)
             stage("rounds").rounds(params, layout, on_ray_rounds, store.context_tags())
             missing += on_ray_rounds.missing
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from operator import attrgetter
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import click
 
@@ -31,9 +31,6 @@ from ..outputs.variant_files import VariantRuns
 from ..tracking import orphans
 from ..training.device import resolve_device
 
-if TYPE_CHECKING:
-    from ..training.device import TrainingData
-
 
 class RoundExecutor(Protocol):
     """Who trains a round's runs: the records of those that finished, and the runs that did
@@ -43,34 +40,32 @@ class RoundExecutor(Protocol):
     def __call__(
         self,
         specs: list[RunSpec],
-        pool: Pool,
         context: RunContext,
         on_finished: Callable[[RunRecord], None],
     ) -> tuple[list[RunRecord], list[MissingRun]]: ...
 
 
 class TrainHere:
-    """Rounds trained in this process, the pool moved onto the training device once. A seed
-    that diverges fails the stage, as in a train stage, once the round's other seeds have
-    finished (and been stored)."""
+    """Rounds trained in this process, on `pool` moved onto the training device. A seed that
+    diverges fails the stage, as in a train stage, once the round's other seeds have finished
+    (and been stored)."""
 
-    def __init__(self, params: Params) -> None:
+    def __init__(self, params: Params, pool: Pool) -> None:
+        from ..executors.local import on_device  # training's imports: only where rounds train
+
         self.params = params
-        self.on_device: tuple[Pool, TrainingData] | None = None
+        self.data = on_device(params.train.device, pool)
 
     def __call__(
         self,
         specs: list[RunSpec],
-        pool: Pool,
         context: RunContext,
         on_finished: Callable[[RunRecord], None],
     ) -> tuple[list[RunRecord], list[MissingRun]]:
-        from ..executors.local import fail_if_diverged, on_device, run_here
+        from ..executors.local import fail_if_diverged, run_here
 
-        if self.on_device is None or self.on_device[0] is not pool:
-            self.on_device = (pool, on_device(self.params.train.device, pool))
-        data = self.on_device[1]
-        records, diverged = run_here(specs, data, context, self.params.train, None, on_finished)
+        train = self.params.train
+        records, diverged = run_here(specs, self.data, context, train, None, on_finished)
         fail_if_diverged(diverged, "rounds/rounds.json")
         return records, []
 
@@ -144,9 +139,7 @@ class RoundTraining:
         )
         tags = {**self.tags, "round": str(self.rounds_done)}
         context = RunContext.of(self.params.mlflow, self.pool, tags=tags)
-        records, missing = (
-            self.executor(specs, self.pool, context, self.store) if specs else ([], [])
-        )
+        records, missing = self.executor(specs, context, self.store) if specs else ([], [])
         return {
             name: VariantRuns(
                 name,
@@ -174,7 +167,8 @@ def rounds(
     tags: dict[str, str] | None = None,
 ) -> Rounds:
     """Read every variant's train-stage runs, add seeds in rounds where undecided, write
-    `rounds/`. `executor` trains them (default: this process)."""
+    `rounds/`. `executor` trains them (default: this process), on the pool of
+    `data/prepared/`."""
     schedule = Schedule.of(params.train.seeds, params.rounds)
     names = list(params.variants)
     margins = params.report.equivalence.model_dump()
@@ -184,7 +178,7 @@ def rounds(
         return done
     first = {name: variant_files.read_variant(layout, params, name) for name in names}
     pool = load_pool(layout.prepared)
-    training = RoundTraining(params, layout, pool, executor or TrainHere(params), tags)
+    training = RoundTraining(params, layout, pool, executor or TrainHere(params, pool), tags)
     done = seeds_until_decided(
         schedule, first, params.report.baseline, params.report.alpha, margins, training.train
     )

@@ -74,21 +74,22 @@ def train_on_ray(params: Params, layout: Layout, pool: Pool, plan: RayPlan) -> l
 
 
 class RoundsOnRay:
-    """Inside a `session`: who trains the rounds' seeds (a `rounds.RoundExecutor`), as Ray
-    tasks too; the runs of theirs that do not finish are kept in `missing`."""
+    """Inside a `session`: who trains the rounds' seeds on `pool` (a `rounds.RoundExecutor`),
+    as Ray tasks too; the runs of theirs that do not finish are kept in `missing`."""
 
-    def __init__(self, params: Params, plan: RayPlan) -> None:
-        self.params, self.plan = params, plan
+    def __init__(self, params: Params, plan: RayPlan, pool: Pool) -> None:
+        self.params, self.plan, self.pool = params, plan, pool
         self.missing: list[MissingRun] = []
 
     def __call__(
         self,
         specs: list[RunSpec],
-        pool: Pool,
         context: RunContext,
         on_finished: Callable[[RunRecord], None],
     ) -> tuple[list[RunRecord], list[MissingRun]]:
         resources = self.plan.resources
-        records, lost = on_ray.run_on_ray(specs, pool, self.params, context, resources, on_finished)
+        records, lost = on_ray.run_on_ray(
+            specs, self.pool, self.params, context, resources, on_finished
+        )
         self.missing += lost
         return records, lost
