@@ -1,5 +1,5 @@
 """Whether each variant's techniques can act on the network and the data, checked before
-anything trains: the network builds (on the meta device: no memory, no random draws) and maps
+anything trains: the network builds (on the CPU, torch's generator untouched) and maps
 (B, n_features) to (B, n_classes); each technique that is on finds what it needs
 (`techniques.NEEDS`); and a network holds no dropout its variant did not ask for."""
 
@@ -76,12 +76,14 @@ def _on(spec: RunSpec, technique: Technique) -> bool:
 
 
 def _built(arch: Architecture) -> nn.Module:
-    """The network, built and run once on the meta device; a ConfigError if it does not map
-    (B, n_features) to (B, n_classes)."""
-    with torch.device("meta"):
+    """The network, built and run once on a batch of 2 zeros on the CPU; a ConfigError if it
+    does not map (B, n_features) to (B, n_classes). Not on the meta device, which would cost no
+    memory: its kernels load torch.compile's front end, as long to import as torch itself.
+    torch's generator is left as it was found."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         network = build(arch)
         try:
-            out = network.eval()(torch.empty(2, arch.n_inputs))
+            out = network.eval()(torch.zeros(2, arch.n_inputs))
         except Exception as e:  # the user's code
             raise ConfigError(
                 f"model.network {arch.network}: a batch of 2 inputs of shape {list(arch.shape)} "

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..core.errors import TrainingDiverged
 from ..core.variant import Variant
+from . import optimizer_calls
 from .device import DeviceSplit
 from .regularization import apply_max_norm, penalised_parameters, training_objective
 from .stacks import Stack
@@ -118,9 +119,9 @@ def train_one_epoch(
             loss, data_loss = training_objective(seed_logits, target[k], variant, penalised[k])
             objective = objective + loss
             data_losses.append(data_loss.detach())
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_calls.zero_grad(optimizer)
         objective.backward()
-        optimizer.step()
+        optimizer_calls.step(optimizer)
         if variant.max_norm is not None:
             apply_max_norm(stack, variant.max_norm)
         running += torch.stack(data_losses) * idx.shape[1]

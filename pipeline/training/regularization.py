@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.variant import Variant
+from . import optimizer_calls  # noqa: F401  (once imported, constructors skip torch._dynamo)
 from .model import norm_parameters, weight_layers
 
 
