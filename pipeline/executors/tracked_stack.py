@@ -35,7 +35,6 @@ from ..training.device import DeviceData, TrainingData, processor
 from ..training.trainer import TrainResult, train_stack
 from .checkpoint import Checkpoints
 
-# Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
 PACKAGE = Path(__file__).resolve().parent.parent
 # What an MLflow model's code holds of this package: the modules `tracking/logged_model.py`
 # imports, and theirs, by their paths in the package (tests/project/test_stage_deps.py keeps it so).
@@ -46,10 +45,23 @@ MODEL_CODE = (
     "training/user_network.py",
 )
 
+# Given explicitly: MLflow's inference of a model's requirements costs seconds per run.
 PIP_REQUIREMENTS = [
     f"torch=={torch.__version__.split('+')[0]}",
     f"safetensors=={importlib.metadata.version('safetensors')}",
 ]
+
+
+def _check_requirements_without_a_package_scan() -> None:
+    """MLflow checks a model's requirements against the installed versions, and first maps
+    every installed package's modules to it, once a process (0.85 s here: docs/performance.md).
+    The map serves requirements named by module; these (and the `mlflow` it adds) are named by
+    distribution, whose versions it reads without the map. So MLflow is given an empty map:
+    the check is the same, without the scan."""
+    from mlflow.utils import requirements_utils
+
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", {}) is None:
+        requirements_utils._MODULES_TO_PACKAGES = {}
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,7 @@ def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: Mo
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
+    _check_requirements_without_a_package_scan()
     example = data.val.x[:5].cpu().numpy()
     with torch.no_grad():
         output = network.cpu().eval()(torch.from_numpy(example)).numpy()

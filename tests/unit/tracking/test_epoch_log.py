@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from pipeline.core.errors import MetricsLost
 from pipeline.tracking.epoch_log import EpochMetrics
+from tests.support.tracking import own_store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[MlflowClient]:
     """A real SQLite store of this test's own, and no run left active after it."""
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    try:
+    with own_store(tmp_path) as uri:
         yield MlflowClient(uri)
-    finally:
-        with suppress(MlflowException):  # a run the test deleted cannot be ended
-            mlflow.end_run()
-        mlflow.set_tracking_uri(previous)
 
 
 def steps(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.core.records import RunRecord
 from pipeline.tracking import model_registry
+from tests.support.tracking import own_store
 
 
 def record(variant: str, seed: int, best_val_loss: float, test_accuracy: float) -> RunRecord:
@@ -64,20 +65,9 @@ class Constant(mlflow.pyfunc.PythonModel):
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A SQLite store of this test's own; its runs go to the store's default experiment.
-
-    No `mlflow.set_experiment` here: it sets process-wide state (an active experiment id and
-    MLFLOW_EXPERIMENT_ID) that would send a later test's runs to an experiment its store lacks.
-    """
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    try:
+def store(tmp_path: Path) -> Iterator[str]:
+    with own_store(tmp_path) as uri:
         yield uri
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def logged_run(value: float) -> str:
