@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.analysis.stats import PairedDifference, mean_interval, paired_difference
+from pipeline.analysis.stats import (
+    SCIPY_NCT_UP_TO,
+    PairedDifference,
+    _two_sided_power_integrated,
+    mean_interval,
+    paired_difference,
+    two_sided_power,
+)
 
 VARIANT = {0: 1.0, 1: 1.5, 2: 0.7, 3: 1.2}
 BASELINE = {0: 0.8, 1: 1.1, 2: 0.9, 3: 0.6}
@@ -118,3 +125,27 @@ def test_mean_interval_matches_scipy_one_sample_interval() -> None:
     assert (result.low, result.high) == pytest.approx((low, high), rel=1e-9)
     ci = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
     assert (result.low, result.high) == pytest.approx((ci.low, ci.high), rel=1e-9)
+
+
+@pytest.mark.parametrize(("df", "nc"), [(1, 2.0e7), (1, 3.0e5), (2, 5.0e3)])
+def test_the_power_far_beyond_scipys_noncentral_t_matches_simulation(df: int, nc: float) -> None:
+    """Few seeds at a tiny α (2 seeds: α = 1e-6 over 21 comparisons), where scipy's noncentral
+    t returns wrong tails: the power is P(|Z + nc| > c·S) for Z normal and S = √(χ²/df),
+    counted over a million draws (standard error under 0.0005)."""
+    critical = stats.t.ppf(1 - 1e-6 / 21 / 2, df)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(1_000_000)
+    s = np.sqrt(rng.chisquare(df, 1_000_000) / df)
+    simulated = np.mean(np.abs(z + nc) > critical * s)
+    assert 0.01 < simulated < 0.99  # a probability the draws can resolve
+    assert two_sided_power(critical, df, nc) == pytest.approx(simulated, abs=0.0025)
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9])
+@pytest.mark.parametrize("nc", [0.5, 3.0, 30.0, SCIPY_NCT_UP_TO])
+def test_below_the_switch_the_integral_and_scipy_agree(df: int, nc: float) -> None:
+    """Where scipy's noncentral t holds, the direct integral gives the same power: the switch
+    between the two changes no figure."""
+    critical = stats.t.ppf(1 - 0.05 / 21 / 2, df)
+    scipy_power = stats.nct.sf(critical, df, nc) + stats.nct.sf(critical, df, -nc)
+    assert _two_sided_power_integrated(critical, df, nc) == pytest.approx(scipy_power, abs=1e-8)
