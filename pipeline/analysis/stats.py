@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import integrate, optimize, stats
+from scipy import integrate, optimize, special, stats
 
 CONFIDENCE = 0.95
 
@@ -154,7 +154,8 @@ def _two_sided_power_integrated(critical: float, df: int, nc: float) -> float:
     is below 1e-340), either side of −nc, where |Z + nc| turns."""
 
     def within(z: float) -> float:  # P(S < |z + nc| / c), weighted by z's density
-        return float(stats.norm.pdf(z) * stats.chi2.cdf(df * ((z + nc) / critical) ** 2, df))
+        density = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+        return density * float(special.chdtr(df, df * ((z + nc) / critical) ** 2))
 
     edges = sorted({-40.0, min(max(-nc, -40.0), 40.0), 40.0})
     return math.fsum(integrate.quad(within, a, b)[0] for a, b in itertools.pairwise(edges))
