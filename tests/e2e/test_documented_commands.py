@@ -135,7 +135,7 @@ README_COMMANDS: dict[str, Covered] = {
         f"{HERE}test_techniques_and_train_help_list_every_knob", "python -m pipeline train --help"
     ),
     "python -m pipeline train --variant l2 --resume": Covered(
-        "tests/e2e/test_reliability.py::"
+        "tests/e2e/test_resume.py::"
         "test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run",
         "python -m pipeline train --variant dropout --resume, after a SIGTERM mid-stage",
     ),
