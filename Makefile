@@ -34,7 +34,7 @@ noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC e
 test: $(VENV)/.dev $(VENV)/.cluster  ## the whole test suite
 	scripts/postgres-up >/dev/null  # Debian's PostgreSQL, for the tests of `mlflow server` on it
 	scripts/chromium-up  # Debian's Chromium, for the test that loads the MLflow UI page
-	python -m pytest -q -n 2 --dist loadfile  # two workers: the end-to-end tests wait on subprocesses
+	python -m pytest -q -n 2 --dist loadfile --durations=10  # two workers: the end-to-end tests wait on subprocesses; the ten slowest tests listed
 
 test-fast: $(VENV)/.dev  ## the unit tests only (no dvc, mlflow run, servers, Ray, or stage in a process of its own)
 	python -m pytest -q -n 2 -m "not e2e"
