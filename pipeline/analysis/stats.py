@@ -118,6 +118,13 @@ def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
     """
     if n < 2 or not math.isfinite(sd):
         return math.nan
+    return float(_noncentrality(n, alpha, power) * sd / math.sqrt(n))
+
+
+@functools.cache
+def _noncentrality(n: int, alpha: float, power: float) -> float:
+    """The noncentrality at which the test on `n` seeds at level `alpha` has `power`: it does
+    not depend on the spread, so a study's many comparisons at one level share it."""
     df = n - 1
     critical = stats.t.ppf(1 - alpha / 2, df)
 
@@ -127,8 +134,7 @@ def detectable(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
     high = critical + 10.0
     while shortfall(high) < 0:
         high *= 2
-    nc = optimize.brentq(shortfall, 0.0, high, xtol=1e-10)
-    return float(nc * sd / math.sqrt(n))
+    return optimize.brentq(shortfall, 0.0, high, xtol=1e-10)
 
 
 # Beyond this noncentrality scipy's noncentral t (Boost's series) stops converging where the
