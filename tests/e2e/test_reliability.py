@@ -13,7 +13,16 @@ import psutil
 import pytest
 import yaml
 
-from tests.support.interrupts import EPOCHS, LONG, PY, all_runs, client, interrupt_after, start
+from tests.support.interrupts import (
+    EPOCHS,
+    LONG,
+    PY,
+    all_runs,
+    client,
+    interrupt_after,
+    start,
+    training_started,
+)
 from tests.support.repo import TINY_PARAMS, Runner, make_runner, scratch_repo
 from tests.support.servers import free_port, wait_for_health
 
@@ -26,10 +35,7 @@ def test_a_run_whose_process_was_killed_is_ended_by_the_next_training(tmp_path: 
     host ends it KILLED (`failure=process died`), so no run stays RUNNING."""
     params = json.loads(json.dumps(LONG))
     params["train"]["checkpoint_every"] = 0
-    repo = scratch_repo(tmp_path / "a", params)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    repo, run, process = training_started(tmp_path / "a", params, "dropout")
     interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGKILL)
     [orphan] = all_runs(repo)
     assert orphan.info.status == "RUNNING"
@@ -46,10 +52,7 @@ def test_a_killed_stack_leaves_its_runs_to_the_next_training(tmp_path: Path) -> 
     KILLED, tagged, before it starts its own."""
     params = json.loads(json.dumps(LONG))
     params["train"]["seeds"] = [0, 1]
-    repo = scratch_repo(tmp_path / "a", params)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    repo, run, process = training_started(tmp_path / "a", params, "dropout")
     markers = [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)]
     interrupt_after(process, markers, signal.SIGKILL, group=False)
     orphans = all_runs(repo)

@@ -13,17 +13,23 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.support.interrupts import EPOCHS, LONG, PY, all_runs, client, interrupt_after, start
-from tests.support.repo import Runner, make_runner, scratch_repo
+from tests.support.interrupts import (
+    EPOCHS,
+    LONG,
+    PY,
+    all_runs,
+    client,
+    interrupt_after,
+    trained_uninterrupted,
+    training_started,
+)
+from tests.support.repo import Runner
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    repo = scratch_repo(tmp_path / "a", LONG)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    repo, run, process = training_started(tmp_path / "a", LONG, "dropout")
     output = interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
     assert process.returncode == 143, output
     assert "interrupted (SIGTERM)" in output
@@ -44,9 +50,7 @@ def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path:
     assert not (repo / "checkpoints" / "dropout").exists(), "checkpoints go once outputs exist"
 
     # The same study, never interrupted, in another copy: the same weights, bit for bit.
-    other = scratch_repo(tmp_path / "b", LONG)
-    make_runner(other)(PY, "-m", "pipeline", "prepare")
-    make_runner(other)(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    other = trained_uninterrupted(tmp_path / "b", LONG, "dropout")
     resumed_weights = load_file(repo / "models" / "dropout" / "seed0" / "model.safetensors")
     straight_weights = load_file(other / "models" / "dropout" / "seed0" / "model.safetensors")
     assert resumed_weights.keys() == straight_weights.keys()
@@ -65,10 +69,7 @@ def test_after_resume_every_epoch_is_logged_exactly_once(tmp_path: Path, sig: in
     run holds one value per epoch, each the value of the history the stage wrote."""
     params = json.loads(json.dumps(LONG))
     params["train"]["checkpoint_every"] = 5
-    repo = scratch_repo(tmp_path / "a", params)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    repo, run, process = training_started(tmp_path / "a", params, "dropout")
     interrupt_after(process, [f"dropout-seed0 epoch 8/{EPOCHS}"], sig)
     run(PY, "-m", "pipeline", "train", "--variant", "dropout", "--resume")
     [resumed] = all_runs(repo)
@@ -86,10 +87,7 @@ def test_a_signal_while_the_model_is_logged_leaves_the_seed_done(tmp_path: Path)
     """SIGTERM once the last epoch is out lands while the finished run logs its summary,
     weights and model (about a second): the run ends FINISHED and the seed is recorded done,
     so `--resume` neither opens the run again nor logs a second model."""
-    repo = scratch_repo(tmp_path / "a", LONG)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    repo, run, process = training_started(tmp_path / "a", LONG, "dropout")
     output = interrupt_after(process, [f"dropout-seed0 epoch {EPOCHS}/{EPOCHS}"], signal.SIGTERM)
     assert process.returncode == 143, output
     [ended] = all_runs(repo)
@@ -107,10 +105,7 @@ def test_a_signal_while_the_model_is_logged_leaves_the_seed_done(tmp_path: Path)
 def test_resume_on_data_prepared_otherwise_is_refused(tmp_path: Path) -> None:
     """Re-preparing the data (another normalization: the same settings the runs log, other
     numbers) between an interrupt and `--resume` would continue a run on another dataset."""
-    repo = scratch_repo(tmp_path / "a", LONG)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    repo, run, process = training_started(tmp_path / "a", LONG, "dropout")
     interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
     params = json.loads(json.dumps(LONG))
     params["data"]["normalize"] = "per_feature"
@@ -130,10 +125,7 @@ def test_resume_after_the_users_network_was_edited_is_refused(tmp_path: Path) ->
     first epochs with one network and the rest with another."""
     params = json.loads(json.dumps(LONG))
     params["model"] = {"network": "networks.example:build"}
-    repo = scratch_repo(tmp_path / "a", params)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "l2")
+    repo, run, process = training_started(tmp_path / "a", params, "l2")
     interrupt_after(process, [f"l2-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
     source = repo / "networks" / "example.py"
     assert source.read_text().count("nn.ReLU()") == 2
@@ -150,10 +142,7 @@ def test_sigterm_stops_every_seed_of_the_stack(tmp_path: Path) -> None:
     each seed in its own run to the weights an uninterrupted stage gets."""
     params = json.loads(json.dumps(LONG))
     params["train"]["seeds"] = [0, 1]
-    repo = scratch_repo(tmp_path / "a", params)
-    run = make_runner(repo)
-    run(PY, "-m", "pipeline", "prepare")
-    process = start(repo, PY, "-m", "pipeline", "train", "--variant", "dropout")
+    repo, run, process = training_started(tmp_path / "a", params, "dropout")
     markers = [f"dropout-seed{s} epoch 5/{EPOCHS}" for s in (0, 1)]
     output = interrupt_after(process, markers, signal.SIGTERM, group=False)  # the parent only
     assert process.returncode == 143, output
@@ -167,9 +156,7 @@ def test_sigterm_stops_every_seed_of_the_stack(tmp_path: Path) -> None:
     assert {r.info.run_id for r in resumed} == {r.info.run_id for r in killed}
     assert {r.info.status for r in resumed} == {"FINISHED"}
 
-    other = scratch_repo(tmp_path / "b", params)
-    make_runner(other)(PY, "-m", "pipeline", "prepare")
-    make_runner(other)(PY, "-m", "pipeline", "train", "--variant", "dropout")
+    other = trained_uninterrupted(tmp_path / "b", params, "dropout")
     for seed in (0, 1):
         ours = load_file(repo / "models" / "dropout" / f"seed{seed}" / "model.safetensors")
         theirs = load_file(other / "models" / "dropout" / f"seed{seed}" / "model.safetensors")

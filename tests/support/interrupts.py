@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from tests.support.repo import TINY_PARAMS, command_env
+from tests.support.repo import TINY_PARAMS, Runner, command_env, make_runner, scratch_repo
 
 PY = sys.executable
 # Long enough to interrupt mid-run with seconds to spare on a busy machine (an epoch takes
@@ -30,6 +30,26 @@ def all_runs(repo: Path) -> list:
     c = client(repo)
     exp = c.get_experiment_by_name(TINY_PARAMS["mlflow"]["experiment"])
     return [] if exp is None else c.search_runs([exp.experiment_id])
+
+
+def training_started(
+    folder: Path, params: dict, variant: str
+) -> tuple[Path, Runner, subprocess.Popen]:
+    """A scratch repository in `folder` with `params` and its data prepared, and the train
+    stage of `variant` started there in a process of its own: the repository, a runner in it,
+    and the stage's process."""
+    repo = scratch_repo(folder, params)
+    run = make_runner(repo)
+    run(PY, "-m", "pipeline", "prepare")
+    return repo, run, start(repo, PY, "-m", "pipeline", "train", "--variant", variant)
+
+
+def trained_uninterrupted(folder: Path, params: dict, variant: str) -> Path:
+    """The same study trained without an interrupt, in a scratch repository in `folder`."""
+    repo = scratch_repo(folder, params)
+    make_runner(repo)(PY, "-m", "pipeline", "prepare")
+    make_runner(repo)(PY, "-m", "pipeline", "train", "--variant", variant)
+    return repo
 
 
 def start(repo: Path, *args: str) -> subprocess.Popen:
