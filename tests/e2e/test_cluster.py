@@ -46,8 +46,12 @@ GRID_PARAMS["train"]["epochs"] = 300
 GRID_PARAMS["variants"] = {"baseline": {"description": "nothing"}, "l2": {"l2": 0.001}}
 GRID_PARAMS["mlflow"]["experiment"] = "grid"
 RUN_NAMES = {f"{v}-seed{s}" for v in GRID_PARAMS["variants"] for s in GRID_PARAMS["train"]["seeds"]}
-# The same grid plus a variant whose every run diverges (plain SGD under an absurd L2 penalty).
-FAILING_PARAMS = copy.deepcopy(GRID_PARAMS)
+# The grid where a test stops a run it sees open: its worker is hit within one poll (0.2 s) of
+# the run's start, and 60 epochs (seconds) leave it mid-run even on a busy machine.
+SHORT_GRID = copy.deepcopy(GRID_PARAMS)
+SHORT_GRID["train"]["epochs"] = 60
+# ... plus a variant whose every run diverges (plain SGD under an absurd L2 penalty).
+FAILING_PARAMS = copy.deepcopy(SHORT_GRID)
 FAILING_PARAMS["variants"]["unstable"] = {"optimizer": "sgd", "l2": 1.0e12}
 FAILING_PARAMS["train"]["parallel"] = 1  # one seed per task: a killed worker takes one run
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -396,36 +400,12 @@ def test_ray_cluster_runs_the_grid_into_the_shared_server(
     intervals = [(int(r["info"]["start_time"]), int(r["info"]["end_time"])) for r in trained]
     assert most_at_once(intervals) >= 4, f"the runs did not overlap: {intervals}"
 
-    # The same report as in-process training: with one thread per run, bit for bit the same.
+    # The driver writes the outputs as in-process training does (tests/e2e/test_networks.py
+    # compares the two, bit for bit).
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     assert summary["missing_runs"] == []
-    on_ray = {
-        v: json.loads((repo / "metrics" / v / "runs.json").read_text())
-        for v in GRID_PARAMS["variants"]
-    }
-    added_on_ray = read_added(repo)
-    shutil.rmtree(repo / "rounds")  # trained again here, not reused
-    run(PY, "-m", "pipeline", "study")  # in-process, into a local SQLite store
-    for variant, runs in on_ray.items():
-        local = json.loads((repo / "metrics" / variant / "runs.json").read_text())
-        assert [results(r) for r in runs] == [results(r) for r in local], variant
-    assert read_added(repo) == added_on_ray
-    assert json.loads((repo / "rounds" / "rounds.json").read_text()) == rounds
     for seed in GRID_PARAMS["train"]["seeds"]:
         assert (repo / "models" / "l2" / f"seed{seed}" / "model.safetensors").is_file()
-
-
-def read_added(repo: Path) -> dict[str, dict]:
-    """The summaries of the seeds the rounds added, by folder."""
-    return {
-        str(path.parent.relative_to(repo)): json.loads(path.read_text())["summary"]
-        for path in sorted((repo / "rounds").glob("*/seed*/record.json"))
-    }
-
-
-def results(run: dict) -> dict:
-    """A run's summary without its timing."""
-    return run["summary"]
 
 
 def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
@@ -466,13 +446,13 @@ def test_failed_tasks_are_named_and_the_others_finish(tmp_path: Path) -> None:
     killed = next(r for r in runs if r.info.run_name == victim)
     assert killed.data.tags["failure"] == "worker lost"
     steps = client.get_metric_history(killed.info.run_id, "val_loss")
-    assert len(steps) < GRID_PARAMS["train"]["epochs"], "killed mid-run, not after its end"
+    assert len(steps) < FAILING_PARAMS["train"]["epochs"], "killed mid-run, not after its end"
 
 
 def test_sigterm_to_the_driver_ends_every_run_and_writes_nothing(tmp_path: Path) -> None:
     """SIGTERM mid-grid, as a scheduler sends it: the driver cancels its tasks and ends the
     runs they had open KILLED; no output is written, and the exit code says SIGTERM."""
-    repo = scratch_repo(tmp_path / "repo", GRID_PARAMS)
+    repo = scratch_repo(tmp_path / "repo", SHORT_GRID)
     returncode, stderr = study_hit_mid_run(
         repo, "l2-seed1", lambda worker, driver: driver.send_signal(signal.SIGTERM), timeout=180
     )
@@ -490,6 +470,7 @@ def test_a_worker_lost_in_a_round_is_named_in_the_report(tmp_path: Path) -> None
     variant diverges on every seed of the first round. The study ends 1 naming the three
     runs, the report and rounds/rounds.json list them, the killed one's run is FAILED."""
     params = copy.deepcopy(ROUNDS_GRID)
+    params["train"]["epochs"] = SHORT_GRID["train"]["epochs"]
     params["variants"]["unstable"] = FAILING_PARAMS["variants"]["unstable"]
     params["train"]["parallel"] = 1  # one seed per task: the killed worker takes one run
     repo = scratch_repo(tmp_path / "repo", params)
