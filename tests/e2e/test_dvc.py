@@ -24,9 +24,10 @@ N_TRAIN_RUNS = len(TINY_PARAMS["variants"]) * len(TINY_PARAMS["train"]["seeds"])
 
 @pytest.fixture(scope="module")
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One `dvc repro` of the tiny study, shared by the tests of this module."""
+    """One `dvc repro dvc.yaml` of the tiny study, run by `python -m pipeline study --executor
+    dvc`, shared by the tests of this module."""
     repo = scratch_repo(tmp_path_factory.mktemp("dvc") / "repo", TINY_PARAMS)
-    make_runner(repo)("dvc", "repro")
+    make_runner(repo)("python", "-m", "pipeline", "study", "--executor", "dvc")
     return repo
 
 
@@ -51,6 +52,19 @@ def experiment_runs(repo: Path, name: str) -> list:
 
 def local_path(uri: str) -> str:
     return uri.removeprefix("file://")
+
+
+def test_study_with_the_dvc_executor_runs_the_stages(reproduced: Path) -> None:
+    runs = training_runs(reproduced)
+    assert {r.data.tags["dvc_stage"] for r in runs} == {
+        f"train@{v}" for v in TINY_PARAMS["variants"]
+    }
+    assert (reproduced / "reports" / "gap_report.md").is_file()
+    assert (reproduced / "dvc.lock").is_file()
+    # Up to date: DVC skips every stage, so nothing trains again.
+    again = make_runner(reproduced)("python", "-m", "pipeline", "study", "--executor", "dvc")
+    assert "Data and pipelines are up to date." in again.stdout + again.stderr
+    assert len(training_runs(reproduced)) == N_TRAIN_RUNS
 
 
 def test_repro_logs_every_variant_and_seed(reproduced: Path) -> None:
@@ -268,22 +282,6 @@ def test_queued_experiment_logs_into_the_root_store(committed_study: Path) -> No
         )
         stored = Path(local_path(model.artifact_location))
         assert str(stored).startswith(root_mlruns) and any(stored.rglob("model.safetensors"))
-
-
-def test_study_with_the_dvc_executor_runs_the_stages(tmp_path: Path) -> None:
-    repo = scratch_repo(tmp_path / "repo", TINY_PARAMS)
-    run = make_runner(repo)
-    run("python", "-m", "pipeline", "study", "--executor", "dvc")
-    runs = training_runs(repo)
-    assert len(runs) == N_TRAIN_RUNS
-    assert {r.data.tags["dvc_stage"] for r in runs} == {
-        f"train@{v}" for v in TINY_PARAMS["variants"]
-    }
-    assert (repo / "reports" / "gap_report.md").is_file() and (repo / "dvc.lock").is_file()
-    # Up to date: DVC skips every stage, so nothing trains again.
-    again = run("python", "-m", "pipeline", "study", "--executor", "dvc")
-    assert "Data and pipelines are up to date." in again.stdout + again.stderr
-    assert len(training_runs(repo)) == N_TRAIN_RUNS
 
 
 def write_pool(path: Path, seed: int) -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from tests.support.browser import Browser
-from tests.support.repo import TINY_PARAMS, Runner
+from tests.support.repo import TINY_PARAMS, Runner, make_runner, scratch_repo
 from tests.support.servers import get_json, mlflow_server
 
 pytestmark = pytest.mark.e2e
@@ -98,18 +98,29 @@ def test_mlflow_run_bad_value_fails_the_run(
 # --- a real tracking server on loopback -------------------------------------------------------
 
 
-@pytest.fixture
-def tracking_server(tmp_path: Path) -> Iterator[str]:
-    store = tmp_path / "server"
-    store.mkdir()
+@dataclass(frozen=True)
+class ServedStudy:
+    """The tiny study run against `mlflow server`: the server's URL, the repository it ran in
+    and what it printed."""
+
+    url: str
+    repo: Path
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def served_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedStudy]:
+    """One server (SQLite store, artifacts it serves) and one study logged to it, which the
+    tests of this module only read."""
+    store = tmp_path_factory.mktemp("server")
+    repo = scratch_repo(tmp_path_factory.mktemp("served") / "repo", TINY_PARAMS)
     with mlflow_server(f"sqlite:///{store / 'mlflow.db'}", store / "artifacts") as url:
-        yield url
+        study = make_runner(repo)(PY, "-m", "pipeline", "study", MLFLOW_TRACKING_URI=url)
+        yield ServedStudy(url, repo, study.stdout)
 
 
-def test_study_against_a_tracking_server(
-    tiny_repo: Path, run_in: Runner, tracking_server: str
-) -> None:
-    run_in(PY, "-m", "pipeline", "study", MLFLOW_TRACKING_URI=tracking_server)
+def test_study_against_a_tracking_server(served_study: ServedStudy) -> None:
+    tracking_server, tiny_repo = served_study.url, served_study.repo
     assert not (tiny_repo / "mlflow.db").exists(), "the server, not a local file, holds the runs"
 
     api = f"{tracking_server}/api/2.0/mlflow"
@@ -147,19 +158,16 @@ def test_study_against_a_tracking_server(
 
 
 def test_the_study_view_groups_the_training_runs_by_variant(
-    tiny_repo: Path, run_in: Runner, tracking_server: str, tmp_path: Path
+    served_study: ServedStudy, tmp_path: Path
 ) -> None:
     """The address the study prints opens its training runs grouped by variant, with the
     val_loss and loss_gap charts; the runs table lists every run. In a real headless browser."""
-    params = json.loads(json.dumps(TINY_PARAMS))
-    params["mlflow"]["log_model"] = False
-    (tiny_repo / "params.yaml").write_text(json.dumps(params))
-    study = run_in(PY, "-m", "pipeline", "study", MLFLOW_TRACKING_URI=tracking_server)
+    tracking_server, printed = served_study.url, served_study.stdout
     api = f"{tracking_server}/api/2.0/mlflow"
     exp = get_json(f"{api}/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
     view = f"{tracking_server}/#/experiments/{exp['experiment_id']}/runs?viewStateShareKey="
-    assert view in study.stdout, study.stdout  # the address it prints is the view's
-    address = study.stdout[study.stdout.index(view) :].split()[0]
+    assert view in printed, printed  # the address it prints is the view's
+    address = printed[printed.index(view) :].split()[0]
     variants = list(TINY_PARAMS["variants"])
     with Browser(tmp_path / "profile") as browser:
         # A first visit opens MLflow's assistant panel over a third of the page: the UI
