@@ -21,11 +21,14 @@ def stack_of(arch: Architecture, states: list[dict[str, torch.Tensor]]) -> Stack
 
 
 def _load(arch: Architecture, state: dict[str, torch.Tensor]) -> nn.Module:
-    with torch.device("meta"):  # no memory and no random draws until the weights come
+    """The network of `arch` holding `state`. Built for real, on the CPU under a forked RNG (it
+    draws nothing from the seeds' streams): a buffer the state dict does not hold (registered
+    with persistent=False) keeps the value the network gives it, which an empty build would
+    leave as whatever the memory held."""
+    with torch.random.fork_rng(devices=[]):
         net = build(arch)
-    net = net.to_empty(device=next(iter(state.values())).device)
     net.load_state_dict(state)
-    return net
+    return net.to(next(iter(state.values())).device)
 
 
 class Stack(nn.Module):

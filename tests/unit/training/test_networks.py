@@ -158,6 +158,38 @@ def test_a_users_network_trains_and_a_seed_is_the_same_in_a_stack(
     assert any(k.endswith("running_mean") and state[k].abs().sum() > 0 for k in state)
 
 
+SCALED = """
+import math
+
+
+class Scaled(nn.Module):
+    def __init__(self, n_inputs, n_classes):
+        super().__init__()
+        self.linear = nn.Linear(n_inputs, n_classes)
+        # computed, not learned: not saved with the weights
+        self.register_buffer("scale", torch.full((n_classes,), 2.0), persistent=False)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1)) * self.scale
+
+
+def build(input_shape, n_classes, dropout, input_dropout):
+    return Scaled(math.prod(input_shape), n_classes)
+"""
+
+
+def test_a_buffer_the_weights_do_not_hold_keeps_the_networks_value_in_a_stack(
+    user_module,
+) -> None:
+    arch = spec(user_module(SCALED)).architecture(SHAPE, 3)
+    weights = build(arch).state_dict()
+    assert not [k for k in weights if k.endswith("scale")]
+    [net] = stack_of(arch, [weights]).seed_networks()
+    [scale] = [b for name, b in net.named_buffers() if name.endswith("scale")]
+    assert torch.equal(scale, torch.full((3,), 2.0))
+    assert all(torch.equal(net.state_dict()[k], weights[k]) for k in weights)
+
+
 def test_the_factory_receives_shape_classes_and_dropout(user_module) -> None:
     seen = user_module(
         """
