@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
@@ -25,11 +25,13 @@ from ..core.paths import Layout
 from ..core.records import MissingRun, RunRecord
 from ..core.spec import RunSpec, run_specs
 from ..data.prepared import Pool, load_pool
-from ..executors.tracked_stack import RunContext
 from ..outputs import round_files, variant_files
 from ..outputs.variant_files import VariantRuns
 from ..tracking import orphans
 from ..training.device import resolve_device
+
+if TYPE_CHECKING:  # training's imports (torch): only where a round trains
+    from ..executors.tracked_stack import RunContext
 
 
 class RoundExecutor(Protocol):
@@ -123,6 +125,7 @@ class RoundTraining:
             if variant_files.run_id_of(self.layout, record.variant, record.seed) == record.run_id:
                 orphans.end_if_running(record.run_id, "FINISHED")
         from ..executors.local import end_runs_of_dead_processes  # training's imports: here only
+        from ..executors.tracked_stack import RunContext
 
         for name in need:
             end_runs_of_dead_processes(self.params.mlflow.experiment, name)
