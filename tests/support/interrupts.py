@@ -15,9 +15,10 @@ from mlflow import MlflowClient
 from tests.support.repo import TINY_PARAMS, Runner, command_env, make_runner, scratch_repo
 
 PY = sys.executable
-# Long enough to interrupt mid-run with seconds to spare on a busy machine (an epoch takes
-# ~16 ms), short enough to run in seconds.
-EPOCHS = 150
+# Long enough to interrupt mid-run with a second or more to spare on a busy machine: the tests
+# signal at epoch 5 or 8, and an epoch takes ~30 ms with its checkpoint (Intel Xeon, 2 cores).
+# Short enough that a run and its resumption take seconds.
+EPOCHS = 60
 LONG = json.loads(json.dumps(TINY_PARAMS))
 LONG["train"].update(epochs=EPOCHS, batch_size=32, checkpoint_every=1, seeds=[0])
 
