@@ -27,8 +27,9 @@ def _load(arch: Architecture, state: dict[str, torch.Tensor]) -> nn.Module:
     leave as whatever the memory held."""
     with torch.random.fork_rng(devices=[]):
         net = build(arch)
+    net = net.to(next(iter(state.values())).device)  # then the weights load device to device
     net.load_state_dict(state)
-    return net.to(next(iter(state.values())).device)
+    return net
 
 
 class Stack(nn.Module):
