@@ -72,7 +72,7 @@ server: $(VENV)/.cluster  ## a shared MLflow tracking server on 127.0.0.1:5001 (
 # What a target needs, no more: the study alone installs the core packages; the tests' tools
 # (dev) and Ray and PostgreSQL's driver (cluster) come with the targets that use them, so
 # they are not among the packages MLflow scans in every training process. uv installs them,
-# set up as pip is (scripts/uv_install.py): ~15 s where pip took ~90 s.
+# set up as pip is (scripts/uv_install.py): ~35 s where pip took ~100 s.
 INSTALL := $(BIN)/python scripts/uv_install.py
 
 $(VENV)/.installed: pyproject.toml
