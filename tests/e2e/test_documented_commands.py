@@ -69,13 +69,14 @@ class Covered:
 
 
 HERE = "tests/e2e/test_documented_commands.py::"
+E2E_DVC_EXPERIMENTS = "tests/e2e/test_dvc.py::test_experiments_run_queued_and_side_by_side"
 E2E_DVC_EXP = Covered(
-    "tests/e2e/test_dvc.py::test_exp_run_with_set_param",
+    E2E_DVC_EXPERIMENTS,
     "dvc exp run -n strong-dropout -S variants.dropout.dropout=0.3, then dvc exp show, "
-    "dvc exp diff and dvc plots diff of two experiments",
+    "dvc exp diff and dvc plots diff of it and the queued experiment",
 )
 E2E_DVC_QUEUE = Covered(
-    "tests/e2e/test_dvc.py::test_queued_experiment_logs_into_the_root_store",
+    E2E_DVC_EXPERIMENTS,
     "dvc exp run --queue -n queued-l2 -S variants.l2.l2=0.01, then dvc queue start",
 )
 IN_VENV = Covered(

@@ -219,39 +219,12 @@ def test_editing_one_variant_retrains_only_it(reproduced: Path) -> None:
     assert set(status) == {"train@l2", "rounds", "report"}
 
 
-def test_exp_run_with_set_param(committed_study: Path) -> None:
+def test_experiments_run_queued_and_side_by_side(committed_study: Path) -> None:
+    """`dvc exp run --queue` then `dvc queue start`: the experiment runs in a copy under
+    .dvc/tmp/exps and its runs land in the root store. Then `dvc exp run -S` in the
+    workspace, and the two experiments compared by `dvc exp show`, `dvc plots diff` and
+    `dvc exp diff`. Each retrains only the variant it changed."""
     run = make_runner(committed_study)
-    run("dvc", "exp", "run", "-n", "strong-dropout", "-S", "variants.dropout.dropout=0.3")
-    runs = experiment_runs(committed_study, "strong-dropout")  # only the variant it changed
-    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in runs) == [
-        ("dropout", "0"),
-        ("dropout", "1"),
-    ]
-    assert all(r.data.params["dropout"] == "0.3" for r in runs)
-    shown = run("dvc", "exp", "show", "--json").stdout
-    assert "strong-dropout" in shown
-    # Two experiments' learning curves, drawn together by `dvc plots diff`.
-    run("dvc", "exp", "run", "-n", "weak-dropout", "-S", "variants.dropout.dropout=0.1")
-    plots = json.loads(
-        run("dvc", "plots", "diff", "strong-dropout", "weak-dropout", "--json").stdout
-    )["data"]
-    [curves] = plots["metrics/dropout/curves.csv"]
-    assert set(curves["revisions"]) == {"strong-dropout", "weak-dropout"}
-    values = curves["content"]["data"]["values"]
-    epochs = TINY_PARAMS["train"]["epochs"]
-    for rev in ("strong-dropout", "weak-dropout"):
-        assert sorted(int(v["epoch"]) for v in values if v["rev"] == rev) == list(
-            range(1, epochs + 1)
-        )
-    # ... and their numbers, metric by metric, by `dvc exp diff`.
-    diff = run("dvc", "exp", "diff", "strong-dropout", "weak-dropout", "--json").stdout
-    assert "dropout.loss_gap" in diff or '"loss_gap"' in diff
-
-
-def test_queued_experiment_logs_into_the_root_store(committed_study: Path) -> None:
-    """A queued experiment runs in a copy under .dvc/tmp/exps; its runs land in the root."""
-    tiny_repo = committed_study
-    run = make_runner(tiny_repo)
     run("dvc", "exp", "run", "--queue", "-n", "queued-l2", "-S", "variants.l2.l2=0.01")
     run("dvc", "queue", "start")
     deadline = time.monotonic() + 420
@@ -263,25 +236,52 @@ def test_queued_experiment_logs_into_the_root_store(committed_study: Path) -> No
     assert "Success" in status, (
         status + run("dvc", "queue", "logs", "queued-l2", check=False).stdout
     )
-    runs = experiment_runs(tiny_repo, "queued-l2")  # only the variant it changed
-    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in runs) == [
+    queued = experiment_runs(committed_study, "queued-l2")
+    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in queued) == [
         ("l2", "0"),
         ("l2", "1"),
     ]
-    root_mlruns = str(tiny_repo / "mlruns")
-    for r in runs:
+    root_mlruns = str(committed_study / "mlruns")
+    for r in queued:
         assert local_path(r.info.artifact_uri).startswith(root_mlruns), r.info.artifact_uri
         assert r.info.status == "FINISHED"
-    assert all(float(r.data.params["l2"]) == 0.01 for r in runs)
+    assert all(float(r.data.params["l2"]) == 0.01 for r in queued)
     # The artifacts outlive the temporary copy: each run's logged model is in the root's store.
-    client = client_for(tiny_repo)
-    for r in runs:
+    client = client_for(committed_study)
+    for r in queued:
         [model] = client.search_logged_models(
             experiment_ids=[r.info.experiment_id],
             filter_string=f"source_run_id = '{r.info.run_id}'",
         )
         stored = Path(local_path(model.artifact_location))
         assert str(stored).startswith(root_mlruns) and any(stored.rglob("model.safetensors"))
+
+    run("dvc", "exp", "run", "-n", "strong-dropout", "-S", "variants.dropout.dropout=0.3")
+    runs = experiment_runs(committed_study, "strong-dropout")
+    assert sorted((r.data.tags["variant"], r.data.tags["seed"]) for r in runs) == [
+        ("dropout", "0"),
+        ("dropout", "1"),
+    ]
+    assert all(r.data.params["dropout"] == "0.3" for r in runs)
+    shown = run("dvc", "exp", "show", "--json").stdout
+    assert "strong-dropout" in shown and "queued-l2" in shown
+    # The two experiments' dropout curves, drawn together by `dvc plots diff`: the queued
+    # one kept the committed curves, the other retrained them.
+    plots = json.loads(run("dvc", "plots", "diff", "strong-dropout", "queued-l2", "--json").stdout)
+    [curves] = plots["data"]["metrics/dropout/curves.csv"]
+    assert set(curves["revisions"]) == {"strong-dropout", "queued-l2"}
+    values = curves["content"]["data"]["values"]
+    epochs = TINY_PARAMS["train"]["epochs"]
+    by_rev = {
+        rev: [(v["epoch"], v["val_loss"]) for v in values if v["rev"] == rev]
+        for rev in ("strong-dropout", "queued-l2")
+    }
+    for rows in by_rev.values():
+        assert sorted({int(epoch) for epoch, _ in rows}) == list(range(1, epochs + 1))
+    assert by_rev["strong-dropout"] != by_rev["queued-l2"]
+    # ... and their numbers, metric by metric, by `dvc exp diff`.
+    diff = run("dvc", "exp", "diff", "strong-dropout", "queued-l2", "--json").stdout
+    assert "dropout.loss_gap" in diff or '"loss_gap"' in diff
 
 
 def write_pool(path: Path, seed: int) -> None:
