@@ -509,8 +509,11 @@ def study_hit_mid_run(
 ) -> tuple[int, str]:
     """Run the study on a local Ray instance; once `run_name` is training, `hit(worker pid,
     driver process)`; return the driver's exit code and stderr once it has ended."""
+    # One CPU a run: the local instance's two workers train every task, where half a CPU would
+    # start two more, each importing torch and MLflow (~3.5 s of CPU) for nothing these
+    # tests check (the grid test checks that fractional runs overlap).
     process = subprocess.Popen(
-        [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "0.5"],
+        [PY, "-m", "pipeline", "study", "--executor", "ray", "--cpus-per-run", "1"],
         cwd=repo,
         env=command_env(**RAY_ENV),
         stdout=subprocess.PIPE,
