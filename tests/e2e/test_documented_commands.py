@@ -741,11 +741,51 @@ def test_make_noise_compares_the_study_at_each_label_noise(noise_queue: Path) ->
     out = noise_queue / "reports" / "compare" / "label_noise"
     summary = read_json(out / "summary.json")
     assert list(summary) == ["0.0", "0.2"]
+    seeds = STUDY["train"]["seeds"]  # the seeds the rounds added are left out
     for level in summary.values():
-        assert list(level) == ["baseline", "l2"]
-        assert level["l2"]["n"] == len(STUDY["train"]["seeds"])
-    assert "| 0.2 | l2 |" in (out / "compare.md").read_text()
+        assert list(level) == ["baseline", "l2"]  # the baseline first, then params.yaml's order
+        assert level["l2"]["n"] == len(seeds)
+        assert "change_loss_gap_last" not in level["baseline"]
+    assert f"| 0.2 | l2 | {len(seeds)} |" in (out / "compare.md").read_text()
     assert (out / "compare.png").stat().st_size > 10_000
+
+    # The numbers are the runs' own, read back from MLflow here.
+    client = client_for(noise_queue)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    noisy = client.search_runs([experiment], "params.label_noise = '0.2' and tags.kind = 'train'")
+    gap = {
+        (r.data.tags["variant"], int(r.data.tags["seed"])): r.data.metrics["loss_gap_last"]
+        for r in noisy
+    }
+    l2 = summary["0.2"]["l2"]
+    assert l2["loss_gap_last"]["mean"] == pytest.approx(
+        sum(gap["l2", s] for s in seeds) / len(seeds)
+    )
+    change = sum(gap["l2", s] - gap["baseline", s] for s in seeds) / len(seeds)
+    assert l2["change_loss_gap_last"]["mean"] == pytest.approx(change)
+
+    # --out writes its three files beside what a folder holds: a user's file and the gap
+    # report survive, and a rerun replaces only the comparison's own files.
+    mine = noise_queue / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("mine\n")
+    gap_report = (noise_queue / "reports" / "gap_report.md").read_bytes()
+    for folder in ("notes", "reports"):
+        run("python", "-m", "pipeline", "compare", "--by", "label_noise", "--out", folder)
+        assert (noise_queue / folder / "compare.md").read_text() == (out / "compare.md").read_text()
+    assert (mine / "todo.txt").read_text() == "mine\n"
+    assert (noise_queue / "reports" / "gap_report.md").read_bytes() == gap_report
+    assert sorted(p.name for p in mine.iterdir()) == [
+        "compare.md",
+        "compare.png",
+        "summary.json",
+        "todo.txt",
+    ]
+
+    bad = run("python", "-m", "pipeline", "compare", "--by", "noise_level", check=False)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert "'noise_level'" in bad.stderr and "label_noise" in bad.stderr
 
 
 def test_make_bench_runs_every_step(bench_job: tuple[Path, Job]) -> None:

@@ -1,5 +1,6 @@
-"""Evidence a reader can trust, through the real pipeline: a problem with a known answer,
-strength paths as DVC stages, and the cross-study comparison read back from MLflow."""
+"""Evidence a reader can trust, through the real pipeline: a problem with a known answer, and
+strength paths as DVC stages. The cross-study comparison read back from MLflow is checked on
+`make noise`'s experiments (tests/e2e/test_documented_commands.py)."""
 
 from __future__ import annotations
 
@@ -185,63 +186,3 @@ def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> 
         [line] = out.stderr.strip().splitlines()
         assert line.startswith("error: ") and expected in line
     assert not (repo / "sweeps").exists() and not (repo / "mlflow.db").exists()
-
-
-def test_compare_reads_studies_back_from_mlflow_grouped_by_label_noise(tmp_path: Path) -> None:
-    params = copy.deepcopy(TINY_PARAMS)
-    params["variants"] = {"baseline": {}, "l2": {"l2": 0.01}}
-    repo = scratch_repo(tmp_path / "repo", params)
-    run = make_runner(repo)
-    for noise in (0.0, 0.3):
-        params["data"]["label_noise"] = noise
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        run("python", "-m", "pipeline", "study")
-    run("python", "-m", "pipeline", "compare", "--by", "label_noise")
-
-    out = repo / "reports" / "compare" / "label_noise"
-    summary = json.loads((out / "summary.json").read_text())
-    assert list(summary) == ["0.0", "0.3"]
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(params["mlflow"]["experiment"])
-    runs = client.search_runs([exp.experiment_id], "params.label_noise = '0.3'")
-    gap = {
-        (r.data.tags["variant"], int(r.data.tags["seed"])): r.data.metrics["loss_gap_last"]
-        for r in runs
-    }
-    assert len(gap) == 4
-    noisy = summary["0.3"]
-    assert list(noisy) == ["baseline", "l2"]  # the baseline first, then params.yaml's order
-    assert noisy["l2"]["n"] == 2
-    assert noisy["l2"]["loss_gap_last"]["mean"] == pytest.approx(
-        np.mean([gap["l2", 0], gap["l2", 1]])
-    )
-    change = noisy["l2"]["change_loss_gap_last"]
-    assert change["mean"] == pytest.approx(
-        np.mean([gap["l2", s] - gap["baseline", s] for s in (0, 1)])
-    )
-    assert "baseline" in noisy and "change_loss_gap_last" not in noisy["baseline"]
-    assert (out / "compare.png").stat().st_size > 10_000
-    assert "| 0.3 | l2 | 2 |" in (out / "compare.md").read_text()
-
-    # --out writes its three files beside what a folder holds: a user's file and the gap
-    # report survive, and a rerun replaces only the comparison's own files.
-    mine = repo / "notes"
-    mine.mkdir()
-    (mine / "todo.txt").write_text("mine\n")
-    gap_report = (repo / "reports" / "gap_report.md").read_bytes()
-    for folder in ("notes", "reports"):
-        run("python", "-m", "pipeline", "compare", "--by", "label_noise", "--out", folder)
-        assert (repo / folder / "compare.md").read_text() == (out / "compare.md").read_text()
-    assert (mine / "todo.txt").read_text() == "mine\n"
-    assert (repo / "reports" / "gap_report.md").read_bytes() == gap_report
-    assert sorted(p.name for p in mine.iterdir()) == [
-        "compare.md",
-        "compare.png",
-        "summary.json",
-        "todo.txt",
-    ]
-
-    bad = run("python", "-m", "pipeline", "compare", "--by", "noise_level", check=False)
-    assert bad.returncode == 2
-    assert len(bad.stderr.strip().splitlines()) == 1
-    assert "'noise_level'" in bad.stderr and "label_noise" in bad.stderr
