@@ -51,11 +51,11 @@ def main(args: list[str]) -> int:
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
     )
     env = {**uv_environment(listed.stdout), **os.environ}  # a uv variable set by hand wins
-    # Compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing else
+    # --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing else
     # would, and every process would compile torch and MLflow again (a test suite 40% slower).
     command = [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--no-cache"]
-    command.append("--compile-bytecode")
-    return subprocess.call([*command, "--python", sys.executable, *args], env=env)
+    command += ["--compile-bytecode", "--python", sys.executable, *args]
+    return subprocess.call(command, env=env)
 
 
 if __name__ == "__main__":
