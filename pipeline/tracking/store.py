@@ -211,9 +211,17 @@ def finished_runs(experiment: str) -> list[Any]:
 
 
 def serve_ui(host: str, port: int) -> int:
-    """Run the MLflow UI against this store until it ends (Ctrl-C: 130)."""
+    """Run the MLflow UI against this store until it ends (Ctrl-C: 130).
+
+    One person reads it, so one request worker (MLflow starts four). MLflow's job runner,
+    which serves its GenAI features (scorers, prompt optimisation, trace evaluation) and
+    starts eight more processes that keep polling, stays off unless the user turns it on:
+    a training study has no such jobs. The UI answers in less than half the time and CPU
+    (docs/performance.md)."""
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri()]
+    command += ["--host", host, "--port", str(port), "--workers", "1"]
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     try:
-        return subprocess.call([*command, "--host", host, "--port", str(port)])
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 130

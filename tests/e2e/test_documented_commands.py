@@ -36,7 +36,13 @@ from mlflow import MlflowClient
 from pipeline.core.loading import OVERRIDABLE
 from pipeline.core.techniques import TECHNIQUES
 from tests.support.repo import BIN, REPO, TINY_PARAMS, command_env, make_runner, scratch_repo
-from tests.support.servers import free_port, get_json, postgres_up, wait_for_health
+from tests.support.servers import (
+    free_port,
+    get_json,
+    job_runner_processes,
+    postgres_up,
+    wait_for_health,
+)
 from tests.support.simulated_studies import NOISES, TRUTHS, schedules
 from tests.support.tracking import client_for
 
@@ -155,7 +161,8 @@ README_COMMANDS: dict[str, Covered] = {
         "python -m pipeline compare --by n_train --where dataset=digits",
     ),
     "make ui": Covered(
-        "tests/e2e/test_reliability.py::test_ui_binds_to_loopback",
+        "tests/e2e/test_reliability.py::"
+        "test_ui_binds_to_loopback_with_one_worker_and_no_job_runner",
         "python -m pipeline ui --port PORT",
     ),
     "dvc exp diff A B": E2E_DVC_EXP,
@@ -656,6 +663,7 @@ def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path) -> None:
         assert f"backend store: postgresql://…@127.0.0.1:5432/{database}" in said, said
         assert f"export MLFLOW_TRACKING_URI={url}" in said
         assert password not in said
+        assert job_runner_processes(server.pid) == []  # MLflow's GenAI jobs: not this study's
 
         # What a client does with MLFLOW_TRACKING_URI set to it: a run, its param, an artifact.
         client = MlflowClient(tracking_uri=url)

@@ -24,7 +24,7 @@ from tests.support.interrupts import (
     training_started,
 )
 from tests.support.repo import TINY_PARAMS, Runner, make_runner, scratch_repo
-from tests.support.servers import free_port, wait_for_health
+from tests.support.servers import free_port, job_runner_processes, wait_for_health
 
 pytestmark = pytest.mark.e2e
 
@@ -164,11 +164,17 @@ def test_four_concurrent_trainings_share_one_sqlite_store(tiny_repo: Path, run_i
         assert "test_accuracy" in r.data.metrics
 
 
-def test_ui_binds_to_loopback(tiny_repo: Path) -> None:
+def test_ui_binds_to_loopback_with_one_worker_and_no_job_runner(tiny_repo: Path) -> None:
+    """`make ui` is for one person on a laptop: bound to 127.0.0.1 only, one request worker
+    and none of MLflow's GenAI job runner (by default 4 workers and 8 job processes)."""
     port = free_port()
     process = start(tiny_repo, PY, "-m", "pipeline", "ui", "--port", str(port))
     try:
         wait_for_health(f"http://127.0.0.1:{port}", process)
+        assert job_runner_processes(process.pid) == []
+        # `mlflow ui` and the one server process it starts, which answers the requests itself
+        tree = [p.cmdline() for p in psutil.Process(process.pid).children(recursive=True)]
+        assert len(tree) == 2 and tree[1][1:3] == ["-m", "uvicorn"], tree
         listening = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             for row in Path(table).read_text().splitlines()[1:]:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from .repo import BIN, REPO, command_env
 
 
@@ -42,6 +44,13 @@ def get_json(url: str, payload: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+def job_runner_processes(pid: int) -> list[str]:
+    """The command lines of MLflow's GenAI job runner (and its huey consumers) among the
+    processes under `pid`: none, where the server was started without it."""
+    tree = [" ".join(p.cmdline()) for p in psutil.Process(pid).children(recursive=True)]
+    return [c for c in tree if "mlflow.server.jobs" in c or "huey" in c]
+
+
 def wait_for_health(
     url: str, process: subprocess.Popen, seconds: float = 90, log: Path | None = None
 ) -> None:
@@ -68,7 +77,9 @@ def mlflow_server(backend: str, artifacts: Path, seconds: float = 90) -> Iterato
     log = artifacts.with_name(f"{artifacts.name}-server.log")
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--serve-artifacts", "--artifacts-destination", str(artifacts), "--workers", "1"]
-    env = command_env(MLFLOW_BACKEND_STORE_URI=backend)  # its password stays off the command line
+    # The store's password stays off the command line; MLflow's job runner (GenAI jobs, eight
+    # processes) stays off, as scripts/tracking-server has it.
+    env = command_env(MLFLOW_BACKEND_STORE_URI=backend, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     with open(log, "w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
