@@ -30,6 +30,7 @@ DRIVING = ("loss_gap_last", "best_val_loss", "best_val_accuracy")
 def adaptive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = copy.deepcopy(TINY_PARAMS)
     params["rounds"] = ROUNDS
+    params["mlflow"]["log_model"] = False  # seeds and verdicts are these tests' subject
     repo = scratch_repo(tmp_path_factory.mktemp("rounds") / "repo", params)
     make_runner(repo)("dvc", "repro")
     return repo
