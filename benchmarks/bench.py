@@ -192,7 +192,7 @@ def tutorial_epoch(images: np.ndarray, labels: np.ndarray, batch: int) -> float:
 
 
 def study_data() -> Prepared:
-    prepared, _ = prepare(DataConfig())
+    prepared = prepare(DataConfig())
     return prepared
 
 
@@ -489,7 +489,7 @@ def main() -> None:
         }
     if not only_epochs and quick:
         params = load_params(ROOT / "params.yaml")
-        prepared, _ = prepare(params.data)
+        prepared = prepare(params.data)
         out["tracking"] = tracking_costs(prepared, repeats=1, params=params)
         out["dvc_repro_noop_s"] = dvc_noop(repeats=1)
         out["stage_start"] = stage_start(repeats=1)

@@ -50,7 +50,8 @@ class Layout:
         return self.root / "models" / variant
 
     def model_folder(self, variant: str, seed: int) -> Path:
-        """A seed's kept weights: `model.safetensors` and `architecture.json`."""
+        """A seed's kept weights: `model.safetensors`, `architecture.json` and the inputs'
+        `normalization.safetensors`."""
         return self.models(variant) / f"seed{seed}"
 
     def metrics(self, variant: str) -> Path:

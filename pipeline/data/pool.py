@@ -61,6 +61,6 @@ def pool_of(cfg: DataConfig) -> Pool:
     return pool
 
 
-def prepare(cfg: DataConfig, seed: int = 0) -> tuple[Prepared, dict[str, np.ndarray]]:
+def prepare(cfg: DataConfig, seed: int = 0) -> Prepared:
     """Seed `seed`'s splits of the dataset `cfg` names: `draw(pool_of(cfg), seed)`."""
     return draw(pool_of(cfg), seed)

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,22 @@ HINT = "run `python -m pipeline prepare` (or `dvc repro prepare`) first"
 class Split:
     x: np.ndarray  # (N, D) float32
     y: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """x ↦ (x − mean) / std, with statistics of a training split only: one value each
+    (`normalize: global`, or 0 and 1 for `none`) or one per feature (`per_feature`)."""
+
+    mean: np.ndarray  # float32, () or (D,)
+    std: np.ndarray
+
+    @classmethod
+    def identity(cls) -> Normalization:
+        return cls(np.zeros((), np.float32), np.ones((), np.float32))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
 
 
 class _Described:
@@ -83,12 +99,16 @@ class _Described:
 
 @dataclass(frozen=True)
 class Prepared(_Described):
-    """One seed's splits, drawn from the pool and normalised (`splits.draw`)."""
+    """One seed's splits, drawn from the pool and normalised (`splits.draw`): with the
+    normalisation, which a model served on raw inputs applies first, and each split's rows
+    of the pool (`pool.x[indices["test"]]` are the test split's raw inputs)."""
 
     train: Split
     val: Split
     test: Split
     meta: dict[str, Any]
+    normalization: Normalization = field(default_factory=Normalization.identity)
+    indices: dict[str, np.ndarray] | None = None  # None: not drawn from a pool
 
     def digest(self) -> str:
         """SHA-256 of every split's arrays: the data's content, normalization included."""

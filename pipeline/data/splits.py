@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import DataError
-from .prepared import SPLITS, Pool, Prepared, Split
+from .prepared import SPLITS, Normalization, Pool, Prepared, Split
 
 
 def quotas(counts: np.ndarray, total: int) -> np.ndarray:
@@ -79,21 +79,21 @@ def add_label_noise(
     return np.where(noisy, (y + shift) % n_classes, y), noisy
 
 
-def normalization(x_train: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) from the training split only, so nothing of val/test leaks into training."""
+def normalization(x_train: np.ndarray, how: str) -> Normalization:
+    """From the training split only, so nothing of val/test leaks into training."""
     if how == "none":
-        return np.zeros((), np.float32), np.ones((), np.float32)
+        return Normalization.identity()
     if how == "global":
         mean, std = x_train.mean(dtype=np.float64), x_train.std(dtype=np.float64)
     else:  # per_feature
         mean, std = x_train.mean(axis=0, dtype=np.float64), x_train.std(axis=0, dtype=np.float64)
     std = np.where(std < 1e-8, 1.0, std)  # constant features stay constant instead of dividing by 0
-    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    return Normalization(np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
 
-def draw(pool: Pool, seed: int) -> tuple[Prepared, dict[str, np.ndarray]]:
+def draw(pool: Pool, seed: int) -> Prepared:
     """Seed `seed`'s splits of `pool` (any seed's under `splits: fixed`): split, subsample,
-    add noise and normalise, as the pool's meta says; the splits and their normalisation."""
+    add noise and normalise, as the pool's meta says."""
     meta = pool.meta
     x, y = pool.x, pool.y
     entropy = meta["split_seed"] if meta["splits"] == "fixed" else [meta["split_seed"], seed]
@@ -112,9 +112,9 @@ def draw(pool: Pool, seed: int) -> tuple[Prepared, dict[str, np.ndarray]]:
             stratified_subsample(y[idx["train"]], meta["train_size"], subsample_rng)
         ]
     y_train, _ = add_label_noise(y[idx["train"]], meta["label_noise"], meta["n_classes"], noise_rng)
-    mean, std = normalization(x[idx["train"]], meta["normalize"])
+    norm = normalization(x[idx["train"]], meta["normalize"])
     labels = {"train": y_train, "val": y[idx["val"]], "test": y[idx["test"]]}
-    splits = {s: Split(((x[idx[s]] - mean) / std).astype(np.float32), labels[s]) for s in SPLITS}
+    splits = {s: Split(norm.apply(x[idx[s]]), labels[s]) for s in SPLITS}
     for name, split in splits.items():
         if not np.isfinite(split.x).all():  # float32 arithmetic overflowed in normalising
             raise DataError(
@@ -129,7 +129,6 @@ def draw(pool: Pool, seed: int) -> tuple[Prepared, dict[str, np.ndarray]]:
         },
         # what a raw 0 (a black pixel) is after normalising: augmentation pads crops with it;
         # None when each feature is normalised apart
-        "raw_zero": None if mean.ndim else float(-mean / std),
+        "raw_zero": None if norm.mean.ndim else float(-norm.mean / norm.std),
     }
-    prepared = Prepared(splits["train"], splits["val"], splits["test"], drawn)
-    return prepared, {"mean": mean, "std": std}
+    return Prepared(splits["train"], splits["val"], splits["test"], drawn, norm, idx)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..core.errors import TrainingDiverged
 from ..core.files import csv_text, json_text
 from ..core.records import EPOCH_SECONDS, RUN_SECONDS, MissingRun, RunRecord
 from ..core.spec import RunSpec
-from ..data.prepared import Pool, Prepared
+from ..data.prepared import Normalization, Pool, Prepared
 from ..tracking import lifecycle, orphans, store
 from ..tracking.epoch_log import EpochMetrics
 from ..training import user_network
@@ -204,7 +205,8 @@ def finish_run(
     """Log a trained seed's summary, weights, history and model to its (active) run."""
     import mlflow
 
-    record = record_of(spec, result, run_id)
+    seed_data = data.for_seed(spec.seed)
+    record = record_of(spec, result, run_id, seed_data.normalization)
     mlflow.log_metrics(result.summary)
     mlflow.set_tags(
         {
@@ -222,15 +224,22 @@ def finish_run(
         history.write_text(csv_text(record.history_rows(timings=True)))
         mlflow.log_artifact(str(history))
     if context.log_model:
-        log_model(record, result.model, data.for_seed(spec.seed), spec.model)
+        log_model(record, result.model, seed_data, spec.model)
     return record
 
 
-def record_of(spec: RunSpec, result: TrainResult, run_id: str) -> RunRecord:
+def record_of(
+    spec: RunSpec, result: TrainResult, run_id: str, normalization: Normalization
+) -> RunRecord:
     """The record of a finished training: its results apart from its timings, and its weights
-    as the files `models/<variant>/seed<k>/` holds (a state dict in safetensors, loadable
-    without unpickling, and the architecture as JSON)."""
+    as the files `models/<variant>/seed<k>/` holds: a state dict in safetensors, loadable
+    without unpickling, the architecture as JSON, and the normalisation its inputs need
+    (`mean`, `std` in safetensors: x ↦ (x − mean) / std)."""
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    statistics = {
+        "mean": torch.from_numpy(normalization.mean),
+        "std": torch.from_numpy(normalization.std),
+    }
     hyperparameters = spec.hyperparameters()
     architecture = {
         "architecture": result.architecture.to_json(),
@@ -250,22 +259,33 @@ def record_of(spec: RunSpec, result: TrainResult, run_id: str) -> RunRecord:
         model_files={
             "model.safetensors": safetensors_bytes(state),
             "architecture.json": json_text(architecture).encode(),
+            "normalization.safetensors": safetensors_bytes(statistics),
         },
     )
 
 
 def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: ModelConfig) -> None:
     """The MLflow model (`tracking/logged_model.py`, a model from code over the run's weights
-    files), with an input example and signature, and pinned requirements. Its code holds what
-    `tracking/logged_model.py` imports, no more: the network modules and, for the user's network
-    (`model.network`), that network's own module."""
+    files), which takes raw inputs, with an input example and signature, and pinned
+    requirements. Its code holds what `tracking/logged_model.py` imports, no more: the network
+    modules and, for the user's network (`model.network`), that network's own module."""
     import mlflow.pyfunc
+    import pandas as pd
     from mlflow.models import infer_signature
 
     _check_requirements_without_a_package_scan()
-    example = data.val.x[:5].cpu().numpy()
+    normalised = data.val.x[:5].cpu()
+    example = normalised.numpy() * data.normalization.std + data.normalization.mean  # raw again
     with torch.no_grad():
-        output = network.cpu().eval()(torch.from_numpy(example)).numpy()
+        probabilities = torch.softmax(network.cpu().eval()(normalised), dim=1)
+    output = pd.DataFrame(
+        {"class": probabilities.argmax(dim=1).numpy(), "probabilities": list(probabilities.numpy())}
+    )
+    with warnings.catch_warnings():
+        # MLflow's hint that an integer column cannot hold a missing value: `class` is an
+        # output, never missing.
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        signature = infer_signature(example, output)
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
         for name, content in record.model_files.items():
@@ -289,9 +309,10 @@ def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: Mo
             artifacts={
                 "weights": str(files["model.safetensors"]),
                 "architecture": str(files["architecture.json"]),
+                "normalization": str(files["normalization.safetensors"]),
             },
             code_paths=[str(p) for p in code.iterdir()],
             input_example=example,
-            signature=infer_signature(example, output),
+            signature=signature,
             pip_requirements=PIP_REQUIREMENTS,
         )

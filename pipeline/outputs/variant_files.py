@@ -1,5 +1,6 @@
 """A variant's outputs, written once every run has finished:
-- `models/<variant>/seed<k>/`: `model.safetensors` and `architecture.json` (best-epoch weights);
+- `models/<variant>/seed<k>/`: `model.safetensors` and `architecture.json` (best-epoch weights),
+  `normalization.safetensors` (what its inputs need first);
 - `metrics/<variant>/history.csv`: one row per (seed, epoch);
 - `metrics/<variant>/runs.json`: per seed, its hyperparameters and summary (`RunRecord`);
 - `metrics/<variant>/summary.json` and `curves.csv`: means over seeds (`curves.csv`: a DVC plot);

@@ -1,8 +1,9 @@
 """The report's recommendation in the MLflow Model Registry: the kept network of the variant
 the report recommends, registered under the experiment's name with the alias `recommended`,
-so that `mlflow.pytorch.load_model` / `mlflow.pyfunc.load_model("models:/<name>@recommended")`
-gives it. A new report moves the alias (or removes it when it recommends nothing); it never
-deletes a version.
+so that `mlflow.pyfunc.load_model("models:/<name>@recommended")` gives it (a `python_function`
+model on raw inputs: `tracking/logged_model.py`) and `mlflow models serve -m
+"models:/<name>@recommended"` serves it. A new report moves the alias (or removes it when
+it recommends nothing); it never deletes a version.
 
 The recommendation reads the report's own verdicts on validation data only: of the variants
 whose best val loss is decided *better* than the baseline's, the one of lowest mean best val

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError
-from ..data.prepared import Pool, Prepared, Split
+from ..data.prepared import Normalization, Pool, Prepared, Split
 from ..data.splits import draw
 
 if TYPE_CHECKING:
@@ -88,6 +88,8 @@ class DeviceData:
     n_classes: int
     input_shape: tuple[int, ...] = ()  # one example's shape before flattening
     raw_zero: float | None = None  # a raw 0 after normalising (`prepare`), for padding crops
+    # what the splits' raw inputs went through, which the logged model applies to its inputs
+    normalization: Normalization = field(default_factory=Normalization.identity)
 
     @classmethod
     def of(cls, prepared: Prepared, device: torch.device) -> DeviceData:
@@ -99,6 +101,7 @@ class DeviceData:
             prepared.n_classes,
             prepared.input_shape,
             prepared.meta.get("raw_zero"),
+            prepared.normalization,
         )
 
     @property
@@ -114,7 +117,7 @@ class DeviceData:
             first.n_features,
             first.n_classes,
             first.input_shape,
-            None,  # each seed's own: `for_seed(seed).raw_zero`
+            None,  # each seed's own: `for_seed(seed).raw_zero`, `for_seed(seed).normalization`
         )
 
     def for_stack(self, seeds: list[int]) -> DeviceData:
@@ -166,7 +169,7 @@ class SeedSplits:
     def for_seed(self, seed: int) -> DeviceData:
         key = self._key(seed)
         if key not in self._drawn:
-            self._drawn[key] = DeviceData.of(draw(self.pool, seed)[0], self.device)
+            self._drawn[key] = DeviceData.of(draw(self.pool, seed), self.device)
         return self._drawn[key]
 
     def for_lane(self, seeds: list[int]) -> DeviceData:

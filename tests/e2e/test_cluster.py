@@ -54,6 +54,8 @@ SHORT_GRID["train"]["epochs"] = 60
 FAILING_PARAMS = copy.deepcopy(SHORT_GRID)
 FAILING_PARAMS["variants"]["unstable"] = {"optimizer": "sgd", "l2": 1.0e12}
 FAILING_PARAMS["train"]["parallel"] = 1  # one seed per task: a killed worker takes one run
+# A run's weights/: the state dict, the architecture, and the normalisation its inputs need.
+WEIGHT_FILES = {"model.safetensors", "architecture.json", "normalization.safetensors"}
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 # The grid with one round that adds a third seed to what is undecided: on Ray too. At α = 1e-6
 # no interval on 2 or 3 seeds can decide a verdict, so the round surely runs.
@@ -391,7 +393,7 @@ def test_ray_cluster_runs_the_grid_into_the_shared_server(
             )["metrics"]
             assert sorted(m["step"] for m in history) == list(range(1, epochs + 1)), key
         files = get_json(f"{api}/artifacts/list?run_id={info['run_id']}&path=weights")["files"]
-        assert {Path(f["path"]).name for f in files} == {"model.safetensors", "architecture.json"}
+        assert {Path(f["path"]).name for f in files} == WEIGHT_FILES
     models = get_json(
         f"{api}/logged-models/search", {"experiment_ids": [experiment_id], "max_results": 100}
     )["models"]

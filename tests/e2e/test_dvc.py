@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,8 @@ import yaml
 
 from pipeline.data.prepared import load_pool
 from pipeline.data.splits import draw
-from tests.support.repo import TINY_PARAMS, make_runner, scratch_repo
+from tests.support.repo import TINY_PARAMS, command_env, make_runner, scratch_repo
+from tests.support.servers import free_port, get_json
 from tests.support.tracking import client_for, training_runs
 
 pytestmark = pytest.mark.e2e
@@ -107,9 +112,14 @@ def test_repro_logs_every_variant_and_seed(reproduced: Path) -> None:
     assert all(r.data.metrics["penalty"] > 0 for r in l2_runs)
 
 
-def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
-    """The MLflow model and the safetensors state dict predict the same, from independent loads;
-    the model holds no pickle and hands back a network that switches to eval mode."""
+def test_the_logged_model_serves_raw_inputs_with_the_runs_test_accuracy(
+    reproduced: Path, tmp_path: Path
+) -> None:
+    """`mlflow models serve`, as the README has it, given the raw test split of the run's seed
+    (the pool's rows, as the data gives them), answers each with its class and the class
+    probabilities, and scores the test accuracy the run logged. The model holds no pickle
+    and hands back the network; the files of models/ (weights, architecture, normalisation)
+    score the same."""
     import mlflow.pyfunc
     from safetensors.torch import load_file
 
@@ -117,40 +127,72 @@ def test_logged_model_matches_saved_weights(reproduced: Path) -> None:
 
     client = client_for(reproduced)
     run = next(r for r in training_runs(reproduced) if r.data.tags["variant"] == "dropout")
-    models = client.search_logged_models(
+    [model] = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}'",
     )
-    assert len(models) == 1
     mlflow.set_tracking_uri(f"sqlite:///{reproduced / 'mlflow.db'}")
-    model_dir = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
+    model_dir = Path(mlflow.artifacts.download_artifacts(model.model_uri))
     kinds = {p.suffix for p in model_dir.rglob("*") if p.is_file()}
     assert kinds <= {"", ".yaml", ".txt", ".json", ".py", ".safetensors"}, kinds  # no pickle
-    pyfunc = mlflow.pyfunc.load_model(models[0].model_uri)
-    network = pyfunc.unwrap_python_model().network
+    network = mlflow.pyfunc.load_model(model.model_uri).unwrap_python_model().network
     assert network.eval() is network and not network.training
 
-    folder = reproduced / "models" / "dropout" / f"seed{run.data.tags['seed']}"
+    seed = int(run.data.tags["seed"])
+    pool = load_pool(reproduced / "data" / "prepared")
+    drawn = draw(pool, seed)
+    raw = pool.x[drawn.indices["test"]]
+    # As the README serves it, in the repository (its store is MLflow's default there).
+    port = free_port()
+    serve = ["mlflow", "models", "serve", "-m", model.model_uri, "--env-manager", "local"]
+    with open(tmp_path / "serve.log", "w") as log:
+        server = subprocess.Popen(
+            [*serve, "-p", str(port)],
+            cwd=reproduced,
+            env=command_env(),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # the server it starts goes with it
+        )
+    try:
+        wait_until_served(f"http://127.0.0.1:{port}/ping", server, tmp_path / "serve.log")
+        answers = get_json(f"http://127.0.0.1:{port}/invocations", {"inputs": raw.tolist()})
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    answers = answers["predictions"]
+    classes = np.array([a["class"] for a in answers])
+    probabilities = np.array([a["probabilities"] for a in answers])
+    assert probabilities.shape == (len(raw), pool.n_classes)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(classes, probabilities.argmax(axis=1))
+    logged = run.data.metrics["test_accuracy"]
+    assert float((classes == drawn.test.y).mean()) == pytest.approx(logged, abs=1e-6)
+
+    # models/<variant>/seed<k>/, loaded without MLflow: the same score on the same raw rows.
+    folder = reproduced / "models" / "dropout" / f"seed{seed}"
     arch = Architecture.from_json(
         json.loads((folder / "architecture.json").read_text())["architecture"]
     )
     plain = build_mlp(arch)
     plain.load_state_dict(load_file(folder / "model.safetensors"))
-    plain.eval()
+    stats = load_file(folder / "normalization.safetensors")
+    with torch.no_grad():
+        logits = plain.eval()((torch.from_numpy(raw) - stats["mean"]) / stats["std"])
+    assert float((logits.argmax(1).numpy() == drawn.test.y).mean()) == pytest.approx(
+        logged, abs=1e-6
+    )
 
-    test = draw(load_pool(reproduced / "data" / "prepared"), int(run.data.tags["seed"]))[0].test
-    x = torch.from_numpy(test.x[:50])
-    with torch.no_grad():
-        np.testing.assert_allclose(
-            pyfunc.predict(x.numpy()), plain(x).numpy(), rtol=1e-5, atol=1e-6
-        )
-        np.testing.assert_allclose(network(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
-    # The saved weights reproduce the test accuracy the run logged.
-    # (its seed's own test split, drawn from the pool)
-    with torch.no_grad():
-        logits = plain(torch.from_numpy(test.x))
-    accuracy = float((logits.argmax(1).numpy() == test.y).mean())
-    assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+
+def wait_until_served(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
 
 
 def test_report_outputs_and_mlflow_run(reproduced: Path) -> None:

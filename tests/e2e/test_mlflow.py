@@ -145,9 +145,10 @@ def test_study_against_a_tracking_server(served_study: ServedStudy) -> None:
         artifacts = get_json(f"{api}/artifacts/list?run_id={run['info']['run_id']}&path=weights")[
             "files"
         ]
-        assert {Path(f["path"]).name for f in artifacts} >= {
+        assert {Path(f["path"]).name for f in artifacts} == {
             "model.safetensors",
             "architecture.json",
+            "normalization.safetensors",
         }
     models = get_json(
         f"{api}/logged-models/search",

@@ -114,8 +114,9 @@ def test_a_users_network_trains_every_variant_under_dvc(user_study: Path) -> Non
 
 
 # Run with the scratch repository as the working directory, where `networks` imports: the
-# network rebuilt from a run's saved files, its logits on the first 5 validation rows of its
-# seed's split (saved beside them, for the model loaded elsewhere).
+# network rebuilt from a run's saved files, its class probabilities on the first 5 validation
+# rows of its seed's split; those rows raw, as the pool holds them, for the model loaded
+# elsewhere.
 REBUILD = """
 import json, sys
 from pathlib import Path
@@ -130,15 +131,16 @@ described = json.loads(open(f"{folder}/architecture.json").read())
 network = build(Architecture.from_json(described["architecture"]))
 network.load_state_dict(load_file(f"{folder}/model.safetensors"))
 network.eval()
-x = draw(load_pool(Path("data/prepared")), int(seed))[0].val.x[:5]
-np.save(rows, x)
+pool = load_pool(Path("data/prepared"))
+drawn = draw(pool, int(seed))
+np.save(rows, pool.x[drawn.indices["val"][:5]])
 with torch.no_grad():
-    np.save(out, network(torch.from_numpy(x)).numpy())
+    np.save(out, torch.softmax(network(torch.from_numpy(drawn.val.x[:5])), 1).numpy())
 print(sys.modules["networks.example"].__file__)
 """
 
 # Run in a folder outside the repository, where `networks` does not import: the logged model
-# loaded by MLflow, its predictions on the same rows.
+# loaded by MLflow, its class probabilities on the same rows, raw.
 LOAD_ELSEWHERE = """
 import importlib.util, json, sys
 import numpy as np
@@ -146,7 +148,7 @@ assert importlib.util.find_spec("networks") is None, "networks imports here"
 import mlflow.pyfunc
 uri, rows, out = sys.argv[1:]
 model = mlflow.pyfunc.load_model(uri)
-np.save(out, model.predict(np.load(rows)))
+np.save(out, np.stack(model.predict(np.load(rows))["probabilities"].to_list()))
 network = model.unwrap_python_model().network
 print(json.dumps({"module": sys.modules["networks.example"].__file__,
                   "training": network.training}))

@@ -202,7 +202,9 @@ def test_same_seed_twice_gives_identical_outputs(tiny_repo: Path, run_in: Runner
         files += sorted((tiny_repo / "models" / "dropout").rglob("*.*"))
         outputs.append({f.relative_to(tiny_repo): f.read_bytes() for f in files})
         logs.append(json.loads((tiny_repo / "logs" / "train" / "dropout.json").read_text()))
-    assert len(outputs[0]) == 4 + 2 * len(params["train"]["seeds"])
+    # metrics/: curves, history, runs, summary; models/: weights, architecture and
+    # normalisation for each seed
+    assert len(outputs[0]) == 4 + 3 * len(params["train"]["seeds"])
     assert outputs[0] == outputs[1]
     runs = all_runs(tiny_repo)
     assert len(runs) == 4

@@ -17,9 +17,7 @@ from tests.support.data import N_POOL, ids, write_npz
 
 def test_prepare_label_noise_only_in_train(tmp_path: Path) -> None:
     path, x, y = write_npz(tmp_path)
-    prepared, norm = prepare(
-        DataConfig(dataset="npz", path=str(path), label_noise=0.3, normalize="none")
-    )
+    prepared = prepare(DataConfig(dataset="npz", path=str(path), label_noise=0.3, normalize="none"))
     id_sets = {s: ids(getattr(prepared, s)) for s in SPLITS}
     assert sorted(np.concatenate(list(id_sets.values())).tolist()) == list(range(N_POOL))
     # val and test labels are the clean ones
@@ -41,12 +39,13 @@ def test_prepare_label_noise_only_in_train(tmp_path: Path) -> None:
     assert all(getattr(prepared, s).y.dtype == np.int64 for s in SPLITS)
     # normalize none: the features are untouched
     assert np.array_equal(prepared.train.x, x[id_sets["train"]])
-    assert float(norm["mean"]) == 0.0 and float(norm["std"]) == 1.0
+    norm = prepared.normalization
+    assert float(norm.mean) == 0.0 and float(norm.std) == 1.0
 
 
 def test_prepare_without_noise_changes_no_label(tmp_path: Path) -> None:
     path, _, y = write_npz(tmp_path)
-    prepared, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    prepared = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
     assert np.array_equal(prepared.train.y, y[ids(prepared.train)])
     assert prepared.meta["noisy_labels"] == 0
 
@@ -54,9 +53,9 @@ def test_prepare_without_noise_changes_no_label(tmp_path: Path) -> None:
 def test_prepare_is_reproducible_and_seeded(tmp_path: Path) -> None:
     path, _, _ = write_npz(tmp_path)
     cfg = DataConfig(dataset="npz", path=str(path), label_noise=0.2, normalize="none")
-    a, _ = prepare(cfg)
-    b, _ = prepare(cfg)
-    c, _ = prepare(cfg.model_copy(update={"split_seed": 1}))
+    a = prepare(cfg)
+    b = prepare(cfg)
+    c = prepare(cfg.model_copy(update={"split_seed": 1}))
     for s in SPLITS:
         assert np.array_equal(getattr(a, s).x, getattr(b, s).x)
         assert np.array_equal(getattr(a, s).y, getattr(b, s).y)
@@ -65,13 +64,14 @@ def test_prepare_is_reproducible_and_seeded(tmp_path: Path) -> None:
 
 def test_prepare_global_normalisation_uses_train_statistics_only(tmp_path: Path) -> None:
     path, x, _ = write_npz(tmp_path)
-    raw, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
-    normed, norm = prepare(DataConfig(dataset="npz", path=str(path), normalize="global"))
+    raw = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    normed = prepare(DataConfig(dataset="npz", path=str(path), normalize="global"))
+    norm = normed.normalization
     # the split does not depend on the normalisation: recover the rows from the raw run
     train_rows = x[ids(raw.train)].astype(np.float64)
     mean, std = train_rows.mean(), train_rows.std()
-    assert float(norm["mean"]) == pytest.approx(mean, rel=1e-6)
-    assert float(norm["std"]) == pytest.approx(std, rel=1e-6)
+    assert float(norm.mean) == pytest.approx(mean, rel=1e-6)
+    assert float(norm.std) == pytest.approx(std, rel=1e-6)
     assert normed.train.x.mean() == pytest.approx(0.0, abs=1e-5)
     assert normed.train.x.std(dtype=np.float64) == pytest.approx(1.0, rel=1e-5)
     for s in ("val", "test"):
@@ -84,15 +84,16 @@ def test_prepare_global_normalisation_uses_train_statistics_only(tmp_path: Path)
 
 def test_prepare_per_feature_normalisation(tmp_path: Path) -> None:
     path, x, _ = write_npz(tmp_path)
-    raw, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
-    normed, norm = prepare(DataConfig(dataset="npz", path=str(path), normalize="per_feature"))
+    raw = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    normed = prepare(DataConfig(dataset="npz", path=str(path), normalize="per_feature"))
+    norm = normed.normalization
     train_rows = x[ids(raw.train)].astype(np.float64)
     mean, std = train_rows.mean(axis=0), train_rows.std(axis=0)
-    assert norm["mean"].shape == norm["std"].shape == (4,)
+    assert norm.mean.shape == norm.std.shape == (4,)
     np.testing.assert_allclose(normed.train.x[:, :3].mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(normed.train.x[:, :3].std(axis=0, dtype=np.float64), 1.0, rtol=1e-5)
     # the constant feature is not divided by zero: it becomes 0, not NaN
-    assert float(norm["std"][3]) == 1.0
+    assert float(norm.std[3]) == 1.0
     assert np.all(normed.train.x[:, 3] == 0.0) and np.all(normed.test.x[:, 3] == 0.0)
     rows = x[ids(raw.test)].astype(np.float64)
     np.testing.assert_allclose(
@@ -102,8 +103,8 @@ def test_prepare_per_feature_normalisation(tmp_path: Path) -> None:
 
 def test_prepare_train_size_subsamples_the_training_split(tmp_path: Path) -> None:
     path, x, y = write_npz(tmp_path)
-    full, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
-    small, _ = prepare(DataConfig(dataset="npz", path=str(path), normalize="none", train_size=30))
+    full = prepare(DataConfig(dataset="npz", path=str(path), normalize="none"))
+    small = prepare(DataConfig(dataset="npz", path=str(path), normalize="none", train_size=30))
     assert small.meta["sizes"] == {"train": 30, "val": 30, "test": 30}
     assert set(ids(small.train)) <= set(ids(full.train))  # drawn from the same training split
     assert np.array_equal(ids(small.val), ids(full.val))

@@ -171,7 +171,7 @@ def test_torchvision_mnist_read_from_idx_files(tmp_path: Path) -> None:
     assert np.array_equal(y, np.concatenate([train_y, test_y]).astype(np.int64))
 
     # and the whole prepare stage runs on it: 784 flattened features
-    prepared, _ = prepare(
+    prepared = prepare(
         DataConfig(
             dataset="mnist", root=str(tmp_path), download=False, val_fraction=0.2, test_fraction=0.2
         )

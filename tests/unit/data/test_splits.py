@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.core.config import DataConfig
 from pipeline.data.pool import pool_of
-from pipeline.data.prepared import SPLITS, Split
+from pipeline.data.prepared import SPLITS, Normalization, Split
 from pipeline.data.sources import DataError
 from pipeline.data.splits import (
     add_label_noise,
@@ -135,7 +135,7 @@ def test_each_seed_draws_its_own_split_and_every_variant_the_same(tmp_path: Path
         dataset="npz", path=str(path), label_noise=0.2, train_size=60, normalize="none"
     )
     pool = pool_of(cfg)
-    first, again, other = draw(pool, 3)[0], draw(pool, 3)[0], draw(pool_of(cfg), 4)[0]
+    first, again, other = draw(pool, 3), draw(pool, 3), draw(pool_of(cfg), 4)
     for s in SPLITS:  # the same seed: the same split, bit for bit, from any load of the pool
         assert np.array_equal(getattr(first, s).x, getattr(again, s).x)
         assert np.array_equal(getattr(first, s).y, getattr(again, s).y)
@@ -154,7 +154,7 @@ def test_each_seed_draws_its_own_split_and_every_variant_the_same(tmp_path: Path
 def test_a_fixed_split_is_the_same_for_every_seed(tmp_path: Path) -> None:
     path, _, _ = write_npz(tmp_path)
     pool = pool_of(DataConfig(dataset="npz", path=str(path), splits="fixed", label_noise=0.2))
-    a, b = draw(pool, 0)[0], draw(pool, 9)[0]
+    a, b = draw(pool, 0), draw(pool, 9)
     assert a.digest() == b.digest() and a.meta["seed"] is None
 
 
@@ -162,12 +162,14 @@ def test_a_drawn_split_is_normalised_by_its_own_training_part(tmp_path: Path) ->
     path, x, _ = write_npz(tmp_path)
     pool = pool_of(DataConfig(dataset="npz", path=str(path), normalize="global"))
     for seed in (0, 1):
-        drawn, norm = draw(pool, seed)
+        drawn = draw(pool, seed)
+        norm = drawn.normalization
         train_raw = x[ids_raw(drawn.train, norm)]
-        assert np.isclose(norm["mean"], train_raw.mean(dtype=np.float64), rtol=1e-6)
+        assert np.array_equal(ids_raw(drawn.train, norm), drawn.indices["train"])
+        assert np.isclose(norm.mean, train_raw.mean(dtype=np.float64), rtol=1e-6)
         assert abs(float(drawn.train.x.mean())) < 1e-5  # its own training part: mean 0
 
 
-def ids_raw(split: Split, norm: dict[str, np.ndarray]) -> np.ndarray:
+def ids_raw(split: Split, norm: Normalization) -> np.ndarray:
     """The pool rows of a normalised split (column 0 held each row's index before)."""
-    return np.rint(split.x[:, 0] * norm["std"] + norm["mean"]).astype(np.int64)
+    return np.rint(split.x[:, 0] * norm.std + norm.mean).astype(np.int64)

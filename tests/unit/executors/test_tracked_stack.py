@@ -1,5 +1,5 @@
-"""A trained seed's MLflow model: logged with its requirements checked against the installed
-versions, without MLflow's scan of every installed package."""
+"""A trained seed's MLflow model: it answers raw inputs, and is logged with its requirements
+checked against the installed versions, without MLflow's scan of every installed package."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import importlib.metadata
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from mlflow.utils import requirements_utils
+from safetensors.numpy import load
 
-from pipeline.core.config import ModelConfig
+from pipeline.core.config import DataConfig, ModelConfig
+from pipeline.data.pool import pool_of
+from pipeline.data.splits import draw
 from pipeline.executors.tracked_stack import log_model, record_of
 from pipeline.training.device import DeviceData
 from tests.support.tracking import own_store
@@ -32,7 +36,7 @@ def test_a_model_logs_without_scanning_the_installed_packages(
     result = train(run_spec, data)
     with own_store(tmp_path):
         with mlflow.start_run() as run:
-            record = record_of(run_spec, result, run.info.run_id)
+            record = record_of(run_spec, result, run.info.run_id, data.normalization)
             log_model(record, result.model, data, ModelConfig())
         [model] = mlflow.MlflowClient().search_logged_models([run.info.experiment_id])
         folder = Path(mlflow.artifacts.download_artifacts(model.model_uri))
@@ -55,3 +59,49 @@ def test_the_requirements_check_still_names_a_mismatch(
         requirements_utils.warn_dependency_requirement_mismatches(["safetensors==0.0.1"])
     installed = importlib.metadata.version("safetensors")
     assert f"safetensors (current: {installed}, required: safetensors==0.0.1)" in caplog.text
+
+
+def test_the_logged_model_answers_raw_inputs_as_the_run_measured(tmp_path: Path) -> None:
+    """The MLflow model takes the inputs as the data file holds them, normalises them as
+    `prepare` did its seed's training split, and answers each with its class and the class
+    probabilities: on the raw test split it scores the test accuracy the run measured."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=300)
+    x = rng.normal(0.0, 2.0, size=(3, 10))[y] + rng.normal(size=(300, 10))
+    # each feature on a scale and offset of its own: only its own normalisation undoes them
+    raw = (x * rng.uniform(1, 100, size=10) + rng.uniform(-500, 500, size=10)).astype(np.float32)
+    np.savez(tmp_path / "pool.npz", x=raw, y=y)
+    pool = pool_of(
+        DataConfig(dataset="npz", path=str(tmp_path / "pool.npz"), normalize="per_feature")
+    )
+    prepared = draw(pool, 0)
+    data = DeviceData.of(prepared, CPU)
+    run_spec = spec(epochs=5)
+    result = train(run_spec, data)
+    with own_store(tmp_path):
+        with mlflow.start_run() as run:
+            record = record_of(run_spec, result, run.info.run_id, data.normalization)
+            log_model(record, result.model, data, ModelConfig())
+        [logged] = mlflow.MlflowClient().search_logged_models([run.info.experiment_id])
+        model = mlflow.pyfunc.load_model(logged.model_uri)
+
+    answer = model.predict(pool.x[prepared.indices["test"]])
+    assert list(answer.columns) == ["class", "probabilities"]
+    probabilities = np.stack(answer["probabilities"].to_list())
+    assert probabilities.shape == (len(prepared.test.y), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    assert np.array_equal(answer["class"].to_numpy(), probabilities.argmax(axis=1))
+    accuracy = float((answer["class"].to_numpy() == prepared.test.y).mean())
+    assert accuracy == pytest.approx(result.summary["test_accuracy"], abs=1e-6)
+    assert accuracy > 0.8  # a task the network learned: a wrong normalisation would show
+    # The signature says so: raw float32 rows in, a class and probabilities out.
+    signature = model.metadata.get_input_schema().to_dict()
+    assert signature == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": (-1, 10)}}]
+    assert model.metadata.get_output_schema().input_names() == ["class", "probabilities"]
+    # models/<variant>/seed<k>/ holds the same normalisation, for a network loaded from there.
+    stats = load(record.model_files["normalization.safetensors"])
+    assert np.array_equal(stats["mean"], prepared.normalization.mean)
+    assert np.array_equal(stats["std"], prepared.normalization.std)
+    # An example of the wrong width is refused in words.
+    with pytest.raises(Exception, match="each example must have 10 features, got 9"):
+        model.unwrap_python_model().predict(None, raw[:2, :9])

@@ -21,7 +21,7 @@ def test_the_device_draws_each_seed_once_and_stacks_a_lane(tmp_path: Path) -> No
     own = SeedSplits(pool_of(DataConfig(dataset="npz", path=str(path))), torch.device("cpu"))
     first = own.for_seed(1)
     assert own.for_seed(1) is first  # drawn once, however many stacks ask
-    assert torch.equal(first.test.x, torch.from_numpy(draw(own.pool, 1)[0].test.x))
+    assert torch.equal(first.test.x, torch.from_numpy(draw(own.pool, 1).test.x))
     assert not torch.equal(first.test.x, own.for_seed(2).test.x)
     lane = own.for_lane([1, 2])  # a GPU lane: each seed's split, stacked
     assert lane.train.per_seed and lane.train.x.shape[0] == 2
