@@ -202,12 +202,19 @@ def run_tags(spec: RunSpec, context: RunContext) -> dict[str, str]:
 def finish_run(
     spec: RunSpec, result: TrainResult, run_id: str, data: TrainingData, context: RunContext
 ) -> RunRecord:
-    """Log a trained seed's summary, weights, history and model to its (active) run."""
+    """Log a trained seed's model, summary, weights and history to its (active) run. The
+    summary's metrics name the model and the data they were measured on, so that MLflow's
+    page of the logged model shows them."""
     import mlflow
+    from mlflow.entities import Dataset
 
     seed_data = data.for_seed(spec.seed)
     record = record_of(spec, result, run_id, seed_data.normalization)
-    mlflow.log_metrics(result.summary)
+    model_id = None
+    if context.log_model:
+        model_id = log_model(record, result.model, seed_data, spec.model)
+    dataset = Dataset(**context.dataset) if context.dataset is not None else None
+    mlflow.log_metrics(result.summary, model_id=model_id, dataset=dataset)
     mlflow.set_tags(
         {
             "device": result.device,
@@ -223,8 +230,6 @@ def finish_run(
         mlflow.log_artifacts(str(weights), artifact_path="weights")
         history.write_text(csv_text(record.history_rows(timings=True)))
         mlflow.log_artifact(str(history))
-    if context.log_model:
-        log_model(record, result.model, seed_data, spec.model)
     return record
 
 
@@ -264,11 +269,12 @@ def record_of(
     )
 
 
-def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: ModelConfig) -> None:
+def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: ModelConfig) -> str:
     """The MLflow model (`tracking/logged_model.py`, a model from code over the run's weights
     files), which takes raw inputs, with an input example and signature, and pinned
-    requirements. Its code holds what `tracking/logged_model.py` imports, no more: the network
-    modules and, for the user's network (`model.network`), that network's own module."""
+    requirements; its model id. Its code holds what `tracking/logged_model.py` imports, no
+    more: the network modules and, for the user's network (`model.network`), that network's
+    own module."""
     import mlflow.pyfunc
     import pandas as pd
     from mlflow.models import infer_signature
@@ -303,7 +309,7 @@ def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: Mo
             place, _ = user_network.portable(model.network)
             (code / place).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(user_network.source_file(model.network), code / place)
-        mlflow.pyfunc.log_model(
+        return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PACKAGE / "tracking" / "logged_model.py"),
             artifacts={
@@ -315,4 +321,4 @@ def log_model(record: RunRecord, network: nn.Module, data: DeviceData, model: Mo
             input_example=example,
             signature=signature,
             pip_requirements=PIP_REQUIREMENTS,
-        )
+        ).model_id

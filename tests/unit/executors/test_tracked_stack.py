@@ -16,7 +16,7 @@ from safetensors.numpy import load
 from pipeline.core.config import DataConfig, ModelConfig
 from pipeline.data.pool import pool_of
 from pipeline.data.splits import draw
-from pipeline.executors.tracked_stack import log_model, record_of
+from pipeline.executors.tracked_stack import RunContext, finish_run, log_model, record_of
 from pipeline.training.device import DeviceData
 from tests.support.tracking import own_store
 from tests.support.training import CPU, problem, spec, train
@@ -105,3 +105,26 @@ def test_the_logged_model_answers_raw_inputs_as_the_run_measured(tmp_path: Path)
     # An example of the wrong width is refused in words.
     with pytest.raises(Exception, match="each example must have 10 features, got 9"):
         model.unwrap_python_model().predict(None, raw[:2, :9])
+
+
+def test_the_summary_metrics_name_the_logged_model_and_the_data(tmp_path: Path) -> None:
+    """MLflow 3's page of a logged model shows the metrics logged with its id: a finished
+    seed's summary (best val loss, test accuracy, ...) is, with the dataset it was measured on."""
+    data = DeviceData.of(problem(), CPU)
+    run_spec = spec()
+    result = train(run_spec, data)
+    dataset = {"name": "toy", "digest": "0123456789ab", "source_type": "local", "source": "{}"}
+    context = RunContext("toy", log_model=True, data_params={}, dataset=dataset)
+    with own_store(tmp_path):
+        with mlflow.start_run() as run:
+            finish_run(run_spec, result, run.info.run_id, data, context)
+        client = mlflow.MlflowClient()
+        [logged] = client.search_logged_models([run.info.experiment_id])
+        finished = client.get_run(run.info.run_id)
+    on_the_model = {m.key: m for m in logged.metrics}
+    assert set(on_the_model) == set(result.summary)
+    for key, metric in on_the_model.items():
+        assert metric.value == pytest.approx(result.summary[key])
+        assert (metric.dataset_name, metric.dataset_digest) == ("toy", "0123456789ab")
+    # ... and they are the run's metrics as before
+    assert finished.data.metrics["test_accuracy"] == pytest.approx(result.summary["test_accuracy"])
