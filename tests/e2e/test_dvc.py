@@ -250,6 +250,14 @@ def test_dvc_metrics_plots_and_up_to_date(reproduced: Path) -> None:
     plots = run("dvc", "plots", "show", "--json")
     assert "metrics/baseline/curves.csv" in plots.stdout
     assert "learning_curves.png" in plots.stdout
+    # Each seed's own curves, one line per seed, where `dvc plots` and its VS Code view draw.
+    [per_seed] = json.loads(plots.stdout)["data"]["metrics/baseline/history.csv"]
+    spec = per_seed["content"]
+    assert spec["encoding"]["detail"]["field"] == "seed"
+    rows = spec["data"]["values"]
+    seeds = TINY_PARAMS["train"]["seeds"]
+    assert sorted({int(r["seed"]) for r in rows}) == seeds
+    assert len(rows) == len(seeds) * TINY_PARAMS["train"]["epochs"]
 
 
 def test_editing_one_variant_retrains_only_it(reproduced: Path) -> None:
