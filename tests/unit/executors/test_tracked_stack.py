@@ -14,12 +14,26 @@ from mlflow.utils import requirements_utils
 from safetensors.numpy import load
 
 from pipeline.core.config import DataConfig, ModelConfig
+from pipeline.core.records import RunRecord
+from pipeline.core.spec import RunSpec
 from pipeline.data.pool import pool_of
 from pipeline.data.splits import draw
 from pipeline.executors.tracked_stack import RunContext, finish_run, log_model, record_of
 from pipeline.training.device import DeviceData
+from pipeline.training.trainer import TrainResult
 from tests.support.tracking import own_store
 from tests.support.training import CPU, problem, spec, train
+
+
+def trained_and_logged(data: DeviceData, run_spec: RunSpec) -> tuple[TrainResult, RunRecord, str]:
+    """One seed trained on `data`, its record and its MLflow model logged to a run of the
+    current store: the result, the record and the model's URI."""
+    result = train(run_spec, data)
+    with mlflow.start_run() as run:
+        record = record_of(run_spec, result, run.info.run_id, data.normalization)
+        log_model(record, result.model, data, ModelConfig())
+    [logged] = mlflow.MlflowClient().search_logged_models([run.info.experiment_id])
+    return result, record, logged.model_uri
 
 
 def test_a_model_logs_without_scanning_the_installed_packages(
@@ -31,15 +45,9 @@ def test_a_model_logs_without_scanning_the_installed_packages(
     # As in a fresh process: MLflow has not mapped the installed packages yet.
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
     monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions", scan)
-    data = DeviceData.of(problem(), CPU)
-    run_spec = spec()
-    result = train(run_spec, data)
     with own_store(tmp_path):
-        with mlflow.start_run() as run:
-            record = record_of(run_spec, result, run.info.run_id, data.normalization)
-            log_model(record, result.model, data, ModelConfig())
-        [model] = mlflow.MlflowClient().search_logged_models([run.info.experiment_id])
-        folder = Path(mlflow.artifacts.download_artifacts(model.model_uri))
+        _, _, model_uri = trained_and_logged(DeviceData.of(problem(), CPU), spec())
+        folder = Path(mlflow.artifacts.download_artifacts(model_uri))
     pinned = {
         f"{name}=={importlib.metadata.version(name)}" for name in ("mlflow", "safetensors")
     } | {f"torch=={torch.__version__.split('+')[0]}"}
@@ -75,15 +83,9 @@ def test_the_logged_model_answers_raw_inputs_as_the_run_measured(tmp_path: Path)
         DataConfig(dataset="npz", path=str(tmp_path / "pool.npz"), normalize="per_feature")
     )
     prepared = draw(pool, 0)
-    data = DeviceData.of(prepared, CPU)
-    run_spec = spec(epochs=5)
-    result = train(run_spec, data)
     with own_store(tmp_path):
-        with mlflow.start_run() as run:
-            record = record_of(run_spec, result, run.info.run_id, data.normalization)
-            log_model(record, result.model, data, ModelConfig())
-        [logged] = mlflow.MlflowClient().search_logged_models([run.info.experiment_id])
-        model = mlflow.pyfunc.load_model(logged.model_uri)
+        result, record, model_uri = trained_and_logged(DeviceData.of(prepared, CPU), spec(epochs=5))
+        model = mlflow.pyfunc.load_model(model_uri)
 
     answer = model.predict(pool.x[prepared.indices["test"]])
     assert list(answer.columns) == ["class", "probabilities"]
