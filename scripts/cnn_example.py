@@ -27,10 +27,9 @@ def main() -> None:
         "activation": "relu",
     }
     params["train"]["epochs"] = args.epochs
-    params["variants"]["augmentation"] = {
-        "description": "random crops of the training images, padded by 2 pixels",
-        "crop": 2,  # no flips: a mirrored digit is another symbol
-    }
+    # random crops of the training images, padded by 2 pixels; no flips: a mirrored digit is
+    # another symbol
+    params["variants"]["augmentation"] = {"crop": 2}
     params["rounds"] = None  # the train stages' seeds only
     params["mlflow"]["experiment"] += "-cnn"
     files = ("gap_report.md", "summary.json", "figures")

@@ -105,6 +105,14 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Validate an already-parsed mapping into Params, or raise a one-line ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    variants = raw.get("variants")
+    for name, variant in variants.items() if isinstance(variants, dict) else ():
+        if isinstance(variant, dict) and "description" in variant:
+            raise ConfigError(
+                f"{source}: variants.{name}.description: write what a variant tests as a "
+                f"comment (`{name}:  # ...`); as a key it is a parameter its train stage "
+                "depends on, and editing it would retrain the variant"
+            )
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

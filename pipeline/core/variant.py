@@ -1,7 +1,7 @@
 """A variant: one named set of regularization settings (`variants.<name>` in params.yaml),
 typed field by field; and `Frozen`, the base of every model of the configuration.
 
-Each field but `description`, `penalize_bias` and `optimizer` is a technique of the registry
+Each field but `penalize_bias` and `optimizer` is a technique of the registry
 (`techniques.TECHNIQUES`): its type is what the knob accepts and its default switches it off;
 the registry says where it acts, how it is logged and how the report names it.
 """
@@ -26,9 +26,9 @@ class Frozen(BaseModel):
 
 
 class Variant(Frozen):
-    """One named set of regularization settings; everything left out is off."""
+    """One named set of regularization settings; everything left out is off. What it tests
+    is a YAML comment beside its name, not a field: a train stage depends on every field."""
 
-    description: str = ""
     dropout: Rate | list[Rate] = 0.0  # one rate, or one per hidden block
     input_dropout: Rate = 0.0
     l1: Strength = 0.0

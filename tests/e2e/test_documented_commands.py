@@ -55,14 +55,14 @@ EXPERIMENT = TINY_PARAMS["mlflow"]["experiment"]
 # α = 1e-6 no interval on 2 to 4 seeds decides a verdict, so every round has seeds to add.
 STUDY = copy.deepcopy(TINY_PARAMS)
 STUDY["data"]["label_noise"] = 0.0  # as params.yaml has it: `make noise` sets it with -S
-STUDY["variants"] = {"baseline": {"description": "nothing"}, "l2": {"l2": 0.01}}
+STUDY["variants"] = {"baseline": {}, "l2": {"l2": 0.01}}
 STUDY["rounds"] = {"max": 3, "step": 1}
 STUDY["report"] = {"baseline": "baseline", "alpha": 1e-6}
 STUDY["mlflow"]["log_model"] = False  # no test here reads a logged model (test_dvc.py does)
 SEEDS_AFTER_ROUNDS = 3
 # The least a script that trains can run on: the baseline, one seed, one epoch.
 SOLO = copy.deepcopy(TINY_PARAMS)
-SOLO["variants"] = {"baseline": {"description": "nothing"}}
+SOLO["variants"] = {"baseline": {}}
 SOLO["train"].update(seeds=[0], epochs=1)
 
 

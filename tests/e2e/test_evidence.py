@@ -98,7 +98,7 @@ def test_a_variant_that_cannot_differ_is_never_called_better_or_worse(tmp_path: 
 
 
 SWEEP = copy.deepcopy(TINY_PARAMS)
-SWEEP["variants"] = {"baseline": {"description": "nothing"}}  # what the paths start from
+SWEEP["variants"] = {"baseline": {}}  # what the paths start from
 SWEEP["sweep"].update(dropout=[0.3], l2=[0.01])
 
 

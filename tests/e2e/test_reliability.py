@@ -69,7 +69,7 @@ def test_ctrl_c_under_dvc_repro_reruns_exactly_the_interrupted_stage(tmp_path: P
     params = json.loads(json.dumps(LONG))
     params["train"]["seeds"] = [0]
     # The baseline, then l2: the last variant trained, interrupted.
-    params["variants"] = {"baseline": {"description": "nothing"}, "l2": {"l2": 0.002}}
+    params["variants"] = {"baseline": {}, "l2": {"l2": 0.002}}
     repo = scratch_repo(tmp_path / "repo", params)
     process = start(repo, "dvc", "repro")
     output = interrupt_after(process, [f"l2-seed0 epoch 5/{EPOCHS}"], signal.SIGINT)
@@ -99,7 +99,7 @@ def test_sigterm_to_study_under_dvc_stops_the_whole_tree(tmp_path: Path) -> None
     study's process alone (as a scheduler sends it) stops all three, the stage's run ends
     KILLED, and DVC's lock is released: the next `dvc repro` runs."""
     params = json.loads(json.dumps(LONG))
-    params["variants"] = {"baseline": {"description": "nothing"}}  # what the next repro trains
+    params["variants"] = {"baseline": {}}  # what the next repro trains
     repo = scratch_repo(tmp_path / "repo", params)
     process = start(repo, PY, "-m", "pipeline", "study", "--executor", "dvc")
     output = interrupt_after(process, [f"epoch 5/{EPOCHS}"], signal.SIGTERM, group=False)

@@ -34,7 +34,7 @@ TINY_PARAMS = {
         "threads": 1,
     },
     "variants": {
-        "baseline": {"description": "nothing"},
+        "baseline": {},
         "dropout": {"dropout": 0.5},
         "l2": {"l2": 0.001},
     },

@@ -24,7 +24,7 @@ VALID: dict[str, Any] = {
     "model": {"hidden_sizes": [64, 32]},
     "train": {"epochs": 3, "lr": 0.001, "seeds": [0, 1, 2], "device": "cpu"},
     "variants": {
-        "baseline": {"description": "nothing"},
+        "baseline": {},
         "dropout": {"dropout": 0.5, "input_dropout": 0.2},
         "l2": {"l2": 0.001},
         "l1": {"l1": 0.00003},
@@ -172,6 +172,19 @@ def test_bad_edit_is_rejected_naming_the_key(
     assert fragment in message
     assert message.startswith("params.yaml: ")
     assert "\n" not in message
+
+
+def test_a_description_key_is_refused_saying_to_write_a_comment(valid: dict[str, Any]) -> None:
+    """What a variant tests is a comment: as a key, DVC would retrain the variant when only
+    its words changed."""
+    raw = edited(valid, [(("variants", "l2", "description"), "L2 penalty")])
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert str(info.value) == (
+        "params.yaml: variants.l2.description: write what a variant tests as a comment "
+        "(`l2:  # ...`); as a key it is a parameter its train stage depends on, and editing "
+        "it would retrain the variant"
+    )
 
 
 def test_missing_variants_section(valid: dict[str, Any]) -> None:

@@ -141,4 +141,4 @@ def test_label_smoothing_as_an_override_and_a_strength_path() -> None:
 def test_a_variants_fields_are_the_registrys_knobs_and_three_modifiers() -> None:
     """A technique added to `Variant` but not the registry (or the other way) fails here."""
     knobs = {t.knob for t in TECHNIQUES}
-    assert set(Variant.model_fields) == knobs | {"description", "penalize_bias", "optimizer"}
+    assert set(Variant.model_fields) == knobs | {"penalize_bias", "optimizer"}

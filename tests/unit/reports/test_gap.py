@@ -32,7 +32,7 @@ PARAMS = {
     **TINY_PARAMS,
     "train": {**TINY_PARAMS["train"], "seeds": SEEDS},
     "variants": {
-        "baseline": {"description": "nothing"},
+        "baseline": {},
         "diverging": {"l2": 0.001},
         "lost_one": {"l1": 0.0001},
         "complete": {"dropout": 0.5},
