@@ -178,7 +178,7 @@ def test_only_the_commands_import_a_stage() -> None:
 def test_the_logged_model_carries_the_code_it_imports() -> None:
     """An MLflow model's code (`MODEL_CODE`) is the closure of what tracking/logged_model.py
     imports from the package: it then loads where the project is not installed."""
-    from pipeline.executors.tracked_stack import MODEL_CODE
+    from pipeline.executors.mlflow_model import MODEL_CODE
 
     todo = [PACKAGE / "core" / "architecture.py", PACKAGE / "training" / "model.py"]
     todo.append(PACKAGE / "training" / "user_network.py")

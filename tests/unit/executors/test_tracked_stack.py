@@ -18,7 +18,8 @@ from pipeline.core.records import RunRecord
 from pipeline.core.spec import RunSpec
 from pipeline.data.pool import pool_of
 from pipeline.data.splits import draw
-from pipeline.executors.tracked_stack import RunContext, finish_run, log_model, record_of
+from pipeline.executors.mlflow_model import log_model
+from pipeline.executors.tracked_stack import RunContext, finish_run, record_of
 from pipeline.training.device import DeviceData
 from pipeline.training.trainer import TrainResult
 from tests.support.tracking import own_store
@@ -59,10 +60,10 @@ def test_the_requirements_check_still_names_a_mismatch(
 ) -> None:
     """With the map MLflow is given (empty), a requirement the environment does not meet is
     still reported, with the installed version."""
-    from pipeline.executors import tracked_stack
+    from pipeline.executors import mlflow_model
 
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
-    tracked_stack._check_requirements_without_a_package_scan()
+    mlflow_model._check_requirements_without_a_package_scan()
     with caplog.at_level("WARNING", logger=requirements_utils.__name__):
         requirements_utils.warn_dependency_requirement_mismatches(["safetensors==0.0.1"])
     installed = importlib.metadata.version("safetensors")
