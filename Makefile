@@ -32,7 +32,7 @@ noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC e
 	python -m pipeline compare --by label_noise
 
 test: $(VENV)/.dev $(VENV)/.cluster  ## the whole test suite
-	scripts/postgres-up >/dev/null  # Debian's PostgreSQL, for the tests of `mlflow server` on it
+	scripts/postgres-install  # Debian's PostgreSQL programs: the tests run clusters of their own
 	scripts/chromium-up  # Debian's Chromium, for the test that loads the MLflow UI page
 	python -m pytest -q -n 2 --dist loadfile --durations=10  # two workers: the end-to-end tests wait on subprocesses; the ten slowest tests listed
 

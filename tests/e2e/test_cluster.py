@@ -1,9 +1,9 @@
 """End to end: the study's grid on Ray, logging to `mlflow server` on PostgreSQL.
 
-Real components on loopback: Debian's PostgreSQL (set up by scripts/postgres-up, which
-.ci/run also calls), `mlflow server` with a database of this module's own and served
-artifacts, a Ray head started with `ray start --head --block` (2 CPUs; ports, temp dir
-and token of its own), and a local Ray instance.
+Real components on loopback: a PostgreSQL cluster of this module's own (Debian's programs,
+tests/support/postgres.py), `mlflow server` with a database there and served artifacts, a Ray
+head started with `ray start --head --block` (2 CPUs; ports, temp dir and token of its own),
+and a local Ray instance.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import pytest
 import sqlalchemy
 from mlflow import MlflowClient
 
+from tests.support.postgres import Cluster, postgres_cluster, postgres_up
 from tests.support.repo import BIN, REPO, TINY_PARAMS, command_env, make_runner, scratch_repo
-from tests.support.servers import get_json, mlflow_server, postgres_up
+from tests.support.servers import get_json, mlflow_server
 
 pytestmark = pytest.mark.e2e
 
@@ -65,28 +66,18 @@ ROUNDS_GRID["report"] = {"baseline": "baseline", "alpha": 1e-6}
 
 
 @pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL, dropped afterwards: its SQLAlchemy URI."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    uri = postgres_up(MLFLOW_DB=name)  # created by the script, owned by the project's role
-    try:
-        yield uri
-    finally:
-        # The owner may drop its database, from the role's own one.
-        engine = sqlalchemy.create_engine(postgres_up(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        engine.dispose()
+def postgres() -> Iterator[Cluster]:
+    """A PostgreSQL cluster of this module's own, stopped and removed afterwards."""
+    with postgres_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
-def postgres_server(
-    postgres_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def postgres_server(postgres: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on a free loopback port: PostgreSQL store, artifacts it serves."""
     artifacts = tmp_path_factory.mktemp("served-artifacts")
     # The first start migrates the schema: more time.
-    with mlflow_server(postgres_database, artifacts, seconds=180) as url:
+    with mlflow_server(postgres.uri, artifacts, seconds=180) as url:
         yield url
 
 
@@ -610,14 +601,16 @@ def test_the_callers_ray_settings_do_not_reach_the_commands_tests_run(
     assert env["RAY_AUTH_MODE"] == "token"  # what a test passes itself still goes through
 
 
-def test_postgres_up_quotes_names_and_password_and_grants_no_more(tmp_path: Path) -> None:
+def test_postgres_up_quotes_names_and_password_and_grants_no_more(postgres: Cluster) -> None:
     """Names and a password full of quotes, spaces and URI characters: the role and database
     are created as named, the printed URI is percent-encoded and connects, and the role may
-    not create databases."""
+    not create databases. On the module's cluster, which the script sets up as its superuser."""
     name = f"o'brien; DROP ROLE x {uuid.uuid4().hex[:6]}"
     database = f"it's {name}"
     password = "p@ss:w/o'rd%"
-    uri = postgres_up(MLFLOW_DB=database, MLFLOW_DB_USER=name, MLFLOW_DB_PASSWORD=password)
+    settings = dict(MLFLOW_DB=database, MLFLOW_DB_USER=name, MLFLOW_DB_PASSWORD=password)
+    uri = postgres_up(**postgres.env, **settings)
+    assert f"@127.0.0.1:{postgres.port}/" in uri
     assert " " not in uri and "'" not in uri
     engine = sqlalchemy.create_engine(uri, isolation_level="AUTOCOMMIT")
     try:
@@ -630,18 +623,3 @@ def test_postgres_up_quotes_names_and_password_and_grants_no_more(tmp_path: Path
             assert may_create.scalar() is False
     finally:
         engine.dispose()
-        as_postgres = (
-            ["runuser", "-u", "postgres", "--"]
-            if os.geteuid() == 0
-            else ["sudo", "-n", "--preserve-env=PGUP_DB,PGUP_USER", "-u", "postgres"]
-        )
-        subprocess.run(
-            [*as_postgres, "psql", "-qtA", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-            input=(
-                "\\getenv db PGUP_DB\n\\getenv user PGUP_USER\n"
-                'DROP DATABASE :"db" WITH (FORCE);\nDROP ROLE :"user";\n'
-            ),
-            text=True,
-            check=True,
-            env={**os.environ, "PGUP_DB": database, "PGUP_USER": name},
-        )

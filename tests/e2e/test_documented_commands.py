@@ -23,11 +23,10 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy
@@ -35,14 +34,9 @@ from mlflow import MlflowClient
 
 from pipeline.core.loading import OVERRIDABLE
 from pipeline.core.techniques import TECHNIQUES
+from tests.support.postgres import Cluster, postgres_cluster
 from tests.support.repo import BIN, REPO, TINY_PARAMS, command_env, make_runner, scratch_repo
-from tests.support.servers import (
-    free_port,
-    get_json,
-    job_runner_processes,
-    postgres_up,
-    wait_for_health,
-)
+from tests.support.servers import free_port, get_json, job_runner_processes, wait_for_health
 from tests.support.simulated_studies import NOISES, TRUTHS, schedules
 from tests.support.tracking import client_for
 
@@ -632,22 +626,22 @@ def test_make_simulate_prints_every_row_of_the_verdicts_table() -> None:
     assert rows[0].startswith("| noise | truth | seeds | family-wise wrong")
 
 
-def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path) -> None:
+@pytest.fixture
+def postgres() -> Iterator[Cluster]:
+    """A PostgreSQL cluster of the test's own, stopped and removed afterwards."""
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path, postgres: Cluster) -> None:
+    """scripts/tracking-server as `make server` runs it, with its defaults (role, database, a
+    password made on first use), on a cluster of the test's own that it sets up as its superuser."""
     repo = scratch_repo(tmp_path / "repo", STUDY)
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    uri = postgres_up(MLFLOW_DB=database)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     artifacts = tmp_path / "artifacts"
     log = tmp_path / "server.log"
-    # The password the role has already: another one would lock out the servers of other tests.
-    password = unquote(urlsplit(uri).password or "")
-    env = command_env(
-        MLFLOW_PORT=str(port),
-        MLFLOW_ARTIFACTS=str(artifacts),
-        MLFLOW_DB=database,
-        MLFLOW_DB_PASSWORD=password,
-    )
+    env = command_env(**postgres.env, MLFLOW_PORT=str(port), MLFLOW_ARTIFACTS=str(artifacts))
     with open(log, "w") as out:
         server = subprocess.Popen(
             [str(repo / "scripts" / "tracking-server")],
@@ -661,7 +655,9 @@ def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path) -> None:
         wait_for_health(url, server, 120, log)
         said = log.read_text()
         assert f"MLflow tracking server on {url}" in said
-        assert f"backend store: postgresql://…@127.0.0.1:5432/{database}" in said, said
+        assert f"backend store: postgresql://…@127.0.0.1:{postgres.port}/regularization" in said
+        password = (repo / ".postgres-password").read_text().strip()
+        assert (repo / ".postgres-password").stat().st_mode & 0o077 == 0  # its owner's alone
         assert f"export MLFLOW_TRACKING_URI={url}" in said
         assert password not in said
         assert job_runner_processes(server.pid) == []  # MLflow's GenAI jobs: not this study's
@@ -685,7 +681,8 @@ def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path) -> None:
         [kept] = artifacts.rglob("note.txt")  # uploaded through the server, into its folder
         assert kept.read_text() == "kept by the server\n"
         # In PostgreSQL, not in a file: the server's database holds the run.
-        engine = sqlalchemy.create_engine(uri)
+        uri = f"postgresql://regularization:{quote(password)}@127.0.0.1:{postgres.port}"
+        engine = sqlalchemy.create_engine(f"{uri}/regularization")
         with engine.connect() as connection:
             names = connection.execute(sqlalchemy.text("SELECT name FROM runs")).scalars()
             assert list(names) == ["through-the-server"]
@@ -694,10 +691,6 @@ def test_make_server_is_a_tracking_server_on_postgresql(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-        engine = sqlalchemy.create_engine(postgres_up(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
-        engine.dispose()
 
 
 # --- the make targets that started early --------------------------------------------------------

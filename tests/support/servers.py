@@ -1,10 +1,8 @@
-"""Servers the tests start: PostgreSQL (scripts/postgres-up) and `mlflow server` on a free
-loopback port."""
+"""Servers the tests start: `mlflow server` on a free loopback port (PostgreSQL: postgres.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -15,19 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from .repo import BIN, REPO, command_env
-
-
-def postgres_up(**env: str) -> str:
-    """scripts/postgres-up with `env`: the URI it prints."""
-    done = subprocess.run(
-        [str(REPO / "scripts" / "postgres-up")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    )
-    return done.stdout.strip().splitlines()[-1]
+from .repo import BIN, command_env
 
 
 def free_port() -> int:
