@@ -172,7 +172,9 @@ def log_report(params: Params, layout: Layout, summary: dict, join: bool) -> str
             mlflow.log_artifact(str(path))
         mlflow.log_artifacts(str(layout.figures), artifact_path="figures")
         try:
-            ui_view.install(mlflow.MlflowClient(), run.info.experiment_id, summary["variants"])
+            # params.yaml's order, not the summary's, which lacks a variant with no finished run:
+            # a variant's colour is its place there
+            ui_view.install(mlflow.MlflowClient(), run.info.experiment_id, params.variants)
         except MlflowException as error:  # a view is a convenience: the report stands without
             click.echo(f"note: the MLflow view was not written: {error.message}", err=True)
         return run.info.run_id
