@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from pipeline.tracking import ui_view
 from tests.support.browser import Browser
 from tests.support.repo import TINY_PARAMS, Runner, make_runner, scratch_repo
 from tests.support.servers import get_json, mlflow_server
@@ -133,9 +134,12 @@ def test_study_against_a_tracking_server(served_study: ServedStudy) -> None:
         f"{v}-seed{s}" for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
     }
     assert set(by_name) == expected | {"report"}
+    colours = {}  # the report gives a variant's runs its colour, one of its own
     for name in expected:
         run = by_name[name]
         assert run["info"]["status"] == "FINISHED"
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        colours.setdefault(tags["variant"], set()).add(tags[ui_view.COLOR_TAG])
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         assert {"dropout", "l1", "l2", "weight_decay", "lr", "seed"} <= set(params)
         history = get_json(
@@ -150,6 +154,7 @@ def test_study_against_a_tracking_server(served_study: ServedStudy) -> None:
             "architecture.json",
             "normalization.safetensors",
         }
+    assert colours == {v: {c} for v, c in ui_view.colours(TINY_PARAMS["variants"]).items()}
     models = get_json(
         f"{api}/logged-models/search",
         {"experiment_ids": [exp["experiment_id"]], "max_results": 100},
@@ -183,8 +188,9 @@ def test_the_study_view_groups_the_training_runs_by_variant(
 
         browser.navigate(tab, address)
         groups = [f"Group: {name}" for name in variants]
-        text = browser.text_once(tab, [*groups, "val_loss", "loss_gap"])
-        for wanted in [*groups, "val_loss", "loss_gap", "Group by: variant"]:
+        text = browser.text_once(tab, [*groups, "val_loss", "loss_gap", ui_view.NAME])
+        # The name of the open view on the *Views* menu: the UI took the tag for a saved view.
+        for wanted in [*groups, "val_loss", "loss_gap", "Group by: variant", ui_view.NAME]:
             assert wanted in text, f"{wanted!r} not in the study's view"
         assert "report" not in text.split(), "the view shows training runs only"
         time.sleep(2)  # the charts' last frame
