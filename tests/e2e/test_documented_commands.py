@@ -100,8 +100,9 @@ SWEEP = Covered(
 )
 NOISE = Covered(
     f"{HERE}test_make_noise_compares_the_study_at_each_label_noise",
-    "dvc exp run --queue -S data.label_noise=0,0.2; dvc queue start --jobs 1; dvc queue status "
-    "until none is queued or running; python -m pipeline compare --by label_noise",
+    "dvc exp run --queue -n noise-L -S data.label_noise=L for L in 0, 0.2; "
+    "dvc queue start --jobs 1; dvc queue status until none is queued or running; "
+    "python -m pipeline compare --by label_noise",
 )
 
 # Every backticked text of the "run" column of the README's "Using it" table, as written there.
@@ -219,7 +220,8 @@ MAKE_TARGETS: dict[str, Target] = {
     "sweep": Target(("dvc repro sweep-stages/dvc.yaml",), (SWEEP,)),
     "noise": Target(
         (
-            "dvc exp run --queue -S 'data.label_noise=0,0.2,0.4'",
+            "for level in 0 0.2 0.4; do dvc exp run --queue -n noise-$$level"
+            " -S data.label_noise=$$level; done",
             "dvc queue start --jobs 1",
             "while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done",
             "dvc queue status",
@@ -452,7 +454,17 @@ def noise_queue(copy_of: Callable[[str], Path]) -> Iterator[Path]:
     Level 0 is the study as committed, so DVC finds its outputs cached."""
     repo = copy_of("noise")
     run = make_runner(repo)
-    run("dvc", "exp", "run", "--queue", "-S", "data.label_noise=0,0.2")
+    for level in ("0", "0.2"):
+        run(
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            f"noise-{level}",
+            "-S",
+            f"data.label_noise={level}",
+        )
     run("dvc", "queue", "start", "--jobs", "1")
     yield repo
     run("dvc", "queue", "stop", "--kill", check=False)
@@ -739,6 +751,8 @@ def test_make_noise_compares_the_study_at_each_label_noise(noise_queue: Path) ->
         assert time.monotonic() < deadline, status
         time.sleep(5)
     assert status.count("Success") == 2, status
+    # Each experiment named after its level, the column DVC keeps when it folds others.
+    assert {"noise-0", "noise-0.2"} <= set(run("dvc", "exp", "list", "--name-only").stdout.split())
     run("python", "-m", "pipeline", "compare", "--by", "label_noise")
     out = noise_queue / "reports" / "compare" / "label_noise"
     summary = read_json(out / "summary.json")
