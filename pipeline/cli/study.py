@@ -47,6 +47,31 @@ def repro_with_dvc() -> int:
         raise
 
 
+def record_with_dvc(params_path: str) -> None:
+    """The outputs of a study made here or on Ray, recorded in dvc.lock (`dvc commit`), as
+    the stages of dvc.yaml would have made them: the same code, params.yaml, data. The next
+    `dvc repro` then finds them up to date instead of training them again. Not for a study
+    of another params file, whose outputs the stages would not make, nor outside a DVC
+    repository."""
+    root = project_root()
+    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+        return
+    if Path(params_path).resolve() != (root / "params.yaml").resolve():
+        click.echo(f"note: outputs of {params_path}, not params.yaml: not recorded in dvc.lock")
+        return
+    done = subprocess.run(
+        ["dvc", "commit", "--force", "--quiet", "dvc.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode == 0:
+        click.echo("dvc.lock: the outputs recorded (`dvc repro` finds them up to date)")
+    else:  # the outputs stand without; DVC would train them again
+        reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
+        click.echo(f"note: `dvc commit` failed, dvc.lock unchanged: {reason}", err=True)
+
+
 @click.command()
 @click.option(
     "--executor",
@@ -134,6 +159,8 @@ def study(
             stage("train").train_variant(params, layout, name)
         stage("rounds").rounds(params, layout)
     stage("report").report(params, layout, log=True, join=False)
+    if not missing:
+        record_with_dvc(params_path)
     click.echo(ui_view.next_steps(layout.gap_report, params.mlflow.experiment))
     if missing:
         raise StudyIncomplete(

@@ -163,6 +163,14 @@ def test_study_against_a_tracking_server(served_study: ServedStudy) -> None:
     assert not (tiny_repo / "mlruns").exists(), "artifacts go to the server"
 
 
+def test_a_study_made_without_dvc_is_recorded_in_dvc_lock(served_study: ServedStudy) -> None:
+    """`study` trains in its own process, not under `dvc repro`: it records what it made in
+    dvc.lock, so DVC finds every stage up to date instead of training it again."""
+    assert "dvc.lock: the outputs recorded" in served_study.stdout
+    status = make_runner(served_study.repo)("dvc", "status", "dvc.yaml").stdout
+    assert "Data and pipelines are up to date." in status, status
+
+
 def test_the_study_view_groups_the_training_runs_by_variant(
     served_study: ServedStudy, tmp_path: Path
 ) -> None:
