@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import click
 import pandas as pd
@@ -19,10 +20,10 @@ from ..core.spec import run_specs
 from ..data.prepared import load_meta
 from ..outputs import variant_files
 from ..outputs.variant_files import VariantRuns
-from ..reports import gap_figures
+from ..reports import gap_figures, variant_means
 from ..reports.gap import gap_report
 from ..reports.headline import headline
-from ..tracking import lifecycle, model_registry, store, ui_view
+from ..tracking import lifecycle, model_registry, store, ui_view, variant_runs
 
 
 def report(params: Params, layout: Layout, log: bool, join: bool) -> None:
@@ -95,6 +96,7 @@ def load_variants(params: Params, layout: Layout) -> tuple[list, list]:
 def publish(params: Params, layout: Layout, summary: dict, variants: list, join: bool) -> None:
     """The report in MLflow: its run, the recommended network in the registry, the UI's view."""
     report_run = log_report(params, layout, summary, join)
+    log_variant_parents(params, layout, summary, variants, report_run)
     if params.mlflow.log_model:
         register_recommended(params, layout, summary, variants, report_run)
 
@@ -120,6 +122,27 @@ def publish_if_missing(params: Params, layout: Layout) -> None:
     if {v.name for v in variants} == set(summary["variants"]):  # its runs' outputs are here
         click.echo("report: logged to MLflow (dvc repro found it up to date)")
         publish(params, layout, summary, variants, join=False)
+
+
+def log_variant_parents(
+    params: Params, layout: Layout, summary: dict, variants: list, report_run: str
+) -> None:
+    """Each variant as an MLflow run, the parent of its seeds' runs, beside the report's, in
+    its seeds' colour."""
+    import mlflow
+
+    report = mlflow.MlflowClient().get_run(report_run)
+    tags = {"dataset": summary["conditions"]["dataset"], **store.context_tags()}
+    colours = ui_view.colours(params.variants)
+    runs = variant_means.variant_runs(
+        variants, lambda name, seed: variant_files.run_id_of(layout, name, seed)
+    )
+    variant_runs.log_variant_runs(
+        report.info.experiment_id,
+        summary_digest(summary),
+        report.data.tags.get(variant_runs.PARENT_TAG),
+        [replace(r, tags={**tags, ui_view.COLOR_TAG: colours[r.name]}) for r in runs],
+    )
 
 
 def summary_digest(summary: dict) -> str:

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
+from scipy import stats
 
 from pipeline.tracking import ui_view
 from tests.support.browser import Browser
@@ -133,7 +135,7 @@ def test_study_against_a_tracking_server(served_study: ServedStudy) -> None:
     expected = {
         f"{v}-seed{s}" for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
     }
-    assert set(by_name) == expected | {"report"}
+    assert set(by_name) == expected | {"report"} | set(TINY_PARAMS["variants"])
     colours = {}  # the report gives a variant's runs its colour, one of its own
     for name in expected:
         run = by_name[name]
@@ -171,6 +173,39 @@ def test_a_study_made_without_dvc_is_recorded_in_dvc_lock(served_study: ServedSt
     assert "Data and pipelines are up to date." in status, status
 
 
+def test_each_variant_is_a_run_over_its_seeds_with_means_and_error_bars(
+    served_study: ServedStudy,
+) -> None:
+    """A run per variant, the parent of its seeds' runs: the mean of each measure over them
+    with its 95 % t-interval, and their mean curves, so MLflow charts a variant by itself."""
+    client = MlflowClient(tracking_uri=served_study.url)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    parents = {r.data.tags["variant"]: r for r in runs if r.data.tags.get("kind") == "variant"}
+    assert set(parents) == set(TINY_PARAMS["variants"])
+    for name, parent in parents.items():
+        seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(r.info.run_name for r in seeds) == [
+            f"{name}-seed{s}" for s in TINY_PARAMS["train"]["seeds"]
+        ]
+        gaps = np.array([r.data.metrics["loss_gap_last"] for r in seeds])
+        half = stats.t.ppf(0.975, len(gaps) - 1) * gaps.std(ddof=1) / np.sqrt(len(gaps))
+        numbers = parent.data.metrics
+        assert numbers["loss_gap_last"] == pytest.approx(gaps.mean())
+        assert numbers["loss_gap_last_low"] == pytest.approx(gaps.mean() - half)
+        assert numbers["loss_gap_last_high"] == pytest.approx(gaps.mean() + half)
+        assert numbers["n_seeds"] == len(seeds)
+        assert parent.data.tags[ui_view.COLOR_TAG] == seeds[0].data.tags[ui_view.COLOR_TAG]
+        curves = [
+            {m.step: m.value for m in client.get_metric_history(r.info.run_id, "val_loss")}
+            for r in [parent, *seeds]
+        ]
+        epochs = list(range(1, TINY_PARAMS["train"]["epochs"] + 1))
+        assert sorted(curves[0]) == epochs
+        for epoch in epochs:
+            assert curves[0][epoch] == pytest.approx(np.mean([c[epoch] for c in curves[1:]]))
+
+
 def test_the_study_view_groups_the_training_runs_by_variant(
     served_study: ServedStudy, tmp_path: Path
 ) -> None:
@@ -189,10 +224,12 @@ def test_the_study_view_groups_the_training_runs_by_variant(
         tab = browser.open(f"{tracking_server}/health")
         browser.evaluate(tab, f"localStorage.setItem('{ASSISTANT_SHOWN}', 'true')")
         browser.navigate(tab, f"{tracking_server}/#/experiments/{exp['experiment_id']}/runs")
-        names = ["baseline-seed0", "dropout-seed1", "l2-seed0", "report"]
+        # A row per variant (its seeds folded under it) and the report's.
+        names = [*TINY_PARAMS["variants"], "report"]
         text = browser.text_once(tab, names)
         for name in names:
-            assert name in text, f"{name} not on the experiment page"
+            assert name in text.splitlines(), f"{name} not a run on the experiment page"
+        assert "10 matching runs" in text, "3 variants' runs, their 6 seeds' and the report's"
 
         browser.navigate(tab, address)
         groups = [f"Group: {name}" for name in variants]
@@ -224,11 +261,18 @@ def test_mlflow_run_main_groups_the_study_under_one_parent(tiny_repo: Path, run_
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    expected = {
-        f"{v}-seed{s}" for v in TINY_PARAMS["variants"] for s in TINY_PARAMS["train"]["seeds"]
-    } | {"report"}
-    assert {r.info.run_name for r in children} == expected
-    assert all(r.info.status == "FINISHED" for r in children)
+
+    def children(of: str) -> set[str]:
+        return {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == of}
+
+    # Under the launcher, the report and a run per variant; under each variant, its seeds.
+    assert children(parent.info.run_id) == {"report"} | set(TINY_PARAMS["variants"])
+    for r in runs:
+        if r.data.tags.get("kind") == "variant":
+            name = r.data.tags["variant"]
+            assert children(r.info.run_id) == {
+                f"{name}-seed{s}" for s in TINY_PARAMS["train"]["seeds"]
+            }
+    assert all(r.info.status == "FINISHED" for r in runs)
     # A study under `mlflow run` is a full study: DVC's outputs are written.
     assert (tiny_repo / "reports" / "gap_report.md").is_file()

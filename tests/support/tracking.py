@@ -40,8 +40,8 @@ def client_for(repo: Path) -> MlflowClient:
 
 
 def training_runs(repo: Path, experiment: str = "tiny-study") -> list:
-    """Every run of `experiment` in `repo`'s store but the report's."""
+    """Every run of `experiment` in `repo`'s store but the report's and the variants' parents."""
     exp = client_for(repo).get_experiment_by_name(experiment)
     assert exp is not None, "the experiment was not created"
     runs = client_for(repo).search_runs([exp.experiment_id], max_results=1000)
-    return [r for r in runs if r.data.tags.get("kind") != "report"]
+    return [r for r in runs if r.data.tags.get("kind") not in ("report", "variant")]
