@@ -25,7 +25,29 @@ from .errors import ConfigError
 from .techniques import SWEPT
 from .variant import Frozen, Optimizer, Rate, Variant
 
-Dataset = Literal["mnist-5k", "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "npz"]
+Dataset = Literal[
+    "mnist-5k",
+    "digits",
+    "mnist",
+    "fashion-mnist",
+    "kmnist",
+    "cifar10",
+    "npz",
+    "imagefolder",
+    "csv",
+    "parquet",
+]
+# torchvision's datasets, read from (or downloaded into) data.root; each has an official
+# train/test division (`data.test_split: official`)
+TORCHVISION = ("mnist", "fashion-mnist", "kmnist", "cifar10")
+# The datasets read from the file or folder data.path names, and what it must be.
+AT_PATH = {
+    "npz": "the .npz file with arrays x and y",
+    "imagefolder": "the folder of <class>/<image> files",
+    "csv": "the .csv file, one row per example",
+    "parquet": "the .parquet file, one row per example",
+}
+TABLES = ("csv", "parquet")
 
 VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
@@ -35,10 +57,15 @@ class DataConfig(Frozen):
 
     dataset: Dataset = "mnist-5k"
     root: str = "data/raw"  # torchvision datasets are read from / downloaded into this folder
-    path: str | None = None  # the .npz file when dataset is "npz"
+    path: str | None = None  # the file or folder of npz, imagefolder, csv, parquet (AT_PATH)
+    label_column: str | None = None  # csv, parquet: the column that holds each row's class
     download: bool = True  # allow torchvision to download when the files are not in root
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # test_split pool only
+    # pool: the test split is drawn from the pool, as train and val are; official (torchvision
+    # datasets): it is the dataset's own test set, and train and val are drawn from its train
+    # set (val_fraction of it)
+    test_split: Literal["pool", "official"] = "pool"
     train_size: int | None = Field(None, ge=1)  # subsample the training split to this size
     label_noise: Rate = 0.0  # fraction of training labels replaced by a different class
     # per_seed: each seed draws its own split of the pool; fixed: one split for every seed
@@ -48,10 +75,25 @@ class DataConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        if self.val_fraction + self.test_fraction >= 1.0:
+        if self.test_split == "pool" and self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must be below 1 (no training data left)")
-        if self.dataset == "npz" and not self.path:
-            raise ValueError("dataset 'npz' needs data.path, the .npz file with arrays x and y")
+        if self.dataset in AT_PATH and not self.path:
+            raise ValueError(f"dataset {self.dataset!r} needs data.path, {AT_PATH[self.dataset]}")
+        if self.dataset in TABLES and not self.label_column:
+            raise ValueError(
+                f"dataset {self.dataset!r} needs data.label_column, the column that holds "
+                "each row's class"
+            )
+        if self.dataset not in TABLES and self.label_column is not None:
+            raise ValueError(
+                f"data.label_column is for csv and parquet only, not {self.dataset!r}; "
+                "set it to null"
+            )
+        if self.test_split == "official" and self.dataset not in TORCHVISION:
+            raise ValueError(
+                f"data.test_split official needs a dataset with an official test set "
+                f"({', '.join(TORCHVISION)}), not {self.dataset!r}"
+            )
         return self
 
 

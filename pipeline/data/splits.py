@@ -7,7 +7,9 @@ and pairing by seed removes the split's share of the spread from each difference
 `fixed`, every seed trains on the one split of `data.split_seed`.
 
 Steps, each with its own random stream:
-1. stratified train / val / test split of the pool;
+1. stratified train / val / test split of the pool; under `data.test_split: official` the
+   test split is the dataset's own test set (the pool's last rows, `official_test` of them),
+   the same for every seed, and train / val are a stratified split of the rest;
 2. optional stratified subsample of the training split (`data.train_size`);
 3. optional label noise in the training split only (`data.label_noise`): that fraction of
    training labels is replaced by a different class drawn uniformly; val and test stay clean;
@@ -51,12 +53,30 @@ def stratified_split(
         parts["train"].append(idx[nv + nt :])
     out = tuple(rng.permutation(np.concatenate(parts[s])) for s in SPLITS)
     for name, idx in zip(SPLITS, out, strict=True):
-        if len(idx) == 0:
+        if len(idx) == 0 and (name != "test" or test_fraction > 0):  # 0: no test split asked
             raise DataError(
                 f"the {name} split is empty ({n} examples with val_fraction={val_fraction}, "
                 f"test_fraction={test_fraction})"
             )
     return out  # type: ignore[return-value]
+
+
+def split_indices(
+    y: np.ndarray,
+    val_fraction: float,
+    test_fraction: float | None,
+    official_test: int | None,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Each split's indices into the pool: a stratified split of it (`stratified_split`); or,
+    where the pool's last `official_test` examples are the dataset's own test set, those as
+    the test split, and train / val a stratified split of the examples before them."""
+    if official_test is None:
+        assert test_fraction is not None
+        return dict(zip(SPLITS, stratified_split(y, val_fraction, test_fraction, rng), strict=True))
+    first = len(y) - official_test
+    train, val, _ = stratified_split(y[:first], val_fraction, 0.0, rng)
+    return {"train": train, "val": val, "test": np.arange(first, len(y))}
 
 
 def stratified_subsample(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -100,12 +120,8 @@ def draw(pool: Pool, seed: int) -> Prepared:
     split_rng, subsample_rng, noise_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(3)
     )
-    idx = dict(
-        zip(
-            SPLITS,
-            stratified_split(y, meta["val_fraction"], meta["test_fraction"], split_rng),
-            strict=True,
-        )
+    idx = split_indices(
+        y, meta["val_fraction"], meta["test_fraction"], meta.get("official_test"), split_rng
     )
     if meta["train_size"] is not None:
         idx["train"] = idx["train"][

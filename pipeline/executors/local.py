@@ -14,15 +14,18 @@ from ..core.records import MissingRun, RunRecord
 from ..core.spec import RunSpec
 from ..data.prepared import Pool
 from ..tracking import orphans
-from ..training.device import SeedSplits, TrainingData, resolve_device
+from ..training.device import SeedSplits, TrainingData, check_fits, resolve_device
 from .checkpoint import Checkpoints
 from .progress import StackReporter, summary_line
 from .tracked_stack import RunContext, execute_stack
 
 
 def on_device(device: str, pool: Pool) -> SeedSplits:
-    """Each seed's splits of `pool`, on the training device `device` (`train.device`) names."""
-    return SeedSplits(pool, resolve_device(device))
+    """Each seed's splits of `pool`, on the training device `device` (`train.device`) names;
+    a DataError first where one seed's splits would not fit in its free memory."""
+    where = resolve_device(device)
+    check_fits(pool, where)
+    return SeedSplits(pool, where)
 
 
 def stacks(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:

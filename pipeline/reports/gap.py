@@ -47,6 +47,8 @@ def conditions(
         "sizes": meta["sizes"],
         "label_noise": meta["label_noise"],
         "splits": meta["splits"],
+        # only where it is official, so that other reports' conditions stay as they were
+        **({"test_split": "official"} if meta.get("test_split") == "official" else {}),
         "pool_size": meta["pool_size"],
         "seeds": sorted({r.seed for v in variants for r in v.records}),
         "looks": list(done.schedule.looks),

@@ -15,6 +15,20 @@ from .tables import detectable_text, interval, magnitude
 
 def population_text(cond: dict[str, Any]) -> str:
     """Which population the verdicts speak for, in one sentence."""
+    if cond.get("test_split") == "official":  # the test split is the dataset's own test set
+        tested = f"tested on the dataset's official test set ({cond['sizes']['test']} examples)"
+        if cond["splits"] == "per_seed":
+            return (
+                f"The verdicts speak for train/val splits drawn from the dataset's official "
+                f"train set, {tested}: each seed draws its own train/val split, which every "
+                "variant shares under that seed, as well as its initial weights, batch order "
+                "and dropout."
+            )
+        return (
+            f"The verdicts speak for this one train/val split of the dataset's official train "
+            f"set, {tested}: seeds vary the initial weights, batch order and dropout, not "
+            "which examples are trained or validated on."
+        )
     if cond["splits"] == "per_seed":
         return (
             f"The verdicts speak for splits drawn from this pool of {cond['pool_size']} "

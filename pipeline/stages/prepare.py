@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..core.config import Params
+from ..core.config import AT_PATH, Params
 from ..core.paths import Layout
 from ..data.pool import pool_of
 from ..data.prepared import Pool, write_pool
@@ -19,13 +19,14 @@ def prepare(params: Params, layout: Layout) -> Pool:
     write_pool(pool, layout.prepared)
     sizes = pool.meta["sizes"]
     each = "each seed's" if pool.meta["splits"] == "per_seed" else "one fixed"
+    official = " (its official test set)" if pool.meta.get("test_split") == "official" else ""
     click.echo(
         f"prepared {params.data.dataset}: {pool.meta['pool_size']} examples, {each} split "
-        f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} "
+        f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}{official} "
         f"-> {layout.prepared.relative_to(layout.root)}/"
     )
     # Said once the data is prepared, so that a mistake in it stays one line.
-    source = {"npz": params.data.path}.get(params.data.dataset, params.data.root)
+    source = params.data.path if params.data.dataset in AT_PATH else params.data.root
     if params.data.dataset in FROM_FILES and not _inside(layout.root / source, layout.raw):
         click.echo(
             f"warning: {source} is outside data/raw/, the folder dvc.yaml declares as "

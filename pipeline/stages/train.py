@@ -75,8 +75,8 @@ def train_variant(
     pool = load_pool(layout.prepared)
     # Under DVC, the first train stage refuses a study any of whose variants cannot train.
     check_applicable(specs if tracked_only else study_specs(params), pool)
+    data = on_device(params.train.device, pool)  # refuses data too large for it, in one line
     end_runs_of_dead_processes(params.mlflow.experiment, variant)
-    data = on_device(params.train.device, pool)
     checkpoints = None
     if not tracked_only and params.train.checkpoint_every:
         made_with = {  # a checkpoint continues only on the same data, on the same device

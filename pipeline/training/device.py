@@ -5,12 +5,13 @@ onto it once. torch is imported where it is used: the processor of a CPU is read
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, DataError
 from ..data.prepared import Normalization, Pool, Prepared, Split
 from ..data.splits import draw
 
@@ -47,6 +48,78 @@ def processor(device: str = "cpu") -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def split_bytes(pool: Pool) -> int:
+    """What one seed's splits of `pool` take on the training device: every split's examples,
+    x in float32 and y in int64."""
+    return sum(pool.meta["sizes"].values()) * (4 * pool.n_features + 8)
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free for the splits on `device`: a GPU's free memory (`torch.cuda.mem_get_info`);
+    for the CPU, the memory the system has available (Linux's MemAvailable, else the free
+    pages), within this process's cgroup limit where it has one. None where unknown."""
+    if device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    found = [n for n in (_system_available(), _cgroup_room()) if n is not None]
+    return max(min(found), 0) if found else None
+
+
+def _system_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # given in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # a system without these names
+        return None
+
+
+def _cgroup_room() -> int | None:
+    """cgroup v2: what this process's group may still take (a container's limit)."""
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int((cgroup / "memory.current").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def check_fits(pool: Pool, device: torch.device, available: int | None = None) -> None:
+    """A DataError, one line, where one seed's splits of `pool` would not fit in the memory
+    free on `device` (`available` bytes; by default `free_memory(device)`): said before
+    anything trains, with what would fit. A stack of seeds holds a copy per seed
+    (docs/data.md); one seed's is the least any training needs."""
+    free = free_memory(device) if available is None else available
+    need = split_bytes(pool)
+    if free is None or need <= free:
+        return
+    n = sum(pool.meta["sizes"].values())
+    per_example = need // n
+    raise DataError(
+        f"the prepared data does not fit on {device}: a seed's splits ({n:,} examples of "
+        f"{pool.n_features:,} features) take {_bytes(need)}, and {device} has {_bytes(free)} "
+        f"free, room for about {free // per_example:,} such examples; take fewer "
+        "(data.train_size, a smaller dataset) or train on a device with more memory"
+    )
+
+
+def _bytes(n: int) -> str:
+    """`n` bytes in the largest binary unit that keeps the number at least 1."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 @dataclass(frozen=True)

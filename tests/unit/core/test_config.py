@@ -150,6 +150,34 @@ BAD = [
     ("download-string", [(("data", "download"), "no")], "data.download"),
     ("npz-without-path", [(("data", "dataset"), "npz")], "data.path"),
     (
+        "imagefolder-without-path",
+        [(("data", "dataset"), "imagefolder")],
+        "dataset 'imagefolder' needs data.path, the folder of <class>/<image> files",
+    ),
+    ("csv-without-path", [(("data", "dataset"), "csv")], "dataset 'csv' needs data.path"),
+    (
+        "parquet-without-label-column",
+        [(("data", "dataset"), "parquet"), (("data", "path"), "t.parquet")],
+        "dataset 'parquet' needs data.label_column",
+    ),
+    (
+        "label-column-of-npz",
+        [
+            (("data", "dataset"), "npz"),
+            (("data", "path"), "a.npz"),
+            (("data", "label_column"), "y"),
+        ],
+        "data.label_column is for csv and parquet only, not 'npz'",
+    ),
+    ("label-column-number", [(("data", "label_column"), 3)], "data.label_column"),
+    ("test-split-unknown", [(("data", "test_split"), "random")], "data.test_split"),
+    (
+        "official-test-split-of-a-pool",
+        [(("data", "test_split"), "official")],
+        "data.test_split official needs a dataset with an official test set "
+        "(mnist, fashion-mnist, kmnist, cifar10), not 'digits'",
+    ),
+    (
         "baseline-not-a-variant",
         [(("report", "baseline"), "nope")],
         "report.baseline 'nope' is not one of the variants",
@@ -172,6 +200,27 @@ def test_bad_edit_is_rejected_naming_the_key(
     assert fragment in message
     assert message.startswith("params.yaml: ")
     assert "\n" not in message
+
+
+def test_the_datasets_of_ones_own_files_and_the_official_test_split(
+    valid: dict[str, Any],
+) -> None:
+    data = parse_params(
+        edited(
+            valid,
+            [(("data",), {"dataset": "csv", "path": "data/raw/t.csv", "label_column": "kind"})],
+        )
+    ).data
+    assert data.label_column == "kind" and data.test_split == "pool"
+    assert (
+        parse_params(
+            edited(valid, [(("data",), {"dataset": "imagefolder", "path": "data/raw/imgs"})])
+        ).data.label_column
+        is None
+    )
+    # official: test_fraction is not used, so val_fraction + test_fraction may reach 1
+    official = {"dataset": "fashion-mnist", "test_split": "official", "val_fraction": 0.9}
+    assert parse_params(edited(valid, [(("data",), official)])).data.test_split == "official"
 
 
 def test_a_description_key_is_refused_saying_to_write_a_comment(valid: dict[str, Any]) -> None:

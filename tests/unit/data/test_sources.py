@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,19 @@ import numpy as np
 import pytest
 
 from pipeline.core.config import DataConfig
-from pipeline.data.pool import prepare
+from pipeline.data.pool import pool_of, prepare
 from pipeline.data.sources import DataError, load_npz, load_source
+from pipeline.data.splits import draw
+from tests.support.data import write_mnist
 
 
 def test_digits_are_sklearns_digits_as_one_channel_images() -> None:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x, y = load_source(DataConfig(dataset="digits"))
+    source = load_source(DataConfig(dataset="digits"))
+    x, y = source.x, source.y
+    assert source.class_names is None and source.official_test is None
     assert x.shape == (1797, 1, 8, 8) and x.dtype == np.float32
     assert np.array_equal(x.reshape(1797, 64), digits.data)
     assert np.array_equal(y, digits.target)
@@ -90,7 +93,8 @@ def test_load_source_npz_rejects(tmp_path: Path, arrays: dict, message: str) -> 
 def test_load_source_npz_accepts_integral_float_labels(tmp_path: Path) -> None:
     path = tmp_path / "ok.npz"
     np.savez(path, x=np.arange(8.0).reshape(4, 2), y=np.array([0.0, 1.0, 1.0, 0.0]))
-    x, y = load_source(npz_cfg(path))
+    source = load_source(npz_cfg(path))
+    x, y = source.x, source.y
     assert y.dtype == np.int64 and y.tolist() == [0, 1, 1, 0]
     assert np.array_equal(x, np.arange(8.0).reshape(4, 2))
 
@@ -143,29 +147,16 @@ def test_load_source_npz_scalar_labels(tmp_path: Path) -> None:
         load_source(npz_cfg(path))
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    magic = 0x00000800 | array.ndim  # 0x08: unsigned byte data
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 def test_torchvision_mnist_read_from_idx_files(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
+    train_x, train_y, test_x, test_y = write_mnist(tmp_path, n_train=30, n_test=20)
     raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    train_x = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
-    test_x = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
-    train_y = (np.arange(30) % 3).astype(np.uint8)
-    test_y = ((np.arange(20) + 1) % 3).astype(np.uint8)
-    write_idx(raw / "train-images-idx3-ubyte", train_x)
-    write_idx(raw / "train-labels-idx1-ubyte", train_y)
-    write_idx(raw / "t10k-images-idx3-ubyte", test_x)
-    write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
     assert (raw / "train-images-idx3-ubyte").read_bytes()[:4] == b"\x00\x00\x08\x03"
     assert (raw / "train-labels-idx1-ubyte").read_bytes()[:4] == b"\x00\x00\x08\x01"
 
-    x, y = load_source(DataConfig(dataset="mnist", root=str(tmp_path), download=False))
+    source = load_source(DataConfig(dataset="mnist", root=str(tmp_path), download=False))
+    x, y = source.x, source.y
     assert x.shape == (50, 1, 28, 28)  # official train/test halves pooled, train first
+    assert source.official_test == 20  # the last 20: the official test set
     assert np.array_equal(x[:, 0], np.concatenate([train_x, test_x]))
     assert y.dtype == np.int64
     assert np.array_equal(y, np.concatenate([train_y, test_y]).astype(np.int64))
@@ -178,6 +169,43 @@ def test_torchvision_mnist_read_from_idx_files(tmp_path: Path) -> None:
     )
     assert prepared.meta["n_features"] == 784 and prepared.meta["n_classes"] == 3
     assert prepared.meta["sizes"] == {"train": 30, "val": 10, "test": 10}
+    assert "test_split" not in prepared.meta and "official_test" not in prepared.meta
+
+
+def test_the_official_test_split_is_the_datasets_own_test_set(tmp_path: Path) -> None:
+    train_x, train_y, test_x, test_y = write_mnist(tmp_path, n_train=60, n_test=21)
+    cfg = DataConfig(
+        dataset="mnist",
+        root=str(tmp_path),
+        download=False,
+        test_split="official",
+        val_fraction=0.25,
+        normalize="none",
+    )
+    pool = pool_of(cfg)
+    assert pool.meta["test_split"] == "official" and pool.meta["official_test"] == 21
+    assert pool.meta["test_fraction"] is None  # not used: the test split is given
+    assert pool.meta["sizes"] == {"train": 45, "val": 15, "test": 21}
+    official = test_x.reshape(21, -1).astype(np.float32)
+    for seed in (0, 1):
+        drawn = draw(pool, seed)
+        # test: the official test set, whole, the same for every seed
+        assert np.array_equal(drawn.test.x, official)
+        assert np.array_equal(drawn.test.y, test_y.astype(np.int64))
+        assert drawn.indices["test"].tolist() == list(range(60, 81))
+        # train and val: a stratified split of the official train set only
+        rows = np.concatenate([drawn.indices["train"], drawn.indices["val"]])
+        assert sorted(rows.tolist()) == list(range(60))
+        assert drawn.meta["class_counts"]["val"] == [5, 5, 5]
+    # per_seed: each seed its own train/val split of the train set; fixed: one for all
+    assert not np.array_equal(draw(pool, 0).indices["val"], draw(pool, 1).indices["val"])
+    fixed = pool_of(cfg.model_copy(update={"splits": "fixed"}))
+    assert np.array_equal(draw(fixed, 0).indices["val"], draw(fixed, 1).indices["val"])
+    # label noise stays in the training split; data.train_size subsamples it
+    noisy = pool_of(cfg.model_copy(update={"label_noise": 0.2, "train_size": 30}))
+    drawn = draw(noisy, 0)
+    assert len(drawn.train.y) == 30 and np.array_equal(drawn.test.y, test_y.astype(np.int64))
+    assert (drawn.train.y != noisy.y[drawn.indices["train"]]).sum() == 6
 
 
 def test_torchvision_missing_files_without_download(tmp_path: Path) -> None:
