@@ -170,14 +170,27 @@ class SeedRounds(Frozen):
         return (*range(len(seeds), self.max, self.step), self.max)
 
 
+LrSchedule = Literal["none", "step", "cosine", "one_cycle"]
+
+
 class TrainConfig(Frozen):
-    """Shared training settings (the `train` section); a variant may override the optimizer."""
+    """Shared training settings (the `train` section); a variant may override the optimizer,
+    nothing else here."""
 
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     optimizer: Optimizer = "adam"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD only
+    # The learning rate's schedule, the same for every variant (docs/training.md), each torch's
+    # own scheduler: none keeps `lr` throughout; step multiplies it by lr_gamma every
+    # lr_step_size epochs (StepLR); cosine anneals it from lr towards 0 over the epochs
+    # (CosineAnnealingLR, T_max = epochs); one_cycle, stepped per mini-batch, rises from lr/25
+    # to lr over the first lr_pct_start of the steps, then falls to lr/25e4 (OneCycleLR).
+    lr_schedule: LrSchedule = "none"
+    lr_step_size: int = Field(10, ge=1)  # step only: epochs between two drops
+    lr_gamma: float = Field(0.1, gt=0.0, lt=1.0)  # step only: the factor of each drop
+    lr_pct_start: float = Field(0.3, gt=0.0, lt=1.0)  # one_cycle only: the rise's share of steps
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # Training steps under bfloat16 autocast (weights, optimizer, penalty and every evaluation
@@ -207,6 +220,24 @@ class TrainConfig(Frozen):
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
         return device
+
+    @model_validator(mode="after")
+    def _schedule_acts(self) -> TrainConfig:
+        if self.lr_schedule == "step" and self.lr_step_size >= self.epochs:
+            raise ValueError(
+                f"lr_step_size ({self.lr_step_size}) must be below epochs ({self.epochs}): "
+                "the step schedule would never lower the learning rate"
+            )
+        return self
+
+    def lr_schedule_settings(self) -> dict[str, object]:
+        """The schedule's settings that act, under their params.yaml names: those of
+        `lr_schedule` only (none and cosine have none)."""
+        if self.lr_schedule == "step":
+            return {"lr_step_size": self.lr_step_size, "lr_gamma": self.lr_gamma}
+        if self.lr_schedule == "one_cycle":
+            return {"lr_pct_start": self.lr_pct_start}
+        return {}
 
 
 class MlflowConfig(Frozen):

@@ -15,9 +15,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .config import Params
+from .config import Params, TrainConfig
 from .errors import ConfigError
 from .techniques import TECHNIQUES
+from .variant import Variant
 
 # Labels pydantic adds to an error's location for the members of a union: not keys.
 _UNION_MEMBER = re.compile(
@@ -101,17 +102,30 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
     return f"{source}: {key}: {message}{shown}"
 
 
+# The `train` keys a variant cannot override: every one but the optimizer (the learning rate
+# and its schedule among them: what a variant changes is its regularization).
+SHARED_TRAIN_KEYS = frozenset(TrainConfig.model_fields) - frozenset(Variant.model_fields)
+
+
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Validate an already-parsed mapping into Params, or raise a one-line ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level")
     variants = raw.get("variants")
     for name, variant in variants.items() if isinstance(variants, dict) else ():
-        if isinstance(variant, dict) and "description" in variant:
+        if not isinstance(variant, dict):
+            continue
+        if "description" in variant:
             raise ConfigError(
                 f"{source}: variants.{name}.description: write what a variant tests as a "
                 f"comment (`{name}:  # ...`); as a key it is a parameter its train stage "
                 "depends on, and editing it would retrain the variant"
+            )
+        shared = [k for k in variant if k in SHARED_TRAIN_KEYS]
+        if shared:
+            raise ConfigError(
+                f"{source}: variants.{name}.{shared[0]}: a training setting every variant "
+                f"shares; set train.{shared[0]} (a variant may override only the optimizer)"
             )
     try:
         return Params.model_validate(raw)
@@ -130,6 +144,7 @@ VARIANT_KNOBS = (*(t.knob for t in TECHNIQUES), "penalize_bias", "optimizer")
 TRAIN_KNOBS = (
     *("lr", "epochs", "batch_size", "momentum", "device", "precision", "compile"),
     *("parallel", "threads"),
+    *("lr_schedule", "lr_step_size", "lr_gamma", "lr_pct_start"),
 )
 MODEL_KNOBS = ("network", "hidden_sizes", "channels", "activation")
 OVERRIDABLE = (*VARIANT_KNOBS, *MODEL_KNOBS, *TRAIN_KNOBS, "seed")

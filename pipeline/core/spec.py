@@ -87,6 +87,8 @@ class RunSpec:
             "epochs": self.train.epochs,
             "batch_size": self.train.batch_size,
             "lr": self.train.lr,
+            "lr_schedule": self.train.lr_schedule,
+            **self.train.lr_schedule_settings(),
             "optimizer": self.optimizer,
             "momentum": self.train.momentum if self.optimizer == "sgd" else 0.0,
             "precision": self.train.precision,

@@ -1,7 +1,8 @@
 """Whether each variant's techniques can act on the network and the data, checked before
 anything trains: the network builds (on the CPU, torch's generator untouched) and maps
 (B, n_features) to (B, n_classes); each technique that is on finds what it needs
-(`techniques.NEEDS`); and a network holds no dropout its variant did not ask for."""
+(`techniques.NEEDS`); a network holds no dropout its variant did not ask for; and the
+learning-rate schedule has the steps it needs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ..core.spec import RunSpec
 from ..core.techniques import NEEDS, TECHNIQUES, Technique
 from ..data.prepared import Pool, Prepared
 from .model import build, cnn_fits, dropout_layers, weight_layers
+from .schedules import one_cycle_rise
 
 # Dropout modules whose masks come from torch's shared generator: a seed's masks would then
 # depend on the other seeds training beside it.
@@ -30,7 +32,13 @@ SHARED_RANDOMNESS = (
 
 def check_applicable(specs: Sequence[RunSpec], pool: Pool | Prepared) -> None:
     """A ConfigError, one line, for the first variant of `specs` whose techniques cannot act
-    on its network or on the data."""
+    on its network or on the data, or for a learning-rate schedule the data's training split
+    leaves too few steps (`schedules.one_cycle_rise`)."""
+    for spec in specs:
+        if spec.train.lr_schedule != "one_cycle":
+            continue
+        if (why := one_cycle_rise(spec.train, pool.meta["sizes"]["train"])) is not None:
+            raise ConfigError(why)
     seen = set()
     for spec in specs:
         if spec.variant_name not in seen:

@@ -21,6 +21,7 @@ from ..core.variant import Variant
 from . import optimizer_calls
 from .device import DeviceSplit
 from .regularization import apply_max_norm, penalised_parameters, training_objective
+from .schedules import Schedule
 from .stacks import Stack
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
@@ -89,11 +90,12 @@ def train_one_epoch(
     dropout: list[torch.Generator] | None,
     should_stop: Callable[[], bool] = never,
     augment: list[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    schedule: Schedule | None = None,
 ) -> torch.Tensor:
     """One pass over `split` (shared, or each seed's own) for each seed of the stack, each in
     its own shuffled order (and, with `augment`, each seed's mini-batch augmented by its own
-    function); returns each seed's summed data loss, (K,) on the device, so the caller reads
-    it once.
+    function; with `schedule`, told of each step); returns each seed's summed data loss, (K,)
+    on the device, so the caller reads it once.
     Stops with KeyboardInterrupt before a mini-batch once `should_stop()` says so (a held
     Ctrl-C or SIGTERM: training ends as Ctrl-C does)."""
     stack = net.model
@@ -122,6 +124,8 @@ def train_one_epoch(
         optimizer_calls.zero_grad(optimizer)
         objective.backward()
         optimizer_calls.step(optimizer)
+        if schedule is not None:
+            schedule.after_step()
         if variant.max_norm is not None:
             apply_max_norm(stack, variant.max_norm)
         running += torch.stack(data_losses) * idx.shape[1]

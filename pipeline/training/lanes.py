@@ -14,6 +14,7 @@ import torch
 
 from .device import DeviceData
 from .epoch import Compute
+from .schedules import Schedule
 from .stacks import Stack
 
 Result = TypeVar("Result")
@@ -21,7 +22,8 @@ Result = TypeVar("Result")
 
 @dataclass
 class Lane:
-    """Seeds whose steps run together: a stack, its optimizer, and which seeds it holds."""
+    """Seeds whose steps run together: a stack, its optimizer and learning-rate schedule, and
+    which seeds it holds."""
 
     members: list[int]  # positions in the stack's specs
     stack: Stack
@@ -29,6 +31,7 @@ class Lane:
     net: Compute
     epoch: int  # the epoch it trains next
     data: DeviceData  # its seeds' splits: shared, or each seed's own
+    schedule: Schedule | None = None  # None: train.lr throughout (lr_schedule none)
 
 
 def lanes_for(device: torch.device, settings: Any, members: list[int]) -> list[list[int]]:

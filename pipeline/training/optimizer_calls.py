@@ -39,9 +39,12 @@ def _update(kind: type[torch.optim.Optimizer]) -> Callable[[torch.optim.Optimize
 
 
 def step(optimizer: torch.optim.Optimizer) -> None:
-    """`optimizer.step()`: the optimizer's own update, without its wrappers."""
+    """`optimizer.step()`: the optimizer's own update, without its wrappers; marked as the
+    wrapper a learning-rate scheduler puts around `step()` marks it, so that the scheduler
+    knows the optimizer stepped before it did."""
     with torch.no_grad():
         _update(type(optimizer))(optimizer)
+    optimizer._opt_called = True  # type: ignore[attr-defined]  # read by LRScheduler.step
 
 
 def zero_grad(optimizer: torch.optim.Optimizer) -> None:

@@ -1,6 +1,6 @@
 """One seed's own part of a stack's training: its initial weights and generators, its history,
-best epoch and early stopping, and the optimizer state and training state a checkpoint keeps
-of it."""
+best epoch and early stopping, and the optimizer state and training state (with the
+learning-rate schedule's state) a checkpoint keeps of it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..core.architecture import Architecture
 from ..core.errors import TrainingDiverged
 from ..core.spec import RunSpec
 from .model import build
+from .schedules import Schedule
 from .stacks import Stack
 
 AUGMENT_STREAM = 2**40  # the augmentation generator of seed s starts from this + s
@@ -52,12 +53,17 @@ class Seed:
         return self.stopped_early
 
     def training_state(
-        self, stack: Stack, pos: int, optimizer: torch.optim.Optimizer
+        self,
+        stack: Stack,
+        pos: int,
+        optimizer: torch.optim.Optimizer,
+        schedule: Schedule | None = None,
     ) -> dict[str, Any]:
         """What a checkpoint keeps of this seed, the stack's seed `pos`: plain tensors and
         numbers, for `torch.load(weights_only=True)`; a snapshot, which later epochs (of this
-        seed or, in another lane, of the others) leave as it is."""
-        return {
+        seed or, in another lane, of the others) leave as it is. With a learning-rate
+        schedule, its state too (`schedule`); without, none."""
+        state = {
             "model": stack.seed_state(pos),
             "optimizer": optimizer_state_of(optimizer, stack.nets[pos]),
             "rng": {
@@ -70,6 +76,9 @@ class Seed:
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
         }
+        if schedule is not None:
+            state["schedule"] = schedule.state()
+        return state
 
 
 def start(spec: RunSpec, arch: Architecture, device: torch.device) -> Seed:

@@ -1,7 +1,7 @@
-"""One group of a stack's seeds while they train (`StackTraining`): each seed's own state and
-optimizer state, what its lanes share, and the two steps `lanes.run_lanes` takes for a lane: its
-epoch, and what follows the epoch (the rows recorded, seeds that stop leaving the lane). No
-files, no MLflow.
+"""One group of a stack's seeds while they train (`StackTraining`): each seed's own state,
+optimizer state and learning-rate schedule state, what its lanes share, and the two steps
+`lanes.run_lanes` takes for a lane: its epoch, and what follows the epoch (the rows recorded,
+seeds that stop leaving the lane). No files, no MLflow.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .device import TrainingData
 from .epoch import Compute, divergence, evaluate, train_one_epoch
 from .lanes import Lane
 from .regularization import make_optimizer, penalised_parameters, penalty
+from .schedules import make_schedule
 from .stacks import stack_of
 
 EPOCH_METRICS = (
@@ -32,9 +33,13 @@ EPOCH_METRICS = (
     "accuracy_gap",  # train_accuracy - val_accuracy
     "epoch_seconds",  # the seed's share of its lane's epoch: wall time / seeds in the lane
 )
+# With a learning-rate schedule (train.lr_schedule), each row also holds the learning rate of
+# the epoch's first step, before `epoch_seconds`; without one, rows are as above.
+LR = "lr"
 
-# A lane's epoch: per seed of the lane, its first six EPOCH_METRICS; and the epoch's wall time.
-EpochNumbers = tuple[list[list[float]], float]
+# A lane's epoch: per seed of the lane, its first six EPOCH_METRICS; the epoch's wall time; and
+# the learning rate of its first step, with a schedule (else None).
+EpochNumbers = tuple[list[list[float]], float, float | None]
 # (index of the seed in the specs, epoch, its row) and (index, its training state)
 OnEpoch = Callable[[int, int, dict[str, float]], None]
 OnCheckpoint = Callable[[int, dict[str, Any]], None]
@@ -42,8 +47,8 @@ OnCheckpoint = Callable[[int, dict[str, Any]], None]
 
 class StackTraining:
     """Seeds of one variant that start from the same epoch: their own states (`seeds`, and
-    `optimizer_states` for a seed between lanes), and what their lanes share: the network's
-    architecture, the data, the variant and the training settings."""
+    `optimizer_states` and `schedule_states` for a seed between lanes), and what their lanes
+    share: the network's architecture, the data, the variant and the training settings."""
 
     def __init__(
         self,
@@ -61,6 +66,12 @@ class StackTraining:
             if saved is not None:
                 seed_state.resumed(seed, saved, data.device)
         self.optimizer_states = [s["optimizer"] if s is not None else {} for s in resume]
+        # Each seed's schedule state where its last lane left it (None: at its start).
+        self.schedule_states = [s.get("schedule") if s is not None else None for s in resume]
+        if spec.train.lr_schedule != "none" and any(
+            s is not None and "schedule" not in s for s in resume
+        ):
+            raise ValueError("a checkpoint without the learning-rate schedule's state")
         v = self.variant
         self.has_dropout = v.input_dropout > 0 or any(r > 0 for r in spec.dropout_rates)
         self.augmenting = v.crop > 0 or v.flip
@@ -68,7 +79,8 @@ class StackTraining:
 
     def lane(self, members: list[int], epoch: int) -> Lane:
         """The seeds `members` as one lane from `epoch` on: their stack, a fresh optimizer over
-        it holding each seed's optimizer state, and their splits."""
+        it holding each seed's optimizer state, its learning-rate schedule where the seeds'
+        left it (all at `epoch`, so all at the same point), and their splits."""
         v, settings = self.variant, self.settings
         stack = stack_of(self.arch, [self.seeds[i].state for i in members])
         optimizer = make_optimizer(
@@ -83,12 +95,17 @@ class StackTraining:
             seed_state.set_optimizer_state(optimizer, net, self.optimizer_states[i])
         net = Compute.of(stack, settings.precision, settings.compile)
         seeds = [self.seeds[i].spec.seed for i in members]
-        return Lane(members, stack, optimizer, net, epoch, self.data.for_lane(seeds))
+        data = self.data.for_lane(seeds)
+        schedule = make_schedule(
+            optimizer, settings, len(data.train), self.schedule_states[members[0]]
+        )
+        return Lane(members, stack, optimizer, net, epoch, data, schedule)
 
     def run_epoch(self, lane: Lane) -> EpochNumbers:
         """One epoch of a lane's seeds: their numbers (one read from the device) and its wall
         time. Runs in a thread of `run_lanes`; changes nothing but the lane's stack."""
         started = time.perf_counter()
+        lr = lane.schedule.lr if lane.schedule is not None else None
         seeds = [self.seeds[i] for i in lane.members]
         running = train_one_epoch(
             lane.net,
@@ -100,7 +117,10 @@ class StackTraining:
             [s.dropout for s in seeds] if self.has_dropout else None,
             self.should_stop,
             [self._augmenter(s) for s in seeds] if self.augmenting else None,
+            lane.schedule,
         )
+        if lane.schedule is not None:
+            lane.schedule.after_epoch()
         train_loss, train_acc = evaluate(lane.net, lane.data.train)
         val_loss, val_acc = evaluate(lane.net, lane.data.val)
         v = self.variant
@@ -113,7 +133,7 @@ class StackTraining:
             )
         values = [train_loss, train_acc, running / len(lane.data.train), pen, val_loss, val_acc]
         rows = torch.stack([t.to(running.dtype) for t in values], dim=1).tolist()
-        return rows, time.perf_counter() - started
+        return rows, time.perf_counter() - started, lr
 
     def after_epoch(
         self,
@@ -125,7 +145,7 @@ class StackTraining:
     ) -> Lane | None:
         """A lane's epoch recorded, seed by seed (`on_epoch`, and `on_checkpoint` every
         `checkpoint_every` epochs); the lane for its next epoch, or None once it is done."""
-        values, seconds = result
+        values, seconds, lr = result
         epoch = lane.epoch
         rows = [dict(zip(EPOCH_METRICS[:6], vals, strict=False)) for vals in values]
         stopping = set()
@@ -140,12 +160,16 @@ class StackTraining:
                 continue
             if self.seeds[i].record(epoch, row, lane.stack, pos):
                 stopping.add(i)
+            if lr is not None:
+                row[LR] = lr
             row["epoch_seconds"] = seconds / len(lane.members)
             on_epoch(i, epoch, row)
         if on_checkpoint is not None and checkpoint_every and epoch % checkpoint_every == 0:
             for pos, i in enumerate(lane.members):
                 if i not in stopping:
-                    state = self.seeds[i].training_state(lane.stack, pos, lane.optimizer)
+                    state = self.seeds[i].training_state(
+                        lane.stack, pos, lane.optimizer, lane.schedule
+                    )
                     on_checkpoint(i, state)
         lane.epoch += 1
         following = self._without(lane, stopping) if stopping else lane  # they stop changing
@@ -163,6 +187,8 @@ class StackTraining:
                 self.optimizer_states[i] = seed_state.optimizer_state_of(
                     old.optimizer, old.stack.nets[pos]
                 )
+                if old.schedule is not None:
+                    self.schedule_states[i] = old.schedule.state()
         return self.lane(stay, old.epoch) if stay else None
 
     def _augmenter(self, seed: seed_state.Seed) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -6,9 +6,11 @@ own, and as many lanes as the cores hold run side by side in threads, each lane'
 taken up by the first thread free; on a GPU a lane holds several seeds as one batched network.
 A seed's numbers do not depend on the stack it trains in: its initialisation, batch order and
 dropout masks come from its own seed and generators (`seed_state`); its objective, optimizer
-step, weight decay and max-norm are its own; and it has its own best epoch and early stopping
-(a seed that stops leaves its lane, so it stops changing). On a CPU, alone or in a stack of any
-size, its history and weights are bit-identical (tests/unit/training/test_stacks.py).
+step, weight decay and max-norm are its own; its learning rate is its epoch's in the schedule,
+the same for every seed of a lane (`schedules`); and it has its own best epoch and early
+stopping (a seed that stops leaves its lane, so it stops changing). On a CPU, alone or in a
+stack of any size, its history and weights are bit-identical
+(tests/unit/training/test_stacks.py).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class TrainResult:
 
     architecture: Architecture
     model: nn.Module  # holds the best epoch's weights
-    history: list[dict[str, float]]  # one row per epoch, keys as in stack_training.EPOCH_METRICS
+    # one row per epoch, keys as in stack_training.EPOCH_METRICS (and LR with a schedule)
+    history: list[dict[str, float]]
     summary: dict[str, float]
     stopped_early: bool
     device: str

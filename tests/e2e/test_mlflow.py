@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -41,7 +42,9 @@ def runs_of(repo: Path) -> list:
 
 def test_mlflow_run_trains_one_variant_with_overrides(tiny_repo: Path, run_in: Runner) -> None:
     run_in(PY, "-m", "pipeline", "prepare")
-    result = mlflow_run(run_in, "variant=dropout", "dropout=0.3", "lr=1e-2", check=True)
+    result = mlflow_run(
+        run_in, "variant=dropout", "dropout=0.3", "lr=1e-2", "lr_schedule=cosine", check=True
+    )
     assert "succeeded" in result.stderr
 
     runs = runs_of(tiny_repo)
@@ -58,6 +61,13 @@ def test_mlflow_run_trains_one_variant_with_overrides(tiny_repo: Path, run_in: R
     client = MlflowClient(tracking_uri=f"sqlite:///{tiny_repo / 'mlflow.db'}")
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3, 4]
+    # The learning-rate schedule: its param, and each epoch's learning rate beside the losses
+    # (cosine over 4 epochs: lr·(1 + cos(π·(e−1)/4))/2).
+    assert run.data.params["lr_schedule"] == "cosine"
+    lrs = sorted(client.get_metric_history(run.info.run_id, "lr"), key=lambda m: m.step)
+    assert [m.step for m in lrs] == [1, 2, 3, 4]
+    cosine = [1e-2 * (1 + math.cos(math.pi * (e - 1) / 4)) / 2 for e in (1, 2, 3, 4)]
+    assert [m.value for m in lrs] == pytest.approx(cosine, rel=1e-9)
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}'",

@@ -28,8 +28,16 @@ from tests.support.repo import Runner
 pytestmark = pytest.mark.e2e
 
 
-def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    repo, run, process = training_started(tmp_path / "a", LONG, "dropout")
+@pytest.mark.parametrize("schedule", ["none", "one_cycle"])
+def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(
+    tmp_path: Path, schedule: str
+) -> None:
+    """With a learning-rate schedule too: its state is in the checkpoint, so the resumed run
+    goes on with the learning rate the uninterrupted one has (one_cycle: a new one each
+    mini-batch, so any step off would show)."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["lr_schedule"] = schedule
+    repo, run, process = training_started(tmp_path / "a", params, "dropout")
     output = interrupt_after(process, [f"dropout-seed0 epoch 5/{EPOCHS}"], signal.SIGTERM)
     assert process.returncode == 143, output
     assert "interrupted (SIGTERM)" in output
@@ -47,10 +55,12 @@ def test_sigterm_kills_the_run_and_resume_matches_an_uninterrupted_run(tmp_path:
     assert resumed.info.status == "FINISHED"
     steps = {m.step for m in client(repo).get_metric_history(resumed.info.run_id, "val_loss")}
     assert steps == set(range(1, EPOCHS + 1))
+    lrs = client(repo).get_metric_history(resumed.info.run_id, "lr")
+    assert sorted(m.step for m in lrs) == (list(range(1, EPOCHS + 1)) if schedule != "none" else [])
     assert not (repo / "checkpoints" / "dropout").exists(), "checkpoints go once outputs exist"
 
     # The same study, never interrupted, in another copy: the same weights, bit for bit.
-    other = trained_uninterrupted(tmp_path / "b", LONG, "dropout")
+    other = trained_uninterrupted(tmp_path / "b", params, "dropout")
     resumed_weights = load_file(repo / "models" / "dropout" / "seed0" / "model.safetensors")
     straight_weights = load_file(other / "models" / "dropout" / "seed0" / "model.safetensors")
     assert resumed_weights.keys() == straight_weights.keys()

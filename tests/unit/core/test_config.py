@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from pipeline.core.config import DataConfig, Params, TrainConfig
 from pipeline.core.errors import ConfigError
-from pipeline.core.loading import load_params, parse_params, read_yaml
+from pipeline.core.loading import load_params, parse_params, read_yaml, with_overrides
+from pipeline.core.spec import run_specs
 from pipeline.core.variant import Variant
 from tests.support.repo import REPO
 
@@ -187,6 +188,28 @@ BAD = [
     ("variant-not-mapping", [(("variants", "l2"), 0.1)], "variants.l2"),
     ("no-variants", [(("variants",), {})], "variants"),
     ("experiment-empty", [(("mlflow", "experiment"), "")], "mlflow.experiment"),
+    ("lr-schedule-unknown", [(("train", "lr_schedule"), "exponential")], "train.lr_schedule"),
+    ("lr-schedule-null", [(("train", "lr_schedule"), None)], "train.lr_schedule"),
+    ("lr-schedule-typo-key", [(("train", "lr_sched"), "step")], "unknown key 'train.lr_sched'"),
+    ("lr-step-size-zero", [(("train", "lr_step_size"), 0)], "train.lr_step_size"),
+    ("lr-step-size-fraction", [(("train", "lr_step_size"), 2.5)], "train.lr_step_size"),
+    ("lr-gamma-zero", [(("train", "lr_gamma"), 0.0)], "train.lr_gamma"),
+    ("lr-gamma-one", [(("train", "lr_gamma"), 1.0)], "train.lr_gamma"),
+    ("lr-gamma-string", [(("train", "lr_gamma"), "0.5")], "train.lr_gamma"),
+    ("lr-pct-start-zero", [(("train", "lr_pct_start"), 0.0)], "train.lr_pct_start"),
+    ("lr-pct-start-one", [(("train", "lr_pct_start"), 1.0)], "train.lr_pct_start"),
+    (
+        "lr-step-size-past-the-epochs",
+        [(("train", "lr_schedule"), "step"), (("train", "lr_step_size"), 3)],
+        "train: lr_step_size (3) must be below epochs (3)",
+    ),
+    (
+        "variant-lr-schedule",
+        [(("variants", "l2", "lr_schedule"), "cosine")],
+        "variants.l2.lr_schedule: a training setting every variant shares; set train.lr_schedule",
+    ),
+    ("variant-lr-gamma", [(("variants", "l2", "lr_gamma"), 0.5)], "variants.l2.lr_gamma: a"),
+    ("variant-lr", [(("variants", "l2", "lr"), 0.1)], "set train.lr (a variant may override"),
 ]
 
 
@@ -200,6 +223,57 @@ def test_bad_edit_is_rejected_naming_the_key(
     assert fragment in message
     assert message.startswith("params.yaml: ")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("schedule", "settings", "logged"),
+    [
+        ({}, {}, {"lr_schedule": "none"}),
+        ({"lr_schedule": "cosine"}, {}, {"lr_schedule": "cosine"}),
+        (
+            {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5},
+            {"lr_step_size": 2, "lr_gamma": 0.5},
+            {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5},
+        ),
+        (
+            {"lr_schedule": "one_cycle", "lr_pct_start": 0.25},
+            {"lr_pct_start": 0.25},
+            {"lr_schedule": "one_cycle", "lr_pct_start": 0.25},
+        ),
+    ],
+    ids=["none", "cosine", "step", "one_cycle"],
+)
+def test_a_learning_rate_schedule_and_the_settings_it_logs(
+    valid: dict[str, Any], schedule: dict, settings: dict, logged: dict
+) -> None:
+    """Each schedule is accepted; a run logs its name and only the settings it uses (none
+    when there is no schedule: its runs log what they logged before schedules existed, but
+    for `lr_schedule: none`)."""
+    params = parse_params(edited(valid, [(("train", k), v) for k, v in schedule.items()]))
+    assert params.train.lr_schedule == schedule.get("lr_schedule", "none")
+    assert params.train.lr_schedule_settings() == settings
+    [spec] = run_specs(params, "l2", [0])
+    hyperparameters = spec.hyperparameters()
+    every = {"lr_schedule", "lr_step_size", "lr_gamma", "lr_pct_start"}
+    assert {k: v for k, v in hyperparameters.items() if k in every} == logged
+
+
+def test_the_default_schedule_is_none_and_settings_of_another_schedule_do_not_act(
+    valid: dict[str, Any],
+) -> None:
+    assert TrainConfig().lr_schedule == "none"
+    # step's settings while the schedule is not step: kept, unchecked against the epochs
+    params = parse_params(edited(valid, [(("train", "lr_step_size"), 50)]))
+    assert params.train.lr_schedule == "none" and params.train.lr_schedule_settings() == {}
+
+
+def test_a_schedule_is_overridden_on_the_command_line_like_lr(valid: dict[str, Any]) -> None:
+    params = with_overrides(
+        parse_params(valid), "l2", {"lr_schedule": "step", "lr_step_size": "1", "lr_gamma": "0.5"}
+    )
+    assert (params.train.lr_schedule, params.train.lr_step_size) == ("step", 1)
+    with pytest.raises(ConfigError, match=r"^override: train\.lr_schedule"):
+        with_overrides(parse_params(valid), "l2", {"lr_schedule": "linear"})
 
 
 def test_the_datasets_of_ones_own_files_and_the_official_test_split(
