@@ -45,16 +45,24 @@ def run_here(
     train: TrainConfig,
     checkpoints: Checkpoints | None = None,
     on_finished: Callable[[RunRecord], None] | None = None,
+    on_epoch: Callable[[RunSpec, int, dict[str, float]], None] | None = None,
 ) -> tuple[list[RunRecord], list[MissingRun]]:
     """Every spec in this process, each variant's seeds as stacks of `train.parallel`: the
     records of the runs that finished and the seeds that diverged, each in spec order. A seed
     that diverges stops alone; an error or an interrupt stops its stack and is raised here.
-    `on_finished(record)` hears each run as it finishes (`tracked_stack.execute_stack`)."""
+    `on_finished(record)` hears each run as it finishes (`tracked_stack.execute_stack`),
+    `on_epoch(spec, epoch, row)` each seed's epoch as it ends."""
     records, missing = [], []
     for stack in stacks(specs, train.parallel):
         reporter = StackReporter(stack)
+
+        def hear(i: int, epoch: int, row: dict[str, float], stack=stack, reporter=reporter) -> None:
+            reporter(i, epoch, row)
+            if on_epoch is not None:
+                on_epoch(stack[i], epoch, row)
+
         try:
-            done = execute_stack(stack, data, context, reporter, checkpoints, on_finished)
+            done = execute_stack(stack, data, context, hear, checkpoints, on_finished)
         finally:
             reporter.close()
         for spec, outcome in zip(stack, done, strict=True):

@@ -15,6 +15,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,9 @@ from ..core.errors import DataError
 from ..core.files import csv_text, json_text, replace_dir, write_atomic
 from ..core.metrics import CURVES, VARIANT_SUMMARY
 from ..core.paths import Layout
-from ..core.records import MissingRun, RunRecord, run_name
+from ..core.records import EPOCH_SECONDS, MissingRun, RunRecord, run_name
 from ..core.signals import signals_held
-from ..core.spec import run_specs
+from ..core.spec import RunSpec, run_specs
 from .round_files import read_round_seeds
 
 
@@ -90,6 +91,39 @@ def write_variant(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     write_atomic(layout.run_log(variant), json_text([r.provenance() for r in records]))
+
+
+class LiveHistory:
+    """`metrics/<variant>/history.csv` while the variant trains: a row per seed and epoch as
+    each ends, so `dvc plots show` and DVC's VS Code extension draw the seeds' curves as they
+    grow. Only where the variant has no finished outputs (`dvc repro` removes a stage's
+    outputs before it runs it), so it never overwrites a result; `write_variant` replaces it
+    with the finished history, `discard` removes it after a failure."""
+
+    def __init__(self, layout: Layout, variant: str):
+        self.folder = layout.metrics(variant)
+        self.path = self.folder / "history.csv"
+        self.active = not (self.folder / "runs.json").exists()
+        self.columns: list[str] | None = None
+
+    def __call__(self, spec: RunSpec, epoch: int, row: dict[str, float]) -> None:
+        if not self.active:
+            return
+        line = {"variant": spec.variant_name, "seed": spec.seed, "epoch": epoch, **row}
+        line.pop(EPOCH_SECONDS, None)  # a timing, not a result: history.csv has none
+        if self.columns is None:
+            self.columns = list(line)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(",".join(self.columns) + "\n")
+        with self.path.open("a") as f:
+            f.write(",".join(str(line.get(c, "")) for c in self.columns) + "\n")
+
+    def discard(self) -> None:
+        """The rows of a training that failed: gone, and the folder if nothing else is in it."""
+        if self.active and self.columns is not None:
+            self.path.unlink(missing_ok=True)
+            with suppress(OSError):  # not empty: another file is there
+                self.folder.rmdir()
 
 
 def mean_curves(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -98,8 +98,14 @@ def train_variant(
         )
     kind = "override" if tracked_only else "train"
     context = RunContext.of(params.mlflow, pool, kind=kind, join=join)
-    records, diverged = run_here(specs, data, context, params.train, checkpoints)
-    fail_if_diverged(diverged, "" if tracked_only else "models/ or metrics/")
+    live = None if tracked_only else variant_files.LiveHistory(layout, variant)
+    try:
+        records, diverged = run_here(specs, data, context, params.train, checkpoints, None, live)
+        fail_if_diverged(diverged, "" if tracked_only else "models/ or metrics/")
+    except BaseException:
+        if live is not None:
+            live.discard()
+        raise
     if not tracked_only:
         variant_files.write_variant(layout, variant, records)
         if checkpoints is not None:

@@ -19,6 +19,7 @@ import yaml
 
 from pipeline.data.prepared import load_pool
 from pipeline.data.splits import draw
+from tests.support.interrupts import EPOCHS, LONG, training_started
 from tests.support.repo import TINY_PARAMS, command_env, make_runner, scratch_repo
 from tests.support.servers import free_port, get_json
 from tests.support.tracking import client_for, training_runs
@@ -411,3 +412,29 @@ def test_a_fresh_clone_logs_the_committed_report_to_mlflow(
     assert {a.path for a in client.list_artifacts(report.info.run_id)} >= {"gap_report.md"}
     tags = client.get_experiment(experiment.experiment_id).tags
     assert "mlflow.sharedViewState.by-variant" in tags
+
+
+def test_a_variants_per_seed_curves_grow_in_its_plot_file_while_it_trains(
+    tmp_path: Path,
+) -> None:
+    """metrics/<variant>/history.csv, the plot `dvc plots show` and DVC's VS Code extension
+    draw a line per seed from, gets each epoch as it ends, not only at the stage's end; the
+    finished stage's file starts with the same rows."""
+    params = json.loads(json.dumps(LONG))
+    params["train"]["checkpoint_every"] = 0
+    repo, _, process = training_started(tmp_path, params, "dropout")
+    assert process.stdout is not None
+    for line in process.stdout:
+        if f"dropout-seed0 epoch 10/{EPOCHS}" in line:  # epochs 1 to 9 are written by now
+            break
+    history = repo / "metrics" / "dropout" / "history.csv"
+    header, *live = history.read_text().splitlines()
+    assert header.startswith("variant,seed,epoch,train_loss")
+    assert 9 <= len(live) < EPOCHS
+    process.communicate(timeout=300)
+    assert process.returncode == 0
+    _, *final = history.read_text().splitlines()
+    assert len(final) == EPOCHS
+    assert [[float(x) for x in row.split(",")[1:]] for row in live] == [
+        [float(x) for x in row.split(",")[1:]] for row in final[: len(live)]
+    ]
