@@ -73,7 +73,8 @@ HERE = "tests/e2e/test_documented_commands.py::"
 E2E_DVC_EXPERIMENTS = "tests/e2e/test_dvc.py::test_experiments_run_queued_and_side_by_side"
 E2E_DVC_EXP = Covered(
     E2E_DVC_EXPERIMENTS,
-    "dvc exp run -n strong-dropout -S variants.dropout.dropout=0.3, then dvc exp show, "
+    "dvc exp run -n strong-dropout -S variants.dropout.dropout=0.3, then dvc exp show "
+    "--only-changed at 120 columns, "
     "dvc exp diff and dvc plots diff of it and the queued experiment",
 )
 E2E_DVC_QUEUE = Covered(
@@ -111,7 +112,7 @@ README_COMMANDS: dict[str, Covered] = {
     ".venv": IN_VENV,
     "source .venv/bin/activate": IN_VENV,
     "dvc exp run -S variants.dropout.dropout=0.3": E2E_DVC_EXP,
-    "dvc exp show": E2E_DVC_EXP,
+    "dvc exp show --only-changed": E2E_DVC_EXP,
     "dvc exp run -S rounds.max=20 -S rounds.step=5": Covered(
         f"{HERE}test_a_larger_seed_budget_trains_only_the_added_seeds",
         "dvc exp run -S rounds.max=4 -S rounds.step=1",
