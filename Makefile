@@ -21,7 +21,7 @@ simulate: $(VENV)/.dev  ## the verdicts' error rate and power on simulated studi
 cnn-example: $(VENV)/.installed  ## the default variants plus augmentation on the built-in CNN -> docs/cnn-example/
 	python scripts/cnn_example.py
 
-sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/
+sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/; each technique at its best strength -> reports/tuned/
 	dvc repro sweep-stages/dvc.yaml
 
 noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC experiments) -> reports/compare/

@@ -153,6 +153,26 @@ def sweep_report(params_path: str) -> None:
     stage("sweep_report").sweep_report(params, layout)
 
 
+@main.command("choose")
+@params_option
+@fail_cleanly
+def choose(params_path: str) -> None:
+    """Write reports/tuned/chosen.csv: per technique of the strength paths and seed, the
+    strength of lowest val loss (the test split unread)."""
+    params, layout = load(params_path)
+    stage("tuned").choose(params, layout)
+
+
+@main.command("tuned-report")
+@params_option
+@fail_cleanly
+def tuned_report(params_path: str) -> None:
+    """Write reports/tuned/: each technique at the strengths chosen.csv holds, against the
+    baseline on the test split, with corrected verdicts."""
+    params, layout = load(params_path)
+    stage("tuned").tuned_report(params, layout)
+
+
 @main.command("compare")
 @click.option("--by", required=True, help="The logged parameter to group by, e.g. label_noise.")
 @click.option(

@@ -1,6 +1,6 @@
 """`sweep-stages/dvc.yaml`, written from the registry of techniques: one stage per technique
 with a strength path, each a `matrix` over its strengths (the seeds train together), then the
-report.
+report, and the tuned study (`choose`, `tuned-report`).
 
 `python -m pipeline sweep-stages > sweep-stages/dvc.yaml` writes it again after a technique is
 added to the registry; a test keeps the committed file equal to what this writes.
@@ -71,6 +71,44 @@ POINT_CODE = (
     "stages/sweep_point.py",
 )
 REPORT_CODE = ("core", "outputs", "analysis", "reports", "stages/sweep_report.py")
+TUNED_CODE = ("core", "outputs", "analysis", "reports", "stages/tuned.py")
+
+# The tuned study: within each seed, each technique's strength of lowest val loss (`choose`, a
+# file to read), then those runs against the baseline on the test split.
+TUNED = """\
+
+  choose:
+    wdir: ..
+    cmd: python -m pipeline choose
+    deps:
+      - sweeps
+{code}
+    params:
+      - sweep
+      - train.seeds
+    outs:
+      - reports/tuned/chosen.csv:
+          cache: false
+
+  tuned-report:
+    wdir: ..
+    cmd: python -m pipeline tuned-report
+    deps:
+      - reports/tuned/chosen.csv
+      - sweeps
+      - metrics/${{report.baseline}}/runs.json
+      - metrics/${{report.baseline}}/history.csv
+{code}
+    params:
+      - sweep
+      - train.seeds
+      - report
+    outs:
+      - reports/tuned/tuned.md:
+          cache: false
+      - reports/tuned/summary.json:
+          cache: false
+"""
 
 
 def _deps(files: tuple[str, ...]) -> str:
@@ -83,4 +121,4 @@ def sweep_dvc_yaml() -> str:
     deps = FIRST_DEPS.format(code=_deps(POINT_CODE))
     text = HEADER + STAGE.format(t=first, deps=deps, params=FIRST_PARAMS.format())
     text += "".join(STAGE.format(t=t, deps="*sweep_deps", params="*sweep_params") for t in rest)
-    return text + REPORT.format(code=_deps(REPORT_CODE))
+    return text + REPORT.format(code=_deps(REPORT_CODE)) + TUNED.format(code=_deps(TUNED_CODE))

@@ -45,6 +45,9 @@ _ALL = (
     Metric("loss_gap_best", "loss gap (best epoch)", "lower"),
     Metric("accuracy_gap_best", "accuracy gap (best epoch)", "lower"),
     Metric("test_loss", "test loss", "lower"),
+    # test loss − train loss, both with the weights of the best epoch: the gap measured on the
+    # test split, for a choice made on validation (the tuned study), whose val loss it biases
+    Metric("test_gap", "test loss gap", "lower", words=("closes the gap", "widens the gap")),
     Metric("test_accuracy", "test accuracy", "higher", digits=2, scale=100.0),
     Metric("near_zero_fraction", "near-zero weights"),
     Metric("weight_norm", "weight norm"),
@@ -77,6 +80,8 @@ REPORT_SUMMARY = (
 )
 # Each variant against the baseline, paired by seed.
 COMPARED = ("loss_gap_last", "best_val_loss", "test_accuracy")
+# A technique tuned on validation within each seed, against the baseline: test measures only.
+TUNED = ("test_gap", "test_loss", "test_accuracy")
 # A strength path, against the strength.
 PATH_METRICS = ("best_val_loss", "train_loss_last", "loss_gap_last", "test_accuracy")
 # `compare`: across studies grouped by a logged parameter.

@@ -139,5 +139,10 @@ class Layout:
     def sweep_reports(self) -> Path:
         return self.reports / "sweep"
 
+    @property
+    def tuned(self) -> Path:
+        """The tuned study's choice and report (`stages/tuned.py`)."""
+        return self.reports / "tuned"
+
     def compare(self, by: str) -> Path:
         return self.reports / "compare" / by

@@ -5,6 +5,7 @@ strength paths as DVC stages. The cross-study comparison read back from MLflow i
 from __future__ import annotations
 
 import copy
+import csv
 import json
 from pathlib import Path
 
@@ -118,7 +119,13 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     run("dvc", "repro", "train@baseline")  # what the paths read: the data, the baseline's runs
     first = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
     # One stage per (technique, strength); its seeds train together.
-    assert running_stages(first) == {"sweep-dropout@0.3", "sweep-l2@0.01", "sweep-report"}
+    assert running_stages(first) == {
+        "sweep-dropout@0.3",
+        "sweep-l2@0.01",
+        "sweep-report",
+        "choose",
+        "tuned-report",
+    }
 
     summary = json.loads((repo / "reports" / "sweep" / "summary.json").read_text())
     assert set(summary) == {"dropout", "l2"}
@@ -169,7 +176,35 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     params["sweep"]["l2"].append(0.1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     again = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
-    assert running_stages(again) == {"sweep-l2@0.1", "sweep-report"}
+    assert running_stages(again) == {"sweep-l2@0.1", "sweep-report", "choose", "tuned-report"}
+
+    # The tuned study: per seed, l2's strength of lowest val loss, read from the point files.
+    point = {
+        (strength, seed): json.loads(
+            (repo / "sweeps" / "l2" / strength / f"seed{seed}.json").read_text()
+        )["summary"]
+        for strength in ("0.01", "0.1")
+        for seed in (0, 1)
+    }
+    best = {
+        seed: min(("0.01", "0.1"), key=lambda s, seed=seed: point[s, seed]["best_val_loss"])
+        for seed in (0, 1)
+    }
+    with (repo / "reports" / "tuned" / "chosen.csv").open() as f:
+        chosen = {(r["technique"], int(r["seed"])): float(r["strength"]) for r in csv.DictReader(f)}
+    assert chosen == {
+        ("dropout", 0): 0.3,  # its only strength
+        ("dropout", 1): 0.3,
+        ("l2", 0): float(best[0]),
+        ("l2", 1): float(best[1]),
+    }
+    # ... judged on test against the baseline's runs, paired by seed.
+    tuned = json.loads((repo / "reports" / "tuned" / "summary.json").read_text())
+    base_test = {r["seed"]: r["summary"]["test_loss"] for r in base_runs}
+    change = np.mean([point[best[s], s]["test_loss"] - base_test[s] for s in (0, 1)])
+    assert tuned["l2"]["vs_baseline"]["test_loss"]["mean"] == pytest.approx(change)
+    text = (repo / "reports" / "tuned" / "tuned.md").read_text()
+    assert "| l2 |" in text and "Δ test loss gap" in text
 
 
 def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> None:

@@ -1,0 +1,89 @@
+"""The tuned report: each technique at the strength its validation loss chose within every
+seed, against the baseline on the test split (`analysis.tuning`): `reports/tuned/`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..analysis.comparisons import Comparison
+from ..analysis.tuning import TunedTechnique
+from ..core.config import Params
+from ..core.metrics import METRICS, TUNED
+from .tables import interval, table, verdict_cell
+
+
+def chosen_rows(tuned: Sequence[TunedTechnique]) -> list[dict[str, Any]]:
+    """`chosen.csv`: a row per technique and seed, the strength its validation loss chose."""
+    return [
+        {"technique": t.technique, "seed": seed, "strength": strength}
+        for t in tuned
+        for seed, strength in sorted(t.chosen.items())
+    ]
+
+
+def summary(
+    tuned: Sequence[TunedTechnique], verdicts: dict[str, dict[str, Comparison]]
+) -> dict[str, Any]:
+    """`summary.json`: per technique its grid, each seed's choice, how often each strength won,
+    the end of the grid most seeds chose (if any), and each test measure against the baseline."""
+    return {
+        t.technique: {
+            "grid": list(t.grid),
+            "chosen": {str(seed): s for seed, s in sorted(t.chosen.items())},
+            "wins": {f"{s:g}": n for s, n in t.wins().items()},
+            "edge": t.edge(),
+            "vs_baseline": {key: c.to_json() for key, c in verdicts[t.technique].items()},
+        }
+        for t in tuned
+    }
+
+
+def _wins(t: TunedTechnique) -> str:
+    return ", ".join(f"{s:g} ×{n}" for s, n in t.wins().items() if n)
+
+
+def _change(c: Comparison) -> str:
+    return f"{interval(c.diff, c.metric)} ({verdict_cell(c)})"
+
+
+def markdown(
+    tuned: Sequence[TunedTechnique], verdicts: dict[str, dict[str, Comparison]], params: Params
+) -> str:
+    seeds = params.train.seeds
+    alpha = params.report.alpha
+    lines = [
+        "# Each technique at its best strength",
+        "",
+        f"Each technique on top of `{params.report.baseline}`, trained at every strength of its "
+        f"grid (`sweep` in params.yaml) for each of seeds {seeds}. Within each seed, the "
+        "strength of lowest validation loss (at its best epoch) is chosen; the technique's "
+        "result for that seed is the chosen run's test split, evaluated once with the weights "
+        "of that epoch. The choice never reads the test split, which is each seed's own part "
+        "of the pool. A chosen run's validation numbers flatter it (the best of several looks "
+        "better than it is), so the verdicts rest on test measures only: the test loss gap "
+        "(test loss − train loss at the best epoch), the test loss and the test accuracy.",
+        "",
+        f"Changes against the baseline are paired by seed; their intervals hold together for "
+        f"the whole table ({len(tuned)} techniques × {len(TUNED)} measures, α = {alpha:g}), "
+        "with the gap report's verdicts: equivalent where two one-sided tests put the change "
+        "within ±δ, else better or worse where the interval excludes zero, else undecided "
+        "(with the difference its seeds would detect).",
+        "",
+    ]
+    header = ["technique", "chosen (seeds)", *(f"Δ {METRICS[k].title}" for k in TUNED)]
+    header[-1] = "Δ test accuracy (pp)"
+    rows = [
+        [t.technique, _wins(t), *(_change(verdicts[t.technique][k]) for k in TUNED)] for t in tuned
+    ]
+    lines += [*table(header, rows), ""]
+    edges = [t for t in tuned if t.edge() is not None]
+    for t in edges:
+        lines.append(
+            f"- **{t.technique}**: most seeds chose {t.edge():g}, an end of its grid "
+            f"({min(t.grid):g} … {max(t.grid):g}): its best strength may lie beyond it; widen "
+            "the grid (`sweep` in params.yaml) and run again."
+        )
+    if edges:
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""The tuned study's two stages, after the strength paths' points: `choose` (each technique's
+strength per seed, by validation loss: reports/tuned/chosen.csv) and `tuned-report` (the chosen
+runs against the baseline on test: reports/tuned/tuned.md, summary.json)."""
+
+from __future__ import annotations
+
+import csv
+
+import click
+
+from ..analysis.tuning import tune, tuned_verdicts
+from ..core.config import Params
+from ..core.errors import DataError
+from ..core.files import csv_text, json_text, write_atomic
+from ..core.paths import Layout
+from ..core.records import RunRecord
+from ..core.spec import sweep_spec
+from ..outputs import sweep_files, variant_files
+from ..reports import tuned as tuned_report_text
+from ..reports.sweep import trained_as_now
+
+
+def grids(params: Params, layout: Layout) -> dict[str, dict[float, dict[int, RunRecord]]]:
+    """Each technique with strengths in params.yaml: strength → seed → its run under sweeps/,
+    trained with today's settings."""
+    points, _ = sweep_files.read_sweep_points(layout)
+    out: dict[str, dict[float, dict[int, RunRecord]]] = {}
+    for technique, strength in params.sweep.points():
+        runs = {}
+        for seed in params.train.seeds:
+            record = points.get((technique, strength, seed))
+            if not trained_as_now(record, sweep_spec(params, technique, strength, seed)):
+                raise DataError(
+                    f"sweep point {technique}={strength:g} has no run with the settings of "
+                    f"params.yaml for seed {seed} under sweeps/: run `make tuned`"
+                )
+            runs[seed] = record
+        out.setdefault(technique, {})[strength] = runs
+    if not out:
+        raise DataError("params.yaml has no `sweep` strengths: list some under `sweep:`")
+    return out
+
+
+def choose(params: Params, layout: Layout) -> None:
+    """reports/tuned/chosen.csv: per technique and seed, the strength of lowest val loss."""
+    tuned = [tune(t, path, params.train.seeds) for t, path in grids(params, layout).items()]
+    write_atomic(layout.tuned / "chosen.csv", csv_text(tuned_report_text.chosen_rows(tuned)))
+    click.echo(f"chosen: {(layout.tuned / 'chosen.csv').relative_to(layout.root)}")
+
+
+def read_chosen(layout: Layout) -> dict[str, dict[int, float]]:
+    """chosen.csv: technique → seed → strength."""
+    path = layout.tuned / "chosen.csv"
+    if not path.is_file():
+        raise DataError(
+            f"{path.relative_to(layout.root)} is missing: run `python -m pipeline choose`"
+        )
+    chosen: dict[str, dict[int, float]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            chosen.setdefault(row["technique"], {})[int(row["seed"])] = float(row["strength"])
+    return chosen
+
+
+def tuned_report(params: Params, layout: Layout) -> None:
+    """reports/tuned/: each technique at its chosen strengths against the baseline, on test."""
+    paths = grids(params, layout)
+    chosen = read_chosen(layout)
+    tuned = []
+    for technique, path in paths.items():
+        t = tune(technique, path, params.train.seeds)
+        if chosen.get(technique) != t.chosen:  # the choice stage read other runs
+            raise DataError(
+                f"reports/tuned/chosen.csv does not hold {technique}'s choice for these runs: "
+                "run `python -m pipeline choose`"
+            )
+        tuned.append(t)
+    baseline = variant_files.read_variant(layout, params, params.report.baseline)
+    by_seed = {r.seed: r for r in baseline.records if r.seed in params.train.seeds}
+    missing = [s for s in params.train.seeds if s not in by_seed]
+    if missing:
+        raise DataError(f"{baseline.name} has no run for seeds {missing}: run dvc repro")
+    verdicts = tuned_verdicts(tuned, by_seed, params.report)
+    write_atomic(
+        layout.tuned / "summary.json", json_text(tuned_report_text.summary(tuned, verdicts))
+    )
+    write_atomic(layout.tuned / "tuned.md", tuned_report_text.markdown(tuned, verdicts, params))
+    click.echo(f"tuned report: {(layout.tuned / 'tuned.md').relative_to(layout.root)}")

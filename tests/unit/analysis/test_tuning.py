@@ -1,0 +1,121 @@
+"""A technique tuned within each seed on validation, judged against the baseline on test: the
+choice, and the verdicts' error rate when the choice is made on noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.analysis.comparisons import UNDECIDED
+from pipeline.analysis.tuning import on_test, tune, tuned_verdicts
+from pipeline.core.config import ReportConfig
+from pipeline.core.metrics import TUNED
+from pipeline.core.records import RunRecord
+
+SETTINGS = ReportConfig()
+
+
+def run(seed: int, val: float, test_loss: float, test_accuracy: float = 0.9) -> RunRecord:
+    """A finished run of 3 epochs whose best epoch is the 2nd (train loss 0.2 there)."""
+    history = [
+        {"train_loss": 0.3, "val_loss": val + 0.1},
+        {"train_loss": 0.2, "val_loss": val},
+        {"train_loss": 0.1, "val_loss": val + 0.05},
+    ]
+    summary = {
+        "best_val_loss": val,
+        "best_epoch": 2.0,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+    }
+    return RunRecord("t", seed, {}, "cpu", False, summary, history)
+
+
+def test_the_strength_of_lowest_val_loss_is_chosen_in_each_seed() -> None:
+    # Planted: 0.1 best on validation for seed 0, 0.3 for seed 1, 0.2 (a tie) for seed 2;
+    # the test losses would have chosen otherwise, and must not matter.
+    val = {0.1: (0.30, 0.50, 0.40), 0.2: (0.40, 0.45, 0.35), 0.3: (0.50, 0.40, 0.35)}
+    path = {
+        s: {seed: run(seed, v[seed], test_loss=1.0 - s) for seed in range(3)}
+        for s, v in val.items()
+    }
+    tuned = tune("dropout", path, [0, 1, 2])
+    assert tuned.chosen == {0: 0.1, 1: 0.3, 2: 0.2}  # the tie goes to the weaker strength
+    assert tuned.measures["test_loss"] == pytest.approx({0: 0.9, 1: 0.7, 2: 0.8})
+    # The test gap: test loss − the train loss of the best epoch (0.2).
+    assert tuned.measures["test_gap"] == pytest.approx({0: 0.7, 1: 0.5, 2: 0.6})
+    assert tuned.wins() == {0.1: 1, 0.2: 1, 0.3: 1}
+    assert tuned.edge() is None  # one seed at each end: no end chosen by most
+    low = {s: {seed: run(seed, 0.3 + s, 0.5) for seed in range(3)} for s in val}
+    assert tune("dropout", low, [0, 1, 2]).edge() == 0.1  # every seed chose the weakest
+
+
+def test_test_measures_are_those_of_the_best_epochs_weights() -> None:
+    measures = on_test(run(0, 0.4, test_loss=0.45, test_accuracy=0.88))
+    assert measures == pytest.approx({"test_gap": 0.25, "test_loss": 0.45, "test_accuracy": 0.88})
+
+
+def test_a_technique_that_helps_on_test_is_called_better_on_every_test_measure() -> None:
+    rng = np.random.default_rng(0)
+    seeds = range(10)
+    baseline = {
+        s: run(s, 0.5, test_loss=0.5 + rng.normal(0, 0.005), test_accuracy=0.90) for s in seeds
+    }
+    path = {
+        strength: {
+            s: run(
+                s,
+                0.4 + strength,
+                test_loss=baseline[s].summary["test_loss"] - 0.1,
+                test_accuracy=0.95 + rng.normal(0, 0.001),
+            )
+            for s in seeds
+        }
+        for strength in (0.0001, 0.001)
+    }
+    tuned = tune("l2", path, list(seeds))
+    [verdicts] = tuned_verdicts([tuned], baseline, SETTINGS).values()
+    assert set(verdicts) == set(TUNED)
+    assert verdicts["test_loss"].verdict == "better"
+    assert verdicts["test_gap"].verdict == "closes the gap"
+    assert verdicts["test_accuracy"].verdict == "better"
+    # One technique on three measures: each comparison's share of α is α/3.
+    assert verdicts["test_loss"].family.level == pytest.approx(SETTINGS.alpha / 3)
+
+
+def test_choosing_on_validation_does_not_bias_the_test_verdicts() -> None:
+    """Techniques with no effect at any strength: on validation the best of each grid beats the
+    baseline in nearly every study, yet the tuned verdicts on test are wrong (a difference
+    called, on any technique or measure, where there is none) in at most α of the studies.
+    Each run's validation and test numbers share its seed's effect, as real runs do, and
+    differ by their own noise."""
+    rng = np.random.default_rng(7)
+    studies, n, grid, techniques = 300, 6, (0.1, 0.3, 0.5, 0.7), ("a", "b", "c")
+    wrong, flattered = 0, 0
+    for _ in range(studies):
+        seed_effect = rng.normal(0, 0.02, size=n)
+
+        def draw(seed: int, seed_effect: np.ndarray = seed_effect) -> RunRecord:
+            common = 0.5 + seed_effect[seed]
+            return run(
+                seed,
+                common + rng.normal(0, 0.01),
+                test_loss=common + rng.normal(0, 0.01),
+                test_accuracy=0.9 - seed_effect[seed] + rng.normal(0, 0.005),
+            )
+
+        baseline = {s: draw(s) for s in range(n)}
+        paths = {t: {g: {s: draw(s) for s in range(n)} for g in grid} for t in techniques}
+        tuned = [tune(t, path, range(n)) for t, path in paths.items()]
+        for t in tuned:  # the chosen strength's val loss against the baseline's, on average
+            val = [paths[t.technique][t.chosen[s]][s].summary["best_val_loss"] for s in range(n)]
+            base = [baseline[s].summary["best_val_loss"] for s in range(n)]
+            flattered += np.mean(val) < np.mean(base)
+        said = [
+            c.verdict
+            for v in tuned_verdicts(tuned, baseline, SETTINGS).values()
+            for c in v.values()
+        ]
+        wrong += any(v not in (UNDECIDED, "equivalent") for v in said)
+    assert flattered / (studies * len(techniques)) > 0.9  # the choice flatters validation
+    assert wrong / studies <= SETTINGS.alpha, wrong
