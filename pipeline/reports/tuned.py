@@ -44,7 +44,7 @@ def _wins(t: TunedTechnique) -> str:
 
 
 def _change(c: Comparison) -> str:
-    return f"{interval(c.diff, c.metric)} ({verdict_cell(c)})"
+    return f"{interval(c.diff, c.metric)}: {verdict_cell(c)}"
 
 
 def markdown(
