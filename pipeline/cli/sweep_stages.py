@@ -71,7 +71,7 @@ POINT_CODE = (
     "stages/sweep_point.py",
 )
 REPORT_CODE = ("core", "outputs", "analysis", "reports", "stages/sweep_report.py")
-TUNED_CODE = ("core", "outputs", "analysis", "reports", "stages/tuned.py")
+TUNED_CODE = ("core", "tracking", "outputs", "analysis", "reports", "stages/tuned.py")
 
 # The tuned study: within each seed, each technique's strength of lowest val loss (`choose`, a
 # file to read), then those runs against the baseline on the test split.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.files import json_text, write_atomic
@@ -33,7 +34,8 @@ def write_sweep_point(
 def read_sweep_points(
     layout: Layout,
 ) -> tuple[dict[tuple[str, float, int], RunRecord], list[Path]]:
-    """Every point under sweeps/, by (technique, strength, seed): the newest file wins. Files
+    """Every point under sweeps/, by (technique, strength, seed), with the MLflow run its log
+    names (`run_id`): the newest file wins. Files
     of strengths no longer in params.yaml stay there and are left out by the caller; so are
     files that are not points (returned apart, for the caller to name)."""
     found: dict[tuple[str, float, int], tuple[float, RunRecord]] = {}
@@ -46,7 +48,16 @@ def read_sweep_points(
         except (ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError
             unreadable.append(path)
             continue
+        record = replace(record, run_id=_run_id(layout.sweep_log(path)))
         mtime = path.stat().st_mtime
         if key not in found or found[key][0] < mtime:
             found[key] = (mtime, record)
     return {key: record for key, (_, record) in found.items()}, unreadable
+
+
+def _run_id(log: Path) -> str:
+    """The MLflow run a point's log names; "" where there is none (made elsewhere)."""
+    try:
+        return str(json.loads(log.read_text()).get("run_id") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""

@@ -18,6 +18,7 @@ from ..core.spec import sweep_spec
 from ..outputs import sweep_files, variant_files
 from ..reports import tuned as tuned_report_text
 from ..reports.sweep import trained_as_now
+from ..tracking import store
 
 
 def grids(params: Params, layout: Layout) -> dict[str, dict[float, dict[int, RunRecord]]]:
@@ -42,9 +43,20 @@ def grids(params: Params, layout: Layout) -> dict[str, dict[float, dict[int, Run
 
 
 def choose(params: Params, layout: Layout) -> None:
-    """reports/tuned/chosen.csv: per technique and seed, the strength of lowest val loss."""
-    tuned = [tune(t, path, params.train.seeds) for t, path in grids(params, layout).items()]
+    """reports/tuned/chosen.csv: per technique and seed, the strength of lowest val loss; in
+    MLflow, each point's run tagged `chosen` true or false."""
+    paths = grids(params, layout)
+    tuned = [tune(t, path, params.train.seeds) for t, path in paths.items()]
     write_atomic(layout.tuned / "chosen.csv", csv_text(tuned_report_text.chosen_rows(tuned)))
+    store.tag_runs(
+        {
+            run.run_id: {"chosen": str(t.chosen[seed] == strength).lower()}
+            for t in tuned
+            for strength, runs in paths[t.technique].items()
+            for seed, run in runs.items()
+            if run.run_id
+        }
+    )
     click.echo(f"chosen: {(layout.tuned / 'chosen.csv').relative_to(layout.root)}")
 
 

@@ -210,6 +210,23 @@ def finished_runs(experiment: str) -> list[Any]:
             return runs
 
 
+def tag_runs(tags: Mapping[str, Mapping[str, str]]) -> int:
+    """Set each run's tags (run id → tag → value) in the store; runs it does not hold, or
+    holds deleted, are left alone. How many were tagged."""
+    from mlflow.entities import RunTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client, done = MlflowClient(tracking_uri()), 0
+    for run_id, values in tags.items():
+        try:
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in values.items()])
+        except MlflowException:
+            continue
+        done += 1
+    return done
+
+
 def serve_ui(host: str, port: int) -> int:
     """Run the MLflow UI against this store until it ends (Ctrl-C: 130).
 

@@ -198,6 +198,15 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
         ("l2", 0): float(best[0]),
         ("l2", 1): float(best[1]),
     }
+    # In MLflow, each point's run says whether its seed chose it.
+    l2_runs = client.search_runs([exp.experiment_id], "tags.sweep_technique = 'l2'")
+    assert {
+        (r.data.tags["sweep_strength"], r.data.tags["seed"]): r.data.tags["chosen"] for r in l2_runs
+    } == {
+        (strength, str(seed)): str(float(strength) == float(best[seed])).lower()
+        for strength in ("0.01", "0.1")
+        for seed in (0, 1)
+    }
     # ... judged on test against the baseline's runs, paired by seed.
     tuned = json.loads((repo / "reports" / "tuned" / "summary.json").read_text())
     base_test = {r["seed"]: r["summary"]["test_loss"] for r in base_runs}
