@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..core.config import ReportConfig
+from ..core.config import Params, ReportConfig
 from ..core.metrics import TUNED
 from ..core.records import RunRecord
+from ..core.techniques import SWEPT
 from .comparisons import Comparison, Family, against_baseline
 
 CHOSEN_ON = "best_val_loss"
@@ -100,3 +101,17 @@ def tuned_verdicts(
         }
         for t in tuned
     }
+
+
+def fixed_strength_variants(params: Params) -> dict[str, tuple[str, float]]:
+    """Per technique with a strength path, the study's variant that is that technique alone at
+    one strength (its knobs are the path's at that strength), if one is: its name and
+    strength. The gap report judged it at that hand-picked strength."""
+    found: dict[str, tuple[str, float]] = {}
+    for name, variant in params.variants.items():
+        knobs = variant.model_dump(exclude_defaults=True)
+        for technique, axis in SWEPT.items():
+            strength = knobs.get(technique)
+            if isinstance(strength, float) and knobs == axis.settings(strength):
+                found.setdefault(technique, (name, strength))
+    return found

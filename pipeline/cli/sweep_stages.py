@@ -95,6 +95,7 @@ TUNED = """\
     cmd: python -m pipeline tuned-report
     deps:
       - reports/tuned/chosen.csv
+      - reports/summary.json  # the gap report: the fixed-strength variants' verdicts
       - sweeps
       - metrics/${{report.baseline}}/runs.json
       - metrics/${{report.baseline}}/history.csv

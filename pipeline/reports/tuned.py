@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..analysis.comparisons import Comparison
+from ..analysis.comparisons import UNDECIDED, Comparison
+from ..analysis.stats import PairedDifference
 from ..analysis.tuning import TunedTechnique
 from ..core.config import Params
 from ..core.metrics import METRICS, TUNED
-from .tables import interval, table, verdict_cell
+from .tables import interval, magnitude, table, verdict_cell
 
 
 def chosen_rows(tuned: Sequence[TunedTechnique]) -> list[dict[str, Any]]:
@@ -47,8 +48,29 @@ def _change(c: Comparison) -> str:
     return f"{interval(c.diff, c.metric)}: {verdict_cell(c)}"
 
 
+def fixed_cell(fixed: tuple[str, float] | None, gap_summary: dict[str, Any] | None) -> str:
+    """The gap report's test-accuracy change of the variant that is the technique alone at
+    one hand-picked strength, with its verdict; a dash where there is none."""
+    if fixed is None or gap_summary is None:
+        return "—"
+    name, strength = fixed
+    change = gap_summary["variants"].get(name, {}).get("vs_baseline", {}).get("test_accuracy")
+    if change is None:
+        return "—"
+    metric = METRICS["test_accuracy"]
+    verdict = change["verdict"]
+    if verdict == UNDECIDED and change.get("detectable") is not None:
+        verdict += f" (detects ±{magnitude(change['detectable'], metric)})"
+    shown = interval(PairedDifference.from_json(change), metric)
+    return f"`{name}` ({strength:g}): {shown}: {verdict}"
+
+
 def markdown(
-    tuned: Sequence[TunedTechnique], verdicts: dict[str, dict[str, Comparison]], params: Params
+    tuned: Sequence[TunedTechnique],
+    verdicts: dict[str, dict[str, Comparison]],
+    params: Params,
+    fixed: dict[str, tuple[str, float]],
+    gap_summary: dict[str, Any] | None,
 ) -> str:
     seeds = params.train.seeds
     alpha = params.report.alpha
@@ -68,13 +90,27 @@ def markdown(
         f"the whole table ({len(tuned)} techniques × {len(TUNED)} measures, α = {alpha:g}), "
         "with the gap report's verdicts: equivalent where two one-sided tests put the change "
         "within ±δ, else better or worse where the interval excludes zero, else undecided "
-        "(with the difference its seeds would detect).",
+        "(with the difference its seeds would detect). The last column is the gap report's "
+        "test-accuracy change of the study's variant that is the technique alone at one "
+        "hand-picked strength, where there is one: another family (the gap report's), beside "
+        "it for comparison.",
         "",
     ]
-    header = ["technique", "chosen (seeds)", *(f"Δ {METRICS[k].title}" for k in TUNED)]
-    header[-1] = "Δ test accuracy (pp)"
+    header = [
+        "technique",
+        "chosen (seeds)",
+        *(f"Δ {METRICS[k].label}" for k in TUNED[:-1]),
+        "Δ test accuracy (pp)",
+        "fixed strength: Δ test accuracy (pp)",
+    ]
     rows = [
-        [t.technique, _wins(t), *(_change(verdicts[t.technique][k]) for k in TUNED)] for t in tuned
+        [
+            t.technique,
+            _wins(t),
+            *(_change(verdicts[t.technique][k]) for k in TUNED),
+            fixed_cell(fixed.get(t.technique), gap_summary),
+        ]
+        for t in tuned
     ]
     lines += [*table(header, rows), ""]
     edges = [t for t in tuned if t.edge() is not None]

@@ -5,10 +5,11 @@ runs against the baseline on test: reports/tuned/tuned.md, summary.json)."""
 from __future__ import annotations
 
 import csv
+import json
 
 import click
 
-from ..analysis.tuning import tune, tuned_verdicts
+from ..analysis.tuning import fixed_strength_variants, tune, tuned_verdicts
 from ..core.config import Params
 from ..core.errors import DataError
 from ..core.files import csv_text, json_text, write_atomic
@@ -96,5 +97,9 @@ def tuned_report(params: Params, layout: Layout) -> None:
     write_atomic(
         layout.tuned / "summary.json", json_text(tuned_report_text.summary(tuned, verdicts))
     )
-    write_atomic(layout.tuned / "tuned.md", tuned_report_text.markdown(tuned, verdicts, params))
+    gap_summary = json.loads(layout.summary.read_text()) if layout.summary.is_file() else None
+    text = tuned_report_text.markdown(
+        tuned, verdicts, params, fixed_strength_variants(params), gap_summary
+    )
+    write_atomic(layout.tuned / "tuned.md", text)
     click.echo(f"tuned report: {(layout.tuned / 'tuned.md').relative_to(layout.root)}")

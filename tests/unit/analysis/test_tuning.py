@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from pipeline.analysis.comparisons import UNDECIDED
-from pipeline.analysis.tuning import on_test, tune, tuned_verdicts
+from pipeline.analysis.tuning import fixed_strength_variants, on_test, tune, tuned_verdicts
 from pipeline.core.config import ReportConfig
+from pipeline.core.loading import load_params
 from pipeline.core.metrics import TUNED
 from pipeline.core.records import RunRecord
+from tests.support.repo import REPO
 
 SETTINGS = ReportConfig()
 
@@ -119,3 +121,15 @@ def test_choosing_on_validation_does_not_bias_the_test_verdicts() -> None:
         wrong += any(v not in (UNDECIDED, "equivalent") for v in said)
     assert flattered / (studies * len(techniques)) > 0.9  # the choice flatters validation
     assert wrong / studies <= SETTINGS.alpha, wrong
+
+
+def test_the_variants_that_are_one_technique_at_one_strength_are_found() -> None:
+    """params.yaml's l2, l1 and weight_decay variants are a path's settings at one strength
+    (weight decay's path uses AdamW, as that variant does); dropout's variant adds input
+    dropout, elastic_net two penalties, combined several: none of those is one technique."""
+    params = load_params(REPO / "params.yaml")
+    assert fixed_strength_variants(params) == {
+        "l2": ("l2", 0.001),
+        "l1": ("l1", 3e-05),
+        "weight_decay": ("weight_decay", 1.0),
+    }
