@@ -1,6 +1,6 @@
-"""Copy the gap report's comparison table into the README, between its findings markers, and
+"""Copy the gap report's comparison table into the README, between its findings markers;
 write what a study of its own with a larger seed budget decided (reports/budget/, `make
-budget`) between its own.
+budget`) between its own, and what the tuned study found (reports/tuned/, `make sweep`).
 
 The README's findings are the reports', not retyped: `make readme` runs this after a study,
 and a test fails when the README differs from what this writes.
@@ -17,6 +17,7 @@ from pipeline.analysis.comparisons import IDENTICAL
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- findings: from reports/gap_report.md -->", "<!-- end of findings -->"
 BUDGET = "<!-- budget: from reports/budget/ -->", "<!-- end of budget -->"
+TUNED = "<!-- tuned: from reports/tuned/ -->", "<!-- end of tuned -->"
 COMPARED = {
     "loss_gap_last": "loss gap",
     "best_val_loss": "best val loss",
@@ -84,6 +85,23 @@ def budget_text(default: dict, larger: dict, rounds: dict) -> str:
     return "\n".join(lines)
 
 
+def tuned_text(summary: dict) -> str:
+    """The tuned study in one sentence: how many of its test verdicts are decided, and the
+    strength most seeds chose for each technique."""
+    said = [c["verdict"] for entry in summary.values() for c in entry["vs_baseline"].values()]
+    decided = sum(v not in ("undecided", IDENTICAL) for v in said)
+    seeds = len(next(iter(summary.values()))["chosen"])
+    chosen = ", ".join(
+        f"{name} {max(entry['wins'], key=lambda s, e=entry: e['wins'][s])}"
+        for name, entry in summary.items()
+    )
+    return (
+        f"Tuned per seed on validation, judged on test "
+        f"([report](reports/tuned/tuned.md)): {decided} of {len(said)} verdicts decided at "
+        f"{seeds} seeds; chosen most: {chosen}."
+    )
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     reports = ROOT / "reports"
@@ -99,6 +117,9 @@ def main() -> None:
                 json.loads((budget / "rounds.json").read_text()),
             ),
         )
+    tuned = reports / "tuned" / "summary.json"
+    if tuned.is_file():
+        text = between(text, TUNED, tuned_text(json.loads(tuned.read_text())))
     if "--check" in sys.argv:
         sys.exit(0 if text == readme.read_text() else "README.md: findings differ from the report")
     readme.write_text(text)

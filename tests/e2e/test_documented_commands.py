@@ -151,6 +151,7 @@ README_COMMANDS: dict[str, Covered] = {
     ),
     "make sweep": SWEEP,
     "reports/sweep/": SWEEP,
+    "reports/tuned/": SWEEP,
     "make noise": NOISE,
     "reports/compare/label_noise/": NOISE,
     "python -m pipeline compare --by n_train [--where dataset=mnist-5k]": Covered(
