@@ -40,6 +40,21 @@ def problem(random_labels: bool = False, seed: int = 0) -> Prepared:
     )
 
 
+# Everything a stack could get wrong at once: dropout masks from each seed's generator, an L1
+# and an L2 penalty, max-norm, decoupled weight decay, and early stopping (patience 2 on
+# random labels), so that seeds leave the stack at different epochs.
+EVERYTHING = Variant(
+    dropout=0.3,
+    input_dropout=0.1,
+    l1=1e-4,
+    l2=1e-3,
+    max_norm=2.0,
+    optimizer="adamw",
+    weight_decay=0.1,
+    patience=2,
+)
+
+
 def spec(variant: Variant | None = None, seed: int = 0, **train_kw: object) -> RunSpec:
     settings = {"epochs": 3, "batch_size": 32, "lr": 0.01, "seeds": [0], "device": "cpu"}
     settings.update(train_kw)

@@ -23,7 +23,7 @@ from pipeline.training.regularization import make_optimizer
 from pipeline.training.schedules import make_schedule, one_cycle_rise
 from pipeline.training.stack_training import LR, StackTraining
 from pipeline.training.trainer import train_stack
-from tests.support.training import CPU, TIMINGS, assert_same_run, problem, spec, train
+from tests.support.training import CPU, EVERYTHING, TIMINGS, assert_same_run, problem, spec, train
 
 LR0 = 0.01
 EPOCHS = 6
@@ -33,18 +33,6 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "cosine": {"lr_schedule": "cosine"},
     "one_cycle": {"lr_schedule": "one_cycle", "lr_pct_start": 0.25},
 }
-
-# Dropout masks, penalties, max-norm, decoupled decay and early stopping, as in test_stacks.
-EVERYTHING = Variant(
-    dropout=0.3,
-    input_dropout=0.1,
-    l1=1e-4,
-    l2=1e-3,
-    max_norm=2.0,
-    optimizer="adamw",
-    weight_decay=0.1,
-    patience=2,
-)
 
 
 @pytest.fixture(scope="module")

@@ -19,21 +19,7 @@ from pipeline.training.epoch import Compute, evaluate, train_one_epoch
 from pipeline.training.regularization import make_optimizer
 from pipeline.training.stacks import stack_of
 from pipeline.training.trainer import TrainResult, train_stack
-from tests.support.training import CPU, assert_same_run, problem, spec, train
-
-# Everything a stack could get wrong at once: dropout masks from each seed's generator, an L1
-# and an L2 penalty, max-norm, decoupled weight decay, and early stopping (patience 2 on
-# random labels), so that seeds leave the stack at different epochs.
-EVERYTHING = Variant(
-    dropout=0.3,
-    input_dropout=0.1,
-    l1=1e-4,
-    l2=1e-3,
-    max_norm=2.0,
-    optimizer="adamw",
-    weight_decay=0.1,
-    patience=2,
-)
+from tests.support.training import CPU, EVERYTHING, assert_same_run, problem, spec, train
 
 
 @pytest.fixture(scope="module")
