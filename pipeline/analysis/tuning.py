@@ -82,31 +82,39 @@ def tuned_verdicts(
     tuned: Sequence[TunedTechnique],
     baseline: Mapping[int, RunRecord],
     settings: ReportConfig,
-) -> dict[str, dict[str, Comparison]]:
-    """Each tuned technique against the baseline on each test measure, paired by seed; α
-    covers all of them together."""
+    fixed: Mapping[str, Mapping[int, RunRecord]] | None = None,
+) -> tuple[dict[str, dict[str, Comparison]], dict[str, dict[str, Comparison]]]:
+    """Each tuned technique, and each technique at its `fixed` strength (technique → the
+    runs of the study's variant that is it alone at one strength), against the baseline on
+    each test measure, paired by seed; α covers all of them together. The two, by technique."""
+    fixed = fixed or {}
     base = {seed: on_test(r) for seed, r in baseline.items()}
-    family = Family(len(tuned), settings.alpha, measures=len(TUNED))
+    family = Family(len(tuned) + len(fixed), settings.alpha, measures=len(TUNED))
     margins = settings.equivalence.model_dump()
-    return {
-        t.technique: {
+
+    def against(measures: Mapping[str, Mapping[int, float]]) -> dict[str, Comparison]:
+        return {
             key: against_baseline(
                 key,
-                t.measures[key],
+                dict(measures[key]),
                 {seed: m[key] for seed, m in base.items()},
                 family,
                 margins[DELTA_OF.get(key, key)],
             )
             for key in TUNED
         }
-        for t in tuned
-    }
+
+    at_fixed = {}
+    for technique, runs in fixed.items():
+        measured = {seed: on_test(r) for seed, r in runs.items()}
+        at_fixed[technique] = against({k: {s: m[k] for s, m in measured.items()} for k in TUNED})
+    return {t.technique: against(t.measures) for t in tuned}, at_fixed
 
 
 def fixed_strength_variants(params: Params) -> dict[str, tuple[str, float]]:
     """Per technique with a strength path, the study's variant that is that technique alone at
     one strength (its knobs are the path's at that strength), if one is: its name and
-    strength. The gap report judged it at that hand-picked strength."""
+    strength: the technique at a hand-picked strength, beside it tuned."""
     found: dict[str, tuple[str, float]] = {}
     for name, variant in params.variants.items():
         knobs = variant.model_dump(exclude_defaults=True)

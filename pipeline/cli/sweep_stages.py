@@ -95,10 +95,8 @@ TUNED = """\
     cmd: python -m pipeline tuned-report
     deps:
       - reports/tuned/chosen.csv
-      - reports/summary.json  # the gap report: the fixed-strength variants' verdicts
       - sweeps
-      - metrics/${{report.baseline}}/runs.json
-      - metrics/${{report.baseline}}/history.csv
+      - metrics  # the baseline's runs, and those of a variant that is a technique alone
 {code}
     params:
       - sweep

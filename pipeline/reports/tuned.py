@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..analysis.comparisons import UNDECIDED, Comparison
-from ..analysis.stats import PairedDifference
+from ..analysis.comparisons import Comparison
 from ..analysis.tuning import TunedTechnique
 from ..core.config import Params
 from ..core.metrics import METRICS, TUNED
-from .tables import interval, magnitude, table, verdict_cell
+from .tables import interval, table, verdict_cell
 
 
 def chosen_rows(tuned: Sequence[TunedTechnique]) -> list[dict[str, Any]]:
@@ -24,10 +23,13 @@ def chosen_rows(tuned: Sequence[TunedTechnique]) -> list[dict[str, Any]]:
 
 
 def summary(
-    tuned: Sequence[TunedTechnique], verdicts: dict[str, dict[str, Comparison]]
+    tuned: Sequence[TunedTechnique],
+    verdicts: dict[str, dict[str, Comparison]],
+    at_fixed: dict[str, dict[str, Comparison]],
 ) -> dict[str, Any]:
     """`summary.json`: per technique its grid, each seed's choice, how often each strength won,
-    the end of the grid most seeds chose (if any), and each test measure against the baseline."""
+    the end of the grid most seeds chose (if any), each test measure against the baseline, and
+    the same at the study variant's fixed strength where there is one."""
     return {
         t.technique: {
             "grid": list(t.grid),
@@ -35,6 +37,11 @@ def summary(
             "wins": {f"{s:g}": n for s, n in t.wins().items()},
             "edge": t.edge(),
             "vs_baseline": {key: c.to_json() for key, c in verdicts[t.technique].items()},
+            **(
+                {"fixed_vs_baseline": {k: c.to_json() for k, c in at_fixed[t.technique].items()}}
+                if t.technique in at_fixed
+                else {}
+            ),
         }
         for t in tuned
     }
@@ -48,29 +55,12 @@ def _change(c: Comparison) -> str:
     return f"{interval(c.diff, c.metric)}: {verdict_cell(c)}"
 
 
-def fixed_cell(fixed: tuple[str, float] | None, gap_summary: dict[str, Any] | None) -> str:
-    """The gap report's test-accuracy change of the variant that is the technique alone at
-    one hand-picked strength, with its verdict; a dash where there is none."""
-    if fixed is None or gap_summary is None:
-        return "—"
-    name, strength = fixed
-    change = gap_summary["variants"].get(name, {}).get("vs_baseline", {}).get("test_accuracy")
-    if change is None:
-        return "—"
-    metric = METRICS["test_accuracy"]
-    verdict = change["verdict"]
-    if verdict == UNDECIDED and change.get("detectable") is not None:
-        verdict += f" (detects ±{magnitude(change['detectable'], metric)})"
-    shown = interval(PairedDifference.from_json(change), metric)
-    return f"`{name}` ({strength:g}): {shown}: {verdict}"
-
-
 def markdown(
     tuned: Sequence[TunedTechnique],
     verdicts: dict[str, dict[str, Comparison]],
     params: Params,
     fixed: dict[str, tuple[str, float]],
-    gap_summary: dict[str, Any] | None,
+    at_fixed: dict[str, dict[str, Comparison]],
 ) -> str:
     seeds = params.train.seeds
     alpha = params.report.alpha
@@ -86,32 +76,35 @@ def markdown(
         "better than it is), so the verdicts rest on test measures only: the test loss gap "
         "(test loss − train loss at the best epoch), the test loss and the test accuracy.",
         "",
+        "Beneath a tuned technique, in italics, the study's variant that is the technique alone "
+        "at one hand-picked strength, where there is one, on the same seeds and measures.",
+        "",
         f"Changes against the baseline are paired by seed; their intervals hold together for "
-        f"the whole table ({len(tuned)} techniques × {len(TUNED)} measures, α = {alpha:g}), "
+        f"the whole table ({len(tuned) + len(at_fixed)} rows × {len(TUNED)} measures, "
+        f"α = {alpha:g}), "
         "with the gap report's verdicts: equivalent where two one-sided tests put the change "
         "within ±δ, else better or worse where the interval excludes zero, else undecided "
-        "(with the difference its seeds would detect). The last column is the gap report's "
-        "test-accuracy change of the study's variant that is the technique alone at one "
-        "hand-picked strength, where there is one: another family (the gap report's), beside "
-        "it for comparison.",
+        "(with the difference its seeds would detect).",
         "",
     ]
     header = [
         "technique",
-        "chosen (seeds)",
+        "strength (seeds)",
         *(f"Δ {METRICS[k].label}" for k in TUNED[:-1]),
         "Δ test accuracy (pp)",
-        "fixed strength: Δ test accuracy (pp)",
     ]
-    rows = [
-        [
-            t.technique,
-            _wins(t),
-            *(_change(verdicts[t.technique][k]) for k in TUNED),
-            fixed_cell(fixed.get(t.technique), gap_summary),
-        ]
-        for t in tuned
-    ]
+    rows = []
+    for t in tuned:
+        rows.append([t.technique, _wins(t), *(_change(verdicts[t.technique][k]) for k in TUNED)])
+        if t.technique in at_fixed:
+            name, strength = fixed[t.technique]
+            rows.append(
+                [
+                    f"*{name}*",
+                    f"*{strength:g} (fixed)*",
+                    *(_change(at_fixed[t.technique][k]) for k in TUNED),
+                ]
+            )
     lines += [*table(header, rows), ""]
     edges = [t for t in tuned if t.edge() is not None]
     for t in edges:

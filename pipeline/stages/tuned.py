@@ -5,7 +5,6 @@ runs against the baseline on test: reports/tuned/tuned.md, summary.json)."""
 from __future__ import annotations
 
 import csv
-import json
 
 import click
 
@@ -75,6 +74,14 @@ def read_chosen(layout: Layout) -> dict[str, dict[int, float]]:
     return chosen
 
 
+def train_seeds(params: Params, layout: Layout, variant: str) -> dict[int, RunRecord] | None:
+    """`variant`'s runs of train.seeds (its train stage's, not the rounds'), by seed; None
+    unless it has all of them."""
+    runs = variant_files.read_variant(layout, params, variant).records
+    by_seed = {r.seed: r for r in runs if r.seed in params.train.seeds}
+    return by_seed if len(by_seed) == len(params.train.seeds) else None
+
+
 def tuned_report(params: Params, layout: Layout) -> None:
     """reports/tuned/: each technique at its chosen strengths against the baseline, on test."""
     paths = grids(params, layout)
@@ -88,18 +95,20 @@ def tuned_report(params: Params, layout: Layout) -> None:
                 "run `python -m pipeline choose`"
             )
         tuned.append(t)
-    baseline = variant_files.read_variant(layout, params, params.report.baseline)
-    by_seed = {r.seed: r for r in baseline.records if r.seed in params.train.seeds}
-    missing = [s for s in params.train.seeds if s not in by_seed]
-    if missing:
-        raise DataError(f"{baseline.name} has no run for seeds {missing}: run dvc repro")
-    verdicts = tuned_verdicts(tuned, by_seed, params.report)
-    write_atomic(
-        layout.tuned / "summary.json", json_text(tuned_report_text.summary(tuned, verdicts))
-    )
-    gap_summary = json.loads(layout.summary.read_text()) if layout.summary.is_file() else None
+    baseline = train_seeds(params, layout, params.report.baseline)
+    if baseline is None:
+        raise DataError(
+            f"{params.report.baseline} has no run for every seed of train.seeds: run dvc repro"
+        )
+    fixed = {}
+    for technique, (name, _) in fixed_strength_variants(params).items():
+        if technique in paths and (runs := train_seeds(params, layout, name)) is not None:
+            fixed[technique] = runs
+    verdicts, at_fixed = tuned_verdicts(tuned, baseline, params.report, fixed)
+    summary = tuned_report_text.summary(tuned, verdicts, at_fixed)
+    write_atomic(layout.tuned / "summary.json", json_text(summary))
     text = tuned_report_text.markdown(
-        tuned, verdicts, params, fixed_strength_variants(params), gap_summary
+        tuned, verdicts, params, fixed_strength_variants(params), at_fixed
     )
     write_atomic(layout.tuned / "tuned.md", text)
     click.echo(f"tuned report: {(layout.tuned / 'tuned.md').relative_to(layout.root)}")

@@ -76,7 +76,9 @@ def test_a_technique_that_helps_on_test_is_called_better_on_every_test_measure()
         for strength in (0.0001, 0.001)
     }
     tuned = tune("l2", path, list(seeds))
-    [verdicts] = tuned_verdicts([tuned], baseline, SETTINGS).values()
+    tuned_ones, at_fixed = tuned_verdicts([tuned], baseline, SETTINGS)
+    assert at_fixed == {}
+    [verdicts] = tuned_ones.values()
     assert set(verdicts) == set(TUNED)
     assert verdicts["test_loss"].verdict == "better"
     assert verdicts["test_gap"].verdict == "closes the gap"
@@ -115,7 +117,7 @@ def test_choosing_on_validation_does_not_bias_the_test_verdicts() -> None:
             flattered += np.mean(val) < np.mean(base)
         said = [
             c.verdict
-            for v in tuned_verdicts(tuned, baseline, SETTINGS).values()
+            for v in tuned_verdicts(tuned, baseline, SETTINGS)[0].values()
             for c in v.values()
         ]
         wrong += any(v not in (UNDECIDED, "equivalent") for v in said)
@@ -133,3 +135,18 @@ def test_the_variants_that_are_one_technique_at_one_strength_are_found() -> None
         "l1": ("l1", 3e-05),
         "weight_decay": ("weight_decay", 1.0),
     }
+
+
+def test_a_technique_at_a_fixed_strength_shares_the_family_of_the_tuned_ones() -> None:
+    """Its rows beside the tuned ones in one table: α covers both, so each comparison's share
+    is α over (tuned + fixed) × measures, and its change is its own runs' against the
+    baseline's."""
+    baseline = {s: run(s, 0.5, test_loss=0.50 + 0.01 * s) for s in range(4)}
+    path = {0.1: {s: run(s, 0.4, test_loss=0.45 + 0.01 * s) for s in range(4)}}
+    fixed = {s: run(s, 0.45, test_loss=0.48 + 0.01 * s) for s in range(4)}
+    tuned, at_fixed = tuned_verdicts(
+        [tune("l2", path, range(4))], baseline, SETTINGS, {"l2": fixed}
+    )
+    assert at_fixed["l2"]["test_loss"].diff.mean == pytest.approx(-0.02)
+    assert tuned["l2"]["test_loss"].diff.mean == pytest.approx(-0.05)
+    assert at_fixed["l2"]["test_loss"].family.level == pytest.approx(SETTINGS.alpha / (2 * 3))
