@@ -25,7 +25,7 @@ sweep: $(VENV)/.installed  ## strength paths (every technique × strength × see
 	dvc repro sweep-stages/dvc.yaml
 
 noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC experiments) -> reports/compare/
-	for level in 0 0.2 0.4; do dvc exp run --queue -n noise-$$level -S data.label_noise=$$level; done
+	for level in 0 0.2 0.4; do dvc exp run --queue -f -n noise-$$level -S data.label_noise=$$level; done
 	dvc queue start --jobs 1
 	while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
 	dvc queue status

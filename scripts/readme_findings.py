@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.analysis.comparisons import IDENTICAL
+from pipeline.analysis.comparisons import IDENTICAL, TOO_FEW
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- findings: from reports/gap_report.md -->", "<!-- end of findings -->"
@@ -45,6 +45,12 @@ def with_findings(readme: str, report: str) -> str:
     return between(readme, (START, END), findings_table(report))
 
 
+def is_decided(verdict: str) -> bool:
+    """A verdict that says something: not undecided, not too few seeds, not withheld, not
+    identical by construction."""
+    return verdict not in ("undecided", TOO_FEW, IDENTICAL) and not verdict.startswith("no ")
+
+
 def verdicts(summary: dict) -> dict[tuple[str, str], str]:
     return {
         (name, key): entry["vs_baseline"][key]["verdict"]
@@ -66,7 +72,7 @@ def budget_text(default: dict, larger: dict, rounds: dict) -> str:
         for (name, key), verdict in before.items()
         if verdict != "undecided" and after[name, key] != verdict
     ]
-    decided = [k for k, v in after.items() if v not in ("undecided", IDENTICAL)]
+    decided = [k for k, v in after.items() if is_decided(v)]
     on_test = sum(k[1] == "test_accuracy" for k in decided)
     identical = sum(v == IDENTICAL for v in after.values())
     step = rounds["looks"][1] - rounds["looks"][0]
@@ -89,7 +95,7 @@ def tuned_text(summary: dict) -> str:
     """The tuned study in one sentence: how many of its test verdicts are decided, and the
     strength most seeds chose for each technique."""
     said = [c["verdict"] for entry in summary.values() for c in entry["vs_baseline"].values()]
-    decided = sum(v not in ("undecided", IDENTICAL) for v in said)
+    decided = sum(is_decided(v) for v in said)
     seeds = len(next(iter(summary.values()))["chosen"])
     chosen = ", ".join(
         f"{name} {max(entry['wins'], key=lambda s, e=entry: e['wins'][s])}"

@@ -56,9 +56,14 @@ class TunedTechnique:
 
     def edge(self) -> float | None:
         """The end of the grid (its smallest or largest strength) that more than half of the
-        seeds chose, where the best strength may lie beyond the grid; else None."""
+        seeds chose, where the best strength may lie beyond the grid; else None (and with fewer
+        than three strengths, or one seed, where an end is no sign)."""
         for end in (min(self.grid), max(self.grid)):
-            if len(self.grid) > 1 and 2 * self.wins()[end] > len(self.chosen):
+            if (
+                len(self.grid) > 2
+                and len(self.chosen) > 1
+                and 2 * self.wins()[end] > len(self.chosen)
+            ):
                 return end
         return None
 
@@ -113,13 +118,19 @@ def tuned_verdicts(
 
 def fixed_strength_variants(params: Params) -> dict[str, tuple[str, float]]:
     """Per technique with a strength path, the study's variant that is that technique alone at
-    one strength (its knobs are the path's at that strength), if one is: its name and
+    one strength (its knobs are the path's point there: the baseline's, the technique on), if
+    one is: its name and
     strength: the technique at a hand-picked strength, beside it tuned."""
+    base = params.variants[params.report.baseline]
     found: dict[str, tuple[str, float]] = {}
     for name, variant in params.variants.items():
         knobs = variant.model_dump(exclude_defaults=True)
         for technique, axis in SWEPT.items():
             strength = knobs.get(technique)
-            if isinstance(strength, float) and knobs == axis.settings(strength):
+            if not isinstance(strength, float):
+                continue
+            # the path's point at that strength: the baseline variant with the technique on
+            point = base.model_copy(update=axis.settings(strength))
+            if knobs == point.model_dump(exclude_defaults=True):
                 found.setdefault(technique, (name, strength))
     return found

@@ -59,12 +59,16 @@ def record_with_dvc(params_path: str) -> None:
     if Path(params_path).resolve() != (root / "params.yaml").resolve():
         click.echo(f"note: outputs of {params_path}, not params.yaml: not recorded in dvc.lock")
         return
-    done = subprocess.run(
-        ["dvc", "commit", "--force", "--quiet", "dvc.yaml"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
+    try:  # DVC of this environment, whether or not its bin/ is on PATH
+        done = subprocess.run(
+            [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", "dvc.yaml"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+    except OSError as error:
+        click.echo(f"note: `dvc commit` could not run, dvc.lock unchanged: {error}", err=True)
+        return
     if done.returncode == 0:
         click.echo("dvc.lock: the outputs recorded (`dvc repro` finds them up to date)")
     else:  # the outputs stand without; DVC would train them again

@@ -86,6 +86,7 @@ TUNED = """\
     params:
       - sweep
       - train.seeds
+      - variants
     outs:
       - reports/tuned/chosen.csv:
           cache: false
@@ -101,6 +102,7 @@ TUNED = """\
     params:
       - sweep
       - train.seeds
+      - variants
       - report
     outs:
       - reports/tuned/tuned.md:

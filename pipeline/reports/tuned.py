@@ -55,6 +55,15 @@ def _change(c: Comparison) -> str:
     return f"{interval(c.diff, c.metric)}: {verdict_cell(c)}"
 
 
+def test_split_words(params: Params) -> str:
+    """What the test split is, so what the verdicts speak for."""
+    if params.data.test_split == "official":
+        return "the dataset's official test set, the same for every seed: the verdicts speak for it"
+    if params.data.splits == "fixed":
+        return "one split of the pool, the same for every seed: the verdicts speak for that split"
+    return "which is each seed's own part of the pool, apart from what the choice read"
+
+
 def markdown(
     tuned: Sequence[TunedTechnique],
     verdicts: dict[str, dict[str, Comparison]],
@@ -71,8 +80,8 @@ def markdown(
         f"grid (`sweep` in params.yaml) for each of seeds {seeds}. Within each seed, the "
         "strength of lowest validation loss (at its best epoch) is chosen; the technique's "
         "result for that seed is the chosen run's test split, evaluated once with the weights "
-        "of that epoch. The choice never reads the test split, which is each seed's own part "
-        "of the pool. A chosen run's validation numbers flatter it (the best of several looks "
+        f"of that epoch. The choice never reads the test split, {test_split_words(params)}. "
+        "A chosen run's validation numbers flatter it (the best of several looks "
         "better than it is), so the verdicts rest on test measures only: the test loss gap "
         "(test loss − train loss at the best epoch), the test loss and the test accuracy.",
         "",

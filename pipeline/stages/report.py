@@ -128,7 +128,18 @@ def log_variant_parents(
     params: Params, layout: Layout, summary: dict, variants: list, report_run: str
 ) -> None:
     """Each variant as an MLflow run, the parent of its seeds' runs, beside the report's, in
-    its seeds' colour."""
+    its seeds' colour. A convenience, as the view is: the report stands without them."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _log_variant_parents(params, layout, summary, variants, report_run)
+    except MlflowException as error:
+        click.echo(f"note: the variants' MLflow runs were not written: {error.message}", err=True)
+
+
+def _log_variant_parents(
+    params: Params, layout: Layout, summary: dict, variants: list, report_run: str
+) -> None:
     import mlflow
 
     report = mlflow.MlflowClient().get_run(report_run)

@@ -33,7 +33,7 @@ def grids(params: Params, layout: Layout) -> dict[str, dict[float, dict[int, Run
             if not trained_as_now(record, sweep_spec(params, technique, strength, seed)):
                 raise DataError(
                     f"sweep point {technique}={strength:g} has no run with the settings of "
-                    f"params.yaml for seed {seed} under sweeps/: run `make tuned`"
+                    f"params.yaml for seed {seed} under sweeps/: run `make sweep`"
                 )
             runs[seed] = record
         out.setdefault(technique, {})[strength] = runs
@@ -100,15 +100,18 @@ def tuned_report(params: Params, layout: Layout) -> None:
         raise DataError(
             f"{params.report.baseline} has no run for every seed of train.seeds: run dvc repro"
         )
-    fixed = {}
-    for technique, (name, _) in fixed_strength_variants(params).items():
-        if technique in paths and (runs := train_seeds(params, layout, name)) is not None:
+    variants, fixed = fixed_strength_variants(params), {}
+    for technique, (name, _) in variants.items():
+        try:  # a row of its own where the variant has trained every seed, as it is now
+            runs = train_seeds(params, layout, name) if technique in paths else None
+        except DataError as error:
+            click.echo(f"note: no fixed-strength row for {technique}: {error}", err=True)
+            continue
+        if runs is not None:
             fixed[technique] = runs
     verdicts, at_fixed = tuned_verdicts(tuned, baseline, params.report, fixed)
-    summary = tuned_report_text.summary(tuned, verdicts, at_fixed)
-    write_atomic(layout.tuned / "summary.json", json_text(summary))
-    text = tuned_report_text.markdown(
-        tuned, verdicts, params, fixed_strength_variants(params), at_fixed
-    )
+    summary = json_text(tuned_report_text.summary(tuned, verdicts, at_fixed))
+    text = tuned_report_text.markdown(tuned, verdicts, params, variants, at_fixed)
+    write_atomic(layout.tuned / "summary.json", summary)
     write_atomic(layout.tuned / "tuned.md", text)
     click.echo(f"tuned report: {(layout.tuned / 'tuned.md').relative_to(layout.root)}")

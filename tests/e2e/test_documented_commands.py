@@ -222,7 +222,7 @@ MAKE_TARGETS: dict[str, Target] = {
     "sweep": Target(("dvc repro sweep-stages/dvc.yaml",), (SWEEP,)),
     "noise": Target(
         (
-            "for level in 0 0.2 0.4; do dvc exp run --queue -n noise-$$level"
+            "for level in 0 0.2 0.4; do dvc exp run --queue -f -n noise-$$level"
             " -S data.label_noise=$$level; done",
             "dvc queue start --jobs 1",
             "while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done",

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from pipeline.analysis.comparisons import UNDECIDED
 from pipeline.analysis.tuning import fixed_strength_variants, on_test, tune, tuned_verdicts
 from pipeline.core.config import ReportConfig
-from pipeline.core.loading import load_params
+from pipeline.core.loading import load_params, parse_params
 from pipeline.core.metrics import TUNED
 from pipeline.core.records import RunRecord
 from tests.support.repo import REPO
@@ -150,3 +151,24 @@ def test_a_technique_at_a_fixed_strength_shares_the_family_of_the_tuned_ones() -
     assert at_fixed["l2"]["test_loss"].diff.mean == pytest.approx(-0.02)
     assert tuned["l2"]["test_loss"].diff.mean == pytest.approx(-0.05)
     assert at_fixed["l2"]["test_loss"].family.level == pytest.approx(SETTINGS.alpha / (2 * 3))
+
+
+def test_a_fixed_strength_variant_is_the_paths_point_on_the_baselines_settings() -> None:
+    """On a baseline with early stopping, the path's point is early stopping plus the
+    technique: a variant of l2 alone is another network, a variant of both is the point."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["variants"] = {
+        "base": {"patience": 5},
+        "l2_alone": {"l2": 0.001},
+        "l2_on_base": {"patience": 5, "l2": 0.001},
+    }
+    raw["report"]["baseline"] = "base"
+    assert fixed_strength_variants(parse_params(raw)) == {"l2": ("l2_on_base", 0.001)}
+
+
+def test_an_end_of_a_grid_of_two_or_of_one_seed_is_no_sign() -> None:
+    path = {s: {seed: run(seed, 0.3 + s, 0.5) for seed in range(3)} for s in (0.1, 0.2)}
+    assert tune("l2", path, [0, 1, 2]).edge() is None  # two strengths: every choice is an end
+    three = {**path, 0.3: {seed: run(seed, 0.9, 0.5) for seed in range(3)}}
+    assert tune("l2", three, [0, 1, 2]).edge() == 0.1
+    assert tune("l2", three, [0]).edge() is None  # one seed
