@@ -18,14 +18,49 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..core.config import Params, ReportConfig
+from ..core.errors import DataError
 from ..core.metrics import TUNED
 from ..core.records import RunRecord
+from ..core.spec import RunSpec, sweep_spec
 from ..core.techniques import SWEPT
 from .comparisons import Comparison, Family, against_baseline
 
 CHOSEN_ON = "best_val_loss"
 # Each test measure's smallest difference that matters: the report's δ of its kind.
 DELTA_OF = {"test_gap": "loss_gap_last", "test_loss": "best_val_loss"}
+
+
+def trained_as_now(record: RunRecord | None, spec: RunSpec) -> bool:
+    return record is not None and record.hyperparameters == spec.hyperparameters()
+
+
+def grid_runs(
+    params: Params, points: Mapping[tuple[str, float, int], RunRecord]
+) -> dict[str, dict[float, dict[int, RunRecord]]]:
+    """Each technique with strengths in params.yaml, from the strength paths' `points`
+    (technique, strength, seed → run): strength → seed → its run, each seed of train.seeds
+    trained with today's settings, or a DataError naming the seeds a point lacks."""
+    seeds = params.train.seeds
+    grids: dict[str, dict[float, dict[int, RunRecord]]] = {}
+    for technique, strength in params.sweep.points():
+        missing = [
+            seed
+            for seed in seeds
+            if not trained_as_now(
+                points.get((technique, strength, seed)),
+                sweep_spec(params, technique, strength, seed),
+            )
+        ]
+        if missing:
+            raise DataError(
+                f"sweep point {technique}={strength:g} has no run with the settings of "
+                f"params.yaml for seeds {missing} under sweeps/: run `make sweep`"
+            )
+        runs = {seed: points[technique, strength, seed] for seed in seeds}
+        grids.setdefault(technique, {})[strength] = runs
+    if not grids:
+        raise DataError("params.yaml has no `sweep` strengths: list some under `sweep:`")
+    return grids
 
 
 def on_test(record: RunRecord) -> dict[str, float]:

@@ -14,11 +14,11 @@ import numpy as np
 
 from ..analysis.comparisons import Family, against_baseline
 from ..analysis.stats import PairedDifference, mean_interval
+from ..analysis.tuning import grid_runs
 from ..core.config import Params, ReportConfig
 from ..core.errors import DataError
 from ..core.metrics import METRICS, PATH_METRICS
 from ..core.records import RunRecord
-from ..core.spec import RunSpec, sweep_spec
 from ..core.techniques import SWEPT
 from ..outputs.variant_files import VariantRuns
 from .tables import interval, table
@@ -42,38 +42,22 @@ def strength_paths(
     params: Params, baseline: VariantRuns, points: dict[tuple[str, float, int], RunRecord]
 ) -> dict[str, list[PathPoint]]:
     """Per technique with strengths in params.yaml: the baseline, then each strength. A point
-    counts only if it was trained with today's settings."""
+    counts only if it was trained with today's settings (`tuning.grid_runs`)."""
     seeds = params.train.seeds
     base = {r.seed: r.summary for r in baseline.records}
     missing_base = [s for s in seeds if s not in base]
     if missing_base:
         raise DataError(f"{baseline.name} has no run for seeds {missing_base}: run dvc repro")
-    paths: dict[str, list[PathPoint]] = {}
-    for technique, strength in params.sweep.points():
-        missing = [
-            seed
-            for seed in seeds
-            if not trained_as_now(
-                points.get((technique, strength, seed)),
-                sweep_spec(params, technique, strength, seed),
-            )
+    return {
+        technique: [
+            PathPoint(0.0, {s: base[s] for s in seeds}),
+            *(
+                PathPoint(strength, {seed: r.summary for seed, r in runs.items()})
+                for strength, runs in grid.items()
+            ),
         ]
-        if missing:
-            raise DataError(
-                f"sweep point {technique}={strength:g} has no run with the settings of "
-                f"params.yaml for seeds {missing} under sweeps/: run `make sweep`"
-            )
-        per_seed = {seed: points[technique, strength, seed].summary for seed in seeds}
-        if technique not in paths:
-            paths[technique] = [PathPoint(0.0, {s: base[s] for s in seeds})]
-        paths[technique].append(PathPoint(strength, per_seed))
-    if not paths:
-        raise DataError("params.yaml has no `sweep` strengths: list some under `sweep:`")
-    return paths
-
-
-def trained_as_now(record: RunRecord | None, spec: RunSpec) -> bool:
-    return record is not None and record.hyperparameters == spec.hyperparameters()
+        for technique, grid in grid_runs(params, points).items()
+    }
 
 
 def best_point(points: list[PathPoint]) -> PathPoint:

@@ -8,38 +8,20 @@ import csv
 
 import click
 
-from ..analysis.tuning import fixed_strength_variants, tune, tuned_verdicts
+from ..analysis.tuning import fixed_strength_variants, grid_runs, tune, tuned_verdicts
 from ..core.config import Params
 from ..core.errors import DataError
 from ..core.files import csv_text, json_text, write_atomic
 from ..core.paths import Layout
 from ..core.records import RunRecord
-from ..core.spec import sweep_spec
 from ..outputs import sweep_files, variant_files
 from ..reports import tuned as tuned_report_text
-from ..reports.sweep import trained_as_now
 from ..tracking import store
 
 
 def grids(params: Params, layout: Layout) -> dict[str, dict[float, dict[int, RunRecord]]]:
-    """Each technique with strengths in params.yaml: strength → seed → its run under sweeps/,
-    trained with today's settings."""
-    points, _ = sweep_files.read_sweep_points(layout)
-    out: dict[str, dict[float, dict[int, RunRecord]]] = {}
-    for technique, strength in params.sweep.points():
-        runs = {}
-        for seed in params.train.seeds:
-            record = points.get((technique, strength, seed))
-            if not trained_as_now(record, sweep_spec(params, technique, strength, seed)):
-                raise DataError(
-                    f"sweep point {technique}={strength:g} has no run with the settings of "
-                    f"params.yaml for seed {seed} under sweeps/: run `make sweep`"
-                )
-            runs[seed] = record
-        out.setdefault(technique, {})[strength] = runs
-    if not out:
-        raise DataError("params.yaml has no `sweep` strengths: list some under `sweep:`")
-    return out
+    """Each technique's grid of runs under sweeps/ (`tuning.grid_runs`)."""
+    return grid_runs(params, sweep_files.read_sweep_points(layout)[0])
 
 
 def choose(params: Params, layout: Layout) -> None:
