@@ -183,16 +183,19 @@ def seeds_until_decided(
     alpha: float,
     margins: Mapping[str, float],
     train: Callable[[dict[str, list[int]]], Mapping[str, VariantRuns]],
+    table: tuple[int, int] | None = None,
 ) -> Rounds:
     """Run the rounds from the first look's runs (`first`, every variant, the baseline's
     name among them); `train` trains the seeds it is given per variant and returns their runs.
-    """
+    `table`: the comparisons and measures of the table whose verdicts a look reads (default:
+    the gap report's, every variant on every measure it compares)."""
     names = list(first)
     if not schedule.adaptive:
         return fixed(schedule, names, alpha, margins)
     runs = dict(first)
     # The report's family (every measure of its table), so a look decides as the report reads.
-    family = Family(len(names) - 1, alpha, schedule.seeds, schedule.looks, len(COMPARED))
+    size, measures = table or (len(names) - 1, len(COMPARED))
+    family = Family(size, alpha, schedule.seeds, schedule.looks, measures)
     going = [n for n in names if n != baseline]
     outcomes: dict[str, Outcome] = {}
     looks = []

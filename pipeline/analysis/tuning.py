@@ -9,12 +9,18 @@ run are as unbiased as any run's. Its validation numbers are not (the best of se
 better than it is): the tuned verdicts rest on test measures only (`metrics.TUNED`).
 
 The tuned techniques are one family: every technique on every test measure, α shared as in the
-gap report (`comparisons.Family`), through the same `against_baseline`.
+gap report (`comparisons.Family`), through the same `against_baseline`. Where the `rounds`
+section adds seeds, a technique still undecided gets `step` more, each trained at every strength
+of its grid and tuned within itself, and the baseline the same seeds (`tuned_until_decided`,
+the main study's `seeds_until_decided`). What decides whether a technique goes on is what
+decides in the main study, validation measures, here those of the chosen runs: the test split
+never drives a choice. Their flattery can stop a technique early, never make a verdict less
+sure: every interval holds at every look with probability 1 − α, whatever stopped the rounds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..core.config import Params, ReportConfig
@@ -23,7 +29,13 @@ from ..core.metrics import TUNED
 from ..core.records import RunRecord
 from ..core.spec import RunSpec, sweep_spec
 from ..core.techniques import SWEPT
+from ..outputs.variant_files import VariantRuns
 from .comparisons import Comparison, Family, against_baseline
+from .seed_rounds import Rounds, Schedule, seeds_until_decided
+
+# strength → seed → run, for one technique; and technique → its path
+StrengthPath = dict[float, dict[int, RunRecord]]
+Grids = dict[str, StrengthPath]
 
 CHOSEN_ON = "best_val_loss"
 # Each test measure's smallest difference that matters: the report's δ of its kind.
@@ -34,14 +46,12 @@ def trained_as_now(record: RunRecord | None, spec: RunSpec) -> bool:
     return record is not None and record.hyperparameters == spec.hyperparameters()
 
 
-def grid_runs(
-    params: Params, points: Mapping[tuple[str, float, int], RunRecord]
-) -> dict[str, dict[float, dict[int, RunRecord]]]:
+def grid_runs(params: Params, points: Mapping[tuple[str, float, int], RunRecord]) -> Grids:
     """Each technique with strengths in params.yaml, from the strength paths' `points`
     (technique, strength, seed → run): strength → seed → its run, each seed of train.seeds
     trained with today's settings, or a DataError naming the seeds a point lacks."""
     seeds = params.train.seeds
-    grids: dict[str, dict[float, dict[int, RunRecord]]] = {}
+    grids: Grids = {}
     for technique, strength in params.sweep.points():
         missing = [
             seed
@@ -118,37 +128,132 @@ def tune(
     return TunedTechnique(technique, grid, chosen, measures)
 
 
+def chosen_runs(technique: str, path: StrengthPath, seeds: Sequence[int]) -> VariantRuns:
+    """The run each of `seeds` chose on `technique`'s path, as a variant of its own."""
+    chosen = tune(technique, path, seeds).chosen
+    return VariantRuns(technique, [path[chosen[seed]][seed] for seed in seeds])
+
+
+# Trains the seeds it is given per technique (every strength of its grid) and for the baseline
+# (under its variant's name): the new runs of each path, and the baseline's by seed.
+GridTraining = Callable[[dict[str, list[int]]], tuple[Grids, dict[int, RunRecord]]]
+
+
+@dataclass(frozen=True)
+class TunedStudy:
+    """What the tuned study trained (each path and the baseline, by seed) and what its rounds
+    did: each technique's seeds and why it stopped."""
+
+    paths: Grids
+    baseline: dict[int, RunRecord]
+    rounds: Rounds
+
+    def tuned(self) -> list[TunedTechnique]:
+        """Each technique tuned on the seeds the rounds gave it."""
+        return [tune(t, path, self.rounds.seeds_of(t)) for t, path in self.paths.items()]
+
+
+def tuned_until_decided(
+    schedule: Schedule,
+    paths: Grids,
+    baseline: Mapping[int, RunRecord],
+    settings: ReportConfig,
+    fixed: int,
+    train: GridTraining,
+) -> TunedStudy:
+    """Seeds added in rounds to each technique whose verdicts are undecided, from the first
+    look's `paths` and `baseline` runs; `fixed` rows of the study's variants share the table."""
+    name = settings.baseline
+    if name in paths:
+        raise DataError(f"the baseline variant's name {name!r} is also a technique's")
+    paths = {t: {s: dict(runs) for s, runs in path.items()} for t, path in paths.items()}
+    base = dict(baseline)
+
+    def variants(need: Mapping[str, Sequence[int]]) -> dict[str, VariantRuns]:
+        return {
+            n: VariantRuns(n, [base[s] for s in seeds])
+            if n == name
+            else chosen_runs(n, paths[n], seeds)
+            for n, seeds in need.items()
+        }
+
+    def one_round(need: dict[str, list[int]]) -> dict[str, VariantRuns]:
+        added, added_base = train(need)
+        for technique, path in added.items():
+            for strength, runs in path.items():
+                paths[technique][strength].update(runs)
+        base.update(added_base)
+        return variants(need)
+
+    first = schedule.first()
+    done = seeds_until_decided(
+        schedule,
+        variants({name: first, **dict.fromkeys(paths, first)}),
+        name,
+        settings.alpha,
+        settings.equivalence.model_dump(),
+        one_round,
+        table=(len(paths) + fixed, len(TUNED)),
+    )
+    return TunedStudy(paths, base, done)
+
+
+def _paired_prefix(order: Sequence[int], *sides: Mapping[int, object]) -> int:
+    """How many seeds of `order`, from its start, every side has."""
+    n = 0
+    while n < len(order) and all(order[n] in side for side in sides):
+        n += 1
+    return n
+
+
 def tuned_verdicts(
     tuned: Sequence[TunedTechnique],
     baseline: Mapping[int, RunRecord],
     settings: ReportConfig,
     fixed: Mapping[str, Mapping[int, RunRecord]] | None = None,
+    schedule: Schedule | None = None,
 ) -> tuple[dict[str, dict[str, Comparison]], dict[str, dict[str, Comparison]]]:
     """Each tuned technique, and each technique at its `fixed` strength (technique → the
     runs of the study's variant that is it alone at one strength), against the baseline on
-    each test measure, paired by seed; α covers all of them together. The two, by technique."""
+    each test measure, paired by seed; α covers all of them together. With seeds added in
+    rounds (`schedule`), each is read at the looks its seeds went through. The two, by
+    technique."""
     fixed = fixed or {}
     base = {seed: on_test(r) for seed, r in baseline.items()}
-    family = Family(len(tuned) + len(fixed), settings.alpha, measures=len(TUNED))
+    adaptive = schedule is not None and schedule.adaptive
+    order = schedule.seeds if schedule is not None else ()
+    family = Family(
+        len(tuned) + len(fixed),
+        settings.alpha,
+        order if adaptive else (),
+        schedule.looks if adaptive and schedule is not None else (),
+        len(TUNED),
+    )
     margins = settings.equivalence.model_dump()
 
-    def against(measures: Mapping[str, Mapping[int, float]]) -> dict[str, Comparison]:
+    def against(measures: Mapping[int, Mapping[str, float]]) -> dict[str, Comparison]:
+        upto = _paired_prefix(order, measures, base) if adaptive else None
         return {
             key: against_baseline(
                 key,
-                dict(measures[key]),
+                {seed: m[key] for seed, m in measures.items()},
                 {seed: m[key] for seed, m in base.items()},
                 family,
                 margins[DELTA_OF.get(key, key)],
+                upto=upto,
             )
             for key in TUNED
         }
 
-    at_fixed = {}
-    for technique, runs in fixed.items():
-        measured = {seed: on_test(r) for seed, r in runs.items()}
-        at_fixed[technique] = against({k: {s: m[k] for s, m in measured.items()} for k in TUNED})
-    return {t.technique: against(t.measures) for t in tuned}, at_fixed
+    at_fixed = {
+        technique: against({seed: on_test(r) for seed, r in runs.items()})
+        for technique, runs in fixed.items()
+    }
+    per_seed = {
+        t.technique: {seed: {k: t.measures[k][seed] for k in TUNED} for seed in t.chosen}
+        for t in tuned
+    }
+    return {t: against(m) for t, m in per_seed.items()}, at_fixed
 
 
 def fixed_strength_variants(params: Params) -> dict[str, tuple[str, float]]:

@@ -71,38 +71,62 @@ POINT_CODE = (
     "stages/sweep_point.py",
 )
 REPORT_CODE = ("core", "outputs", "analysis", "reports", "stages/sweep_report.py")
-TUNED_CODE = ("core", "tracking", "outputs", "analysis", "reports", "stages/tuned.py")
+TUNED_CODE = (
+    "core",
+    "data",
+    "training",
+    "tracking",
+    "executors",
+    "outputs",
+    "analysis",
+    "reports",
+    "stages/tuned.py",
+)
 
-# The tuned study: within each seed, each technique's strength of lowest val loss (`choose`, a
-# file to read), then those runs against the baseline on the test split.
+# The tuned study: within each seed, each technique's strength of lowest val loss, with seeds
+# added in rounds while undecided (`choose`: a file to read, and the rounds' seeds), then
+# those runs against the baseline on the test split.
 TUNED = """\
 
   choose:
     wdir: ..
     cmd: python -m pipeline choose
     deps:
+      - data/prepared
       - sweeps
+      - metrics  # the baseline's runs, and those of a variant that is a technique alone
 {code}
+      - networks
     params:
+      - model
+      - train
       - sweep
-      - train.seeds
       - variants
+      - rounds
+      - mlflow
+      - report
     outs:
       - reports/tuned/chosen.csv:
           cache: false
+      # kept between runs: a seed trained with the same settings beside the same first seeds
+      # is reused, so adding a strength trains the rounds' seeds of that strength only
+      - tuned-rounds:
+          persist: true
 
   tuned-report:
     wdir: ..
     cmd: python -m pipeline tuned-report
     deps:
       - reports/tuned/chosen.csv
+      - tuned-rounds
       - sweeps
-      - metrics  # the baseline's runs, and those of a variant that is a technique alone
+      - metrics
 {code}
     params:
       - sweep
       - train.seeds
       - variants
+      - rounds
       - report
     outs:
       - reports/tuned/tuned.md:

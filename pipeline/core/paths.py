@@ -102,11 +102,30 @@ class Layout:
 
     def sweep_log(self, point: Path) -> Path:
         """The MLflow run and the seconds of the sweep point written to `point` (not hashed):
-        under `logs/sweeps/` for a point under `sweeps/`, else beside it."""
+        under `logs/sweeps/` for a point under `sweeps/` (`logs/tuned-rounds/` under
+        `tuned-rounds/`), else beside it."""
         point = point.absolute()
-        if point.is_relative_to(self.sweeps.absolute()):
-            return self.root / "logs" / "sweeps" / point.relative_to(self.sweeps.absolute())
+        for folder in (self.sweeps, self.tuned_rounds):
+            if point.is_relative_to(folder.absolute()):
+                return self.root / "logs" / folder.name / point.relative_to(folder.absolute())
         return point.with_name(f"{point.stem}.log.json")
+
+    # --- seeds the tuned study's rounds add: every strength of a path, and the baseline ---
+    @property
+    def tuned_rounds(self) -> Path:
+        return self.root / "tuned-rounds"
+
+    def tuned_round_point(self, technique: str | None, strength: float) -> Path:
+        """Where the rounds' seeds of one point of a path go (technique None: the baseline's),
+        a `seed<k>.json` per seed, as under `sweeps/`."""
+        if technique is None:
+            return self.tuned_rounds / "baseline"
+        return self.tuned_rounds / technique / f"{strength:g}"
+
+    @property
+    def tuned_rounds_record(self) -> Path:
+        """Each technique's seeds and why it stopped, and the verdicts read at each look."""
+        return self.tuned_rounds / "rounds.json"
 
     # --- reports ---
     @property

@@ -48,14 +48,14 @@ def read_sweep_points(
         except (ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError
             unreadable.append(path)
             continue
-        record = replace(record, run_id=_run_id(layout.sweep_log(path)))
+        record = replace(record, run_id=run_id_of_log(layout.sweep_log(path)))
         mtime = path.stat().st_mtime
         if key not in found or found[key][0] < mtime:
             found[key] = (mtime, record)
     return {key: record for key, (_, record) in found.items()}, unreadable
 
 
-def _run_id(log: Path) -> str:
+def run_id_of_log(log: Path) -> str:
     """The MLflow run a point's log names; "" where there is none (made elsewhere)."""
     try:
         return str(json.loads(log.read_text()).get("run_id") or "")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..analysis.comparisons import Comparison
+from ..analysis.seed_rounds import Rounds
 from ..analysis.tuning import TunedTechnique
 from ..core.config import Params
 from ..core.metrics import METRICS, TUNED
@@ -26,13 +27,17 @@ def summary(
     tuned: Sequence[TunedTechnique],
     verdicts: dict[str, dict[str, Comparison]],
     at_fixed: dict[str, dict[str, Comparison]],
+    rounds: Rounds,
 ) -> dict[str, Any]:
-    """`summary.json`: per technique its grid, each seed's choice, how often each strength won,
-    the end of the grid most seeds chose (if any), each test measure against the baseline, and
-    the same at the study variant's fixed strength where there is one."""
+    """`summary.json`: per technique its grid, its seeds and why it has that many, each seed's
+    choice, how often each strength won, the end of the grid most seeds chose (if any), each
+    test measure against the baseline, and the same at the study variant's fixed strength
+    where there is one."""
     return {
         t.technique: {
             "grid": list(t.grid),
+            "seeds": rounds.outcomes[t.technique].seeds,
+            "stopped": rounds.outcomes[t.technique].stopped,
             "chosen": {str(seed): s for seed, s in sorted(t.chosen.items())},
             "wins": {f"{s:g}": n for s, n in t.wins().items()},
             "edge": t.edge(),
@@ -45,6 +50,22 @@ def summary(
         }
         for t in tuned
     }
+
+
+def _more_seeds(params: Params, rounds: Rounds) -> str:
+    """How the rounds added seeds, and how many each technique got, if they did."""
+    if not rounds.schedule.adaptive or params.rounds is None:
+        return ""
+    got = ", ".join(
+        f"{name} {o.seeds} ({o.stopped})"
+        for name, o in rounds.outcomes.items()
+        if name != params.report.baseline
+    )
+    return (
+        f", then, while a technique's verdicts were undecided, {params.rounds.step} more at a "
+        f"time (every strength, and the baseline) up to {params.rounds.max}: {got}; whether a "
+        "technique goes on is decided on validation, never on test"
+    )
 
 
 def _wins(t: TunedTechnique) -> str:
@@ -70,6 +91,7 @@ def markdown(
     params: Params,
     fixed: dict[str, tuple[str, float]],
     at_fixed: dict[str, dict[str, Comparison]],
+    rounds: Rounds,
 ) -> str:
     seeds = params.train.seeds
     alpha = params.report.alpha
@@ -77,7 +99,8 @@ def markdown(
         "# Each technique at its best strength",
         "",
         f"Each technique on top of `{params.report.baseline}`, trained at every strength of its "
-        f"grid (`sweep` in params.yaml) for each of seeds {seeds}. Within each seed, the "
+        f"grid (`sweep` in params.yaml) for each of seeds {seeds}"
+        f"{_more_seeds(params, rounds)}. Within each seed, the "
         "strength of lowest validation loss (at its best epoch) is chosen; the technique's "
         "result for that seed is the chosen run's test split, evaluated once with the weights "
         f"of that epoch. The choice never reads the test split, {test_split_words(params)}. "
@@ -86,7 +109,8 @@ def markdown(
         "(test loss − train loss at the best epoch), the test loss and the test accuracy.",
         "",
         "Beneath a tuned technique, in italics, the study's variant that is the technique alone "
-        "at one hand-picked strength, where there is one, on the same seeds and measures.",
+        "at one hand-picked strength, where there is one, on the same measures and on "
+        f"seeds {seeds}.",
         "",
         f"Changes against the baseline are paired by seed; their intervals hold together for "
         f"the whole table ({len(tuned) + len(at_fixed)} rows × {len(TUNED)} measures, "

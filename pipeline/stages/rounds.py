@@ -11,7 +11,6 @@ seeds the rounds then need, and no other variant's.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
@@ -20,15 +19,14 @@ import click
 
 from ..analysis.seed_rounds import Rounds, Schedule, fixed, seeds_until_decided
 from ..core.config import Params
-from ..core.files import json_text
 from ..core.paths import Layout
 from ..core.records import MissingRun, RunRecord
 from ..core.spec import RunSpec, run_specs
 from ..data.prepared import Pool, load_pool
+from ..executors.reuse import reuse_key
 from ..outputs import round_files, variant_files
 from ..outputs.variant_files import VariantRuns
 from ..tracking import orphans
-from ..training.device import resolve_device
 
 if TYPE_CHECKING:  # training's imports (torch): only where a round trains
     from ..executors.tracked_stack import RunContext
@@ -73,26 +71,11 @@ class TrainHere:
 
 
 def made_with(layout: Layout, params: Params, pool: Pool, variant: str) -> str:
-    """What a seed the rounds add to `variant` is trained with: a digest of the data, the
-    device and threads, the variant's resolved settings, and its first-round results."""
+    """What a seed the rounds add to `variant` is trained with (`reuse_key`), its first round
+    being the variant's train-stage results."""
     first = layout.metrics(variant)
-    settings = {
-        "data": pool.digest(),
-        "device": str(resolve_device(params.train.device)),
-        "threads": params.train.threads,
-        "settings": {
-            k: v
-            for k, v in run_specs(params, variant, [0])[0].hyperparameters().items()
-            if k != "seed"
-        },
-        # A variant none of whose first-round runs finished (on Ray) has no history.csv.
-        "first_round": [
-            hashlib.sha256((first / name).read_bytes()).hexdigest()
-            for name in ("runs.json", "history.csv")
-            if (first / name).exists()
-        ],
-    }
-    return hashlib.sha256(json_text(settings).encode()).hexdigest()
+    spec = run_specs(params, variant, [0])[0]
+    return reuse_key(params, pool, spec, [first / "runs.json", first / "history.csv"])
 
 
 class RoundTraining:

@@ -1,44 +1,245 @@
 """The tuned study's two stages, after the strength paths' points: `choose` (each technique's
-strength per seed, by validation loss: reports/tuned/chosen.csv) and `tuned-report` (the chosen
-runs against the baseline on test: reports/tuned/tuned.md, summary.json)."""
+strength per seed, by validation loss, with seeds added in rounds while a technique's verdicts
+are undecided: reports/tuned/chosen.csv, tuned-rounds/) and `tuned-report` (the chosen runs
+against the baseline on test: reports/tuned/tuned.md, summary.json).
+
+A seed the rounds add is reused by a later run of `choose`, as the main study's rounds reuse
+theirs, when it was trained with the same settings, data and device beside the same first
+seeds of its point (`rounds.reuse_key`): adding a strength trains the rounds' seeds of that
+strength only."""
 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..analysis.tuning import fixed_strength_variants, grid_runs, tune, tuned_verdicts
+from ..analysis.seed_rounds import Rounds, Schedule
+from ..analysis.seed_rounds import fixed as one_look
+from ..analysis.tuning import (
+    Grids,
+    TunedStudy,
+    fixed_strength_variants,
+    grid_runs,
+    tuned_until_decided,
+    tuned_verdicts,
+)
 from ..core.config import Params
 from ..core.errors import DataError
 from ..core.files import csv_text, json_text, write_atomic
 from ..core.paths import Layout
 from ..core.records import RunRecord
-from ..outputs import sweep_files, variant_files
+from ..core.spec import RunSpec, run_specs, sweep_spec
+from ..data.prepared import Pool, load_pool
+from ..executors.reuse import reuse_key
+from ..outputs import sweep_files, tuned_round_files, variant_files
+from ..outputs.tuned_round_files import Key
 from ..reports import tuned as tuned_report_text
 from ..tracking import store
 
+if TYPE_CHECKING:  # training's imports (torch): only where a round trains
+    from ..training.device import SeedSplits
 
-def grids(params: Params, layout: Layout) -> dict[str, dict[float, dict[int, RunRecord]]]:
+
+def grids(params: Params, layout: Layout) -> Grids:
     """Each technique's grid of runs under sweeps/ (`tuning.grid_runs`)."""
     return grid_runs(params, sweep_files.read_sweep_points(layout)[0])
 
 
-def choose(params: Params, layout: Layout) -> None:
-    """reports/tuned/chosen.csv: per technique and seed, the strength of lowest val loss; in
-    MLflow, each point's run tagged `chosen` true or false."""
+def baseline_runs(params: Params, layout: Layout) -> dict[int, RunRecord]:
+    """The baseline's runs of train.seeds, by seed, or a DataError."""
+    baseline = train_seeds(params, layout, params.report.baseline)
+    if baseline is None:
+        raise DataError(
+            f"{params.report.baseline} has no run for every seed of train.seeds: run dvc repro"
+        )
+    return baseline
+
+
+class RoundTraining:
+    """The seeds a round of the tuned study asks for: per technique every strength of its
+    grid, and the baseline's; those stored under tuned-rounds/ with the same `reuse_key`
+    reused, the others trained here, each stored as it finishes."""
+
+    def __init__(self, params: Params, layout: Layout, paths: Grids) -> None:
+        self.params, self.layout, self.paths = params, layout, paths
+        self.stored = tuned_round_files.read_seeds(layout)
+        self.kept: set[Key] = set()
+        self.rounds_done = 0
+        self._pool: Pool | None = None
+        self._data: SeedSplits | None = None
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = load_pool(self.layout.prepared)
+        return self._pool
+
+    def points(
+        self, need: dict[str, list[int]]
+    ) -> list[tuple[tuple[str | None, float], list[RunSpec], list[Path]]]:
+        """Each (technique, strength) of `need` (technique None: the baseline), its specs and
+        the first seeds' files it is reused beside."""
+        params, layout = self.params, self.layout
+        first = params.train.seeds
+        out = []
+        for name, seeds in need.items():
+            if name == params.report.baseline:
+                metrics = layout.metrics(name)
+                files = [metrics / "runs.json", metrics / "history.csv"]
+                out.append(((None, 0.0), run_specs(params, name, seeds), files))
+                continue
+            for strength in sorted(self.paths[name]):
+                folder = layout.sweep_point(name, strength)
+                specs = [sweep_spec(params, name, strength, s) for s in seeds]
+                out.append(((name, strength), specs, [folder / f"seed{s}.json" for s in first]))
+        return out
+
+    def train(self, need: dict[str, list[int]]) -> tuple[Grids, dict[int, RunRecord]]:
+        """A round: the seeds `need` names, per technique (every strength) and the baseline."""
+        from ..executors.local import fail_if_diverged, on_device, run_here
+        from ..executors.tracked_stack import RunContext
+
+        self.rounds_done += 1
+        added: Grids = {}
+        base: dict[int, RunRecord] = {}
+        todo = []
+        for (technique, strength), specs, files in self.points(need):
+            key = reuse_key(self.params, self.pool, specs[0], files)
+            for spec in specs:
+                stored = self.stored.get((technique, strength, spec.seed))
+                if stored is not None and stored[0] == key:
+                    self._add(added, base, technique, strength, stored[1])
+                else:
+                    todo.append((technique, strength, key, spec))
+        click.echo(
+            f"round {self.rounds_done}: {len(todo)} run(s) to train, "
+            f"{sum(len(p) for path in added.values() for p in path.values()) + len(base)} "
+            f"reused ({', '.join(need)})",
+            err=True,
+        )
+        if self._data is None and todo:
+            self._data = on_device(self.params.train.device, self.pool)
+        groups: dict[tuple[str | None, float, str], list[RunSpec]] = {}
+        for technique, strength, key, spec in todo:
+            groups.setdefault((technique, strength, key), []).append(spec)
+        for (technique, strength, key), specs in groups.items():
+            tags = {
+                "sweep_technique": technique or self.params.report.baseline,
+                "sweep_strength": f"{strength:g}",
+                "round": str(self.rounds_done),
+            }
+            context = RunContext.of(self.params.mlflow, self.pool, kind="sweep", tags=tags)
+
+            def store_it(record: RunRecord, t=technique, s=strength, k=key) -> None:
+                tuned_round_files.write_seed(self.layout, t, s, record, k)
+
+            assert self._data is not None
+            records, diverged = run_here(
+                specs, self._data, context, self.params.train, None, store_it
+            )
+            fail_if_diverged(diverged, str(self.layout.tuned_rounds_record))
+            for record in records:
+                self._add(added, base, technique, strength, record)
+        return added, base
+
+    def _add(
+        self,
+        added: Grids,
+        base: dict[int, RunRecord],
+        technique: str | None,
+        strength: float,
+        record: RunRecord,
+    ) -> None:
+        self.kept.add((technique, strength, record.seed))
+        if technique is None:
+            base[record.seed] = record
+        else:
+            added.setdefault(technique, {}).setdefault(strength, {})[record.seed] = record
+
+
+def fixed_rows(
+    params: Params, layout: Layout
+) -> tuple[dict[str, tuple[str, float]], dict[str, dict[int, RunRecord]]]:
+    """The study's variants that are one technique of the paths at one strength, and the runs
+    (train.seeds) of those that have trained every seed as they are now."""
+    techniques = {technique for technique, _ in params.sweep.points()}
+    variants, fixed = fixed_strength_variants(params), {}
+    for technique, (name, _) in variants.items():
+        try:  # a row of its own where the variant has trained every seed, as it is now
+            runs = train_seeds(params, layout, name) if technique in techniques else None
+        except DataError as error:
+            click.echo(f"note: no fixed-strength row for {technique}: {error}", err=True)
+            continue
+        if runs is not None:
+            fixed[technique] = runs
+    return variants, fixed
+
+
+def run_rounds(params: Params, layout: Layout, fixed: int) -> TunedStudy:
+    """The tuned study on the paths' points, its rounds run, their seeds trained where none
+    is stored (tuned-rounds/, rewritten to hold what the rounds used, and what they did)."""
     paths = grids(params, layout)
-    tuned = [tune(t, path, params.train.seeds) for t, path in paths.items()]
+    schedule = Schedule.of(params.train.seeds, params.rounds)
+    training = RoundTraining(params, layout, paths)
+    baseline = baseline_runs(params, layout)
+    study = tuned_until_decided(schedule, paths, baseline, params.report, fixed, training.train)
+    tuned_round_files.write_record(layout, study.rounds.to_json(), training.kept)
+    return study
+
+
+def study_as_run(params: Params, layout: Layout) -> TunedStudy:
+    """The tuned study as `choose` left it: the paths' points and the baseline's runs, with
+    the seeds its rounds added (tuned-rounds/), or a DataError where they were run for other
+    settings."""
+    paths = grids(params, layout)
+    baseline = baseline_runs(params, layout)
+    schedule = Schedule.of(params.train.seeds, params.rounds)
+    names = [params.report.baseline, *paths]
+    margins = params.report.equivalence.model_dump()
+    planned = one_look(schedule, names, params.report.alpha, margins)
+    if not schedule.adaptive:
+        return TunedStudy(paths, baseline, planned)
+    saved = tuned_round_files.read_record(layout)
+    found = Rounds.from_json(saved) if saved else None
+    if found is None or (found.schedule, found.alpha, found.margins, sorted(found.outcomes)) != (
+        schedule,
+        planned.alpha,
+        planned.margins,
+        sorted(names),
+    ):
+        raise DataError(
+            f"{layout.tuned_rounds_record.relative_to(layout.root)}: missing, or made for other "
+            "settings than params.yaml holds: run `python -m pipeline choose`"
+        )
+    for (technique, strength, seed), (_, record) in tuned_round_files.read_seeds(layout).items():
+        if technique is None:
+            baseline.setdefault(seed, record)
+        elif strength in paths.get(technique, {}):
+            paths[technique][strength].setdefault(seed, record)
+    return TunedStudy(paths, baseline, found)
+
+
+def choose(params: Params, layout: Layout) -> None:
+    """reports/tuned/chosen.csv: per technique and seed, the strength of lowest val loss, with
+    seeds added in rounds while undecided (tuned-rounds/); in MLflow, each point's run tagged
+    `chosen` true or false."""
+    study = run_rounds(params, layout, len(fixed_rows(params, layout)[1]))
+    tuned = study.tuned()
     write_atomic(layout.tuned / "chosen.csv", csv_text(tuned_report_text.chosen_rows(tuned)))
     store.tag_runs(
         {
-            run.run_id: {"chosen": str(t.chosen[seed] == strength).lower()}
+            run.run_id: {"chosen": str(t.chosen.get(seed) == strength).lower()}
             for t in tuned
-            for strength, runs in paths[t.technique].items()
+            for strength, runs in study.paths[t.technique].items()
             for seed, run in runs.items()
             if run.run_id
         }
     )
+    for name, outcome in study.rounds.outcomes.items():
+        click.echo(f"{name}: {outcome.seeds} seeds ({outcome.stopped})", err=True)
     click.echo(f"chosen: {(layout.tuned / 'chosen.csv').relative_to(layout.root)}")
 
 
@@ -66,34 +267,21 @@ def train_seeds(params: Params, layout: Layout, variant: str) -> dict[int, RunRe
 
 def tuned_report(params: Params, layout: Layout) -> None:
     """reports/tuned/: each technique at its chosen strengths against the baseline, on test."""
-    paths = grids(params, layout)
+    variants, fixed = fixed_rows(params, layout)
+    study = study_as_run(params, layout)
     chosen = read_chosen(layout)
-    tuned = []
-    for technique, path in paths.items():
-        t = tune(technique, path, params.train.seeds)
-        if chosen.get(technique) != t.chosen:  # the choice stage read other runs
+    tuned = study.tuned()
+    for t in tuned:
+        if chosen.get(t.technique) != t.chosen:  # the choice stage read other runs
             raise DataError(
-                f"reports/tuned/chosen.csv does not hold {technique}'s choice for these runs: "
+                f"reports/tuned/chosen.csv does not hold {t.technique}'s choice for these runs: "
                 "run `python -m pipeline choose`"
             )
-        tuned.append(t)
-    baseline = train_seeds(params, layout, params.report.baseline)
-    if baseline is None:
-        raise DataError(
-            f"{params.report.baseline} has no run for every seed of train.seeds: run dvc repro"
-        )
-    variants, fixed = fixed_strength_variants(params), {}
-    for technique, (name, _) in variants.items():
-        try:  # a row of its own where the variant has trained every seed, as it is now
-            runs = train_seeds(params, layout, name) if technique in paths else None
-        except DataError as error:
-            click.echo(f"note: no fixed-strength row for {technique}: {error}", err=True)
-            continue
-        if runs is not None:
-            fixed[technique] = runs
-    verdicts, at_fixed = tuned_verdicts(tuned, baseline, params.report, fixed)
-    summary = json_text(tuned_report_text.summary(tuned, verdicts, at_fixed))
-    text = tuned_report_text.markdown(tuned, verdicts, params, variants, at_fixed)
+    verdicts, at_fixed = tuned_verdicts(
+        tuned, study.baseline, params.report, fixed, study.rounds.schedule
+    )
+    summary = json_text(tuned_report_text.summary(tuned, verdicts, at_fixed, study.rounds))
+    text = tuned_report_text.markdown(tuned, verdicts, params, variants, at_fixed, study.rounds)
     write_atomic(layout.tuned / "summary.json", summary)
     write_atomic(layout.tuned / "tuned.md", text)
     click.echo(f"tuned report: {(layout.tuned / 'tuned.md').relative_to(layout.root)}")

@@ -101,6 +101,8 @@ def test_a_variant_that_cannot_differ_is_never_called_better_or_worse(tmp_path: 
 SWEEP = copy.deepcopy(TINY_PARAMS)
 SWEEP["variants"] = {"baseline": {}}  # what the paths start from
 SWEEP["sweep"].update(dropout=[0.3], l2=[0.01])
+# The tuned study adds a seed (2) to each technique undecided on seeds 0 and 1: all of them.
+SWEEP["rounds"] = {"max": 3, "step": 1}
 
 
 def running_stages(output: str) -> set[str]:
@@ -117,10 +119,17 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     repo = scratch_repo(tmp_path / "repo", SWEEP)
     run = make_runner(repo)
     run("dvc", "repro", "train@baseline")  # what the paths read: the data, the baseline's runs
-    # The paths' stages only (the tuned ones run below, once there is a choice to make).
-    first = run("dvc", "repro", "sweep-stages/dvc.yaml:sweep-report").stdout
+    first = run("dvc", "repro", "sweep-stages/dvc.yaml")
     # One stage per (technique, strength); its seeds train together.
-    assert running_stages(first) == {"sweep-dropout@0.3", "sweep-l2@0.01", "sweep-report"}
+    assert running_stages(first.stdout) == {
+        "sweep-dropout@0.3",
+        "sweep-l2@0.01",
+        "sweep-report",
+        "choose",
+        "tuned-report",
+    }
+    # The rounds: seed 2 for each technique at every strength, and for the baseline.
+    assert "round 1: 3 run(s) to train, 0 reused" in first.stderr
 
     summary = json.loads((repo / "reports" / "sweep" / "summary.json").read_text())
     assert set(summary) == {"dropout", "l2"}
@@ -151,10 +160,13 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     exp = client.get_experiment_by_name(SWEEP["mlflow"]["experiment"])
     sweep_runs = client.search_runs([exp.experiment_id], "tags.kind = 'sweep'")
     assert sorted(r.info.run_name for r in sweep_runs) == [
+        "baseline-seed2",
         "dropout=0.3-seed0",
         "dropout=0.3-seed1",
+        "dropout=0.3-seed2",
         "l2=0.01-seed0",
         "l2=0.01-seed1",
+        "l2=0.01-seed2",
     ]
     # The point files hold results; each point's MLflow run is named in logs/, not hashed.
     assert all("run_id" not in point for point in l2.values())
@@ -164,34 +176,50 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
         ]
         for seed in (0, 1)
     }
-    assert {r.info.run_id for r in sweep_runs if r.data.tags["sweep_technique"] == "l2"} == logged
+    assert {r.info.run_id for r in sweep_runs if r.data.tags["sweep_technique"] == "l2"} == (
+        logged
+        | {
+            json.loads((repo / "logs" / "tuned-rounds" / "l2" / "0.01" / "seed2.json").read_text())[
+                "run_id"
+            ]
+        }
+    )
 
-    # One more strength: only its points (and the report) run.
+    # One more strength: only its points (and the report) run; the rounds train its seed 2
+    # and reuse the seeds they trained before.
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["sweep"]["l2"].append(0.1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    again = run("dvc", "repro", "sweep-stages/dvc.yaml").stdout
-    assert running_stages(again) == {"sweep-l2@0.1", "sweep-report", "choose", "tuned-report"}
+    again = run("dvc", "repro", "sweep-stages/dvc.yaml")
+    assert running_stages(again.stdout) == {
+        "sweep-l2@0.1",
+        "sweep-report",
+        "choose",
+        "tuned-report",
+    }
+    assert "round 1: 1 run(s) to train, 3 reused" in again.stderr
 
-    # The tuned study: per seed, l2's strength of lowest val loss, read from the point files.
+    # The tuned study: per seed, l2's strength of lowest val loss, read from the point files
+    # (seeds 0 and 1 under sweeps/, seed 2 under tuned-rounds/).
+    def point_file(technique: str, strength: str, seed: int) -> Path:
+        folder = "sweeps" if seed < 2 else "tuned-rounds"
+        return repo / folder / technique / strength / f"seed{seed}.json"
+
+    seeds = (0, 1, 2)
     point = {
-        (strength, seed): json.loads(
-            (repo / "sweeps" / "l2" / strength / f"seed{seed}.json").read_text()
-        )["summary"]
+        (strength, seed): json.loads(point_file("l2", strength, seed).read_text())["summary"]
         for strength in ("0.01", "0.1")
-        for seed in (0, 1)
+        for seed in seeds
     }
     best = {
         seed: min(("0.01", "0.1"), key=lambda s, seed=seed: point[s, seed]["best_val_loss"])
-        for seed in (0, 1)
+        for seed in seeds
     }
     with (repo / "reports" / "tuned" / "chosen.csv").open() as f:
         chosen = {(r["technique"], int(r["seed"])): float(r["strength"]) for r in csv.DictReader(f)}
     assert chosen == {
-        ("dropout", 0): 0.3,  # its only strength
-        ("dropout", 1): 0.3,
-        ("l2", 0): float(best[0]),
-        ("l2", 1): float(best[1]),
+        **{("dropout", seed): 0.3 for seed in seeds},  # its only strength
+        **{("l2", seed): float(best[seed]) for seed in seeds},
     }
     # In MLflow, each point's run says whether its seed chose it.
     l2_runs = client.search_runs([exp.experiment_id], "tags.sweep_technique = 'l2'")
@@ -200,15 +228,20 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     } == {
         (strength, str(seed)): str(float(strength) == float(best[seed])).lower()
         for strength in ("0.01", "0.1")
-        for seed in (0, 1)
+        for seed in seeds
     }
-    # ... judged on test against the baseline's runs, paired by seed.
+    # ... judged on test against the baseline's runs, paired by seed (its seed 2: the rounds').
     tuned = json.loads((repo / "reports" / "tuned" / "summary.json").read_text())
     base_test = {r["seed"]: r["summary"]["test_loss"] for r in base_runs}
-    change = np.mean([point[best[s], s]["test_loss"] - base_test[s] for s in (0, 1)])
+    base_test[2] = json.loads((repo / "tuned-rounds" / "baseline" / "seed2.json").read_text())[
+        "summary"
+    ]["test_loss"]
+    change = np.mean([point[best[s], s]["test_loss"] - base_test[s] for s in seeds])
     assert tuned["l2"]["vs_baseline"]["test_loss"]["mean"] == pytest.approx(change)
+    assert (tuned["l2"]["seeds"], tuned["l2"]["stopped"]) == (3, "budget spent")
     text = (repo / "reports" / "tuned" / "tuned.md").read_text()
     assert "| l2 |" in text and "Δ test loss gap" in text
+    assert "l2 3 (budget spent)" in text
 
 
 def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> None:

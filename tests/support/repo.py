@@ -93,7 +93,7 @@ def tracked_files() -> list[str]:
 
 def scratch_repo(dest: Path, params: dict) -> Path:
     """Copy the repository's tracked files (without its outputs), write `params`, commit."""
-    skip = ("reports/", "metrics/", "sweeps/", "dvc.lock")
+    skip = ("reports/", "metrics/", "sweeps/", "tuned-rounds/", "dvc.lock")
     for name in tracked_files():
         if name.startswith(skip):
             continue

@@ -8,8 +8,15 @@ import pytest
 import yaml
 
 from pipeline.analysis.comparisons import UNDECIDED
-from pipeline.analysis.tuning import fixed_strength_variants, on_test, tune, tuned_verdicts
-from pipeline.core.config import ReportConfig
+from pipeline.analysis.seed_rounds import Schedule
+from pipeline.analysis.tuning import (
+    fixed_strength_variants,
+    on_test,
+    tune,
+    tuned_until_decided,
+    tuned_verdicts,
+)
+from pipeline.core.config import ReportConfig, SeedRounds
 from pipeline.core.loading import load_params, parse_params
 from pipeline.core.metrics import TUNED
 from pipeline.core.records import RunRecord
@@ -18,7 +25,13 @@ from tests.support.repo import REPO
 SETTINGS = ReportConfig()
 
 
-def run(seed: int, val: float, test_loss: float, test_accuracy: float = 0.9) -> RunRecord:
+def run(
+    seed: int,
+    val: float,
+    test_loss: float,
+    test_accuracy: float = 0.9,
+    val_accuracy: float = 0.9,
+) -> RunRecord:
     """A finished run of 3 epochs whose best epoch is the 2nd (train loss 0.2 there)."""
     history = [
         {"train_loss": 0.3, "val_loss": val + 0.1},
@@ -28,6 +41,8 @@ def run(seed: int, val: float, test_loss: float, test_accuracy: float = 0.9) -> 
     summary = {
         "best_val_loss": val,
         "best_epoch": 2.0,
+        "best_val_accuracy": val_accuracy,
+        "loss_gap_last": history[-1]["val_loss"] - history[-1]["train_loss"],
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
     }
@@ -172,3 +187,99 @@ def test_an_end_of_a_grid_of_two_or_of_one_seed_is_no_sign() -> None:
     three = {**path, 0.3: {seed: run(seed, 0.9, 0.5) for seed in range(3)}}
     assert tune("l2", three, [0, 1, 2]).edge() == 0.1
     assert tune("l2", three, [0]).edge() is None  # one seed
+
+
+ROUNDS = Schedule.of([0, 1, 2, 3, 4], SeedRounds(max=10, step=5))
+
+
+def planted_grid(seeds: range, effect: float, rng: np.random.Generator) -> dict:
+    """A grid of two strengths whose runs are `effect` below the baseline's 0.5 on validation
+    and test alike (noise 0.02 per run), for `seeds`."""
+    return {
+        strength: {
+            s: run(
+                s,
+                0.5 - effect + rng.normal(0, 0.02),
+                test_loss=0.5 - effect + rng.normal(0, 0.02),
+            )
+            for s in seeds
+        }
+        for strength in (0.1, 0.2)
+    }
+
+
+def test_rounds_give_more_seeds_to_an_undecided_technique_at_every_strength() -> None:
+    """'clear' helps by far more than the noise and is decided at the first look; 'slight'
+    helps by about the noise, undecided on 5 seeds: the round trains it, at both strengths,
+    and the baseline, on seeds 5–9, and nothing for 'clear'."""
+    rng = np.random.default_rng(3)
+    first = range(5)
+    baseline = {s: run(s, 0.5 + rng.normal(0, 0.02), 0.5 + rng.normal(0, 0.02)) for s in first}
+    paths = {
+        "clear": planted_grid(first, 0.3, rng),
+        "slight": planted_grid(first, 0.02, rng),
+    }
+    asked = []
+
+    def train(need: dict[str, list[int]]):
+        asked.append(need)
+        added = {t: planted_grid(range(5, 10), 0.02, rng) for t in need if t != "baseline"}
+        base = {s: run(s, 0.5 + rng.normal(0, 0.02), 0.5) for s in need["baseline"]}
+        return added, base
+
+    study = tuned_until_decided(ROUNDS, paths, baseline, SETTINGS, 0, train)
+    assert asked == [{"baseline": [5, 6, 7, 8, 9], "slight": [5, 6, 7, 8, 9]}]
+    outcomes = study.rounds.outcomes
+    assert (outcomes["clear"].seeds, outcomes["clear"].stopped) == (5, "decided")
+    assert outcomes["slight"].seeds == 10 and outcomes["baseline"].seeds == 10
+    assert set(study.paths["slight"][0.2]) == set(range(10))
+    tuned = {t.technique: t for t in study.tuned()}
+    assert set(tuned["clear"].chosen) == set(range(5)) and set(tuned["slight"].chosen) == set(
+        range(10)
+    )
+    # The test verdicts read each technique at the looks its seeds went through.
+    verdicts, _ = tuned_verdicts(study.tuned(), study.baseline, SETTINGS, None, ROUNDS)
+    assert verdicts["clear"]["test_loss"].looks_read == 1
+    assert verdicts["slight"]["test_loss"].looks_read == 2
+    assert verdicts["clear"]["test_loss"].verdict == "better"
+
+
+def test_rounds_on_choices_made_on_noise_keep_the_family_wise_error() -> None:
+    """Techniques with no effect at any strength, with seeds added in rounds (5, then 5 more
+    while undecided, decided on the chosen runs' flattered validation numbers): the tuned
+    verdicts on test are wrong in at most α of the studies."""
+    rng = np.random.default_rng(11)
+    studies, grid, techniques = 200, (0.1, 0.3, 0.5), ("a", "b", "c")
+    wrong, went_on = 0, 0
+
+    def draw(seed: int, effect: np.ndarray) -> RunRecord:
+        common = 0.5 + effect[seed]
+        return run(
+            seed,
+            common + rng.normal(0, 0.01),
+            test_loss=common + rng.normal(0, 0.01),
+            test_accuracy=0.9 - effect[seed] + rng.normal(0, 0.005),
+            val_accuracy=0.9 - effect[seed] + rng.normal(0, 0.005),
+        )
+
+    for _ in range(studies):
+        effect = rng.normal(0, 0.02, size=10)
+        first = range(5)
+        baseline = {s: draw(s, effect) for s in first}
+        paths = {t: {g: {s: draw(s, effect) for s in first} for g in grid} for t in techniques}
+
+        def train(need: dict[str, list[int]], effect: np.ndarray = effect):
+            added = {
+                t: {g: {s: draw(s, effect) for s in seeds} for g in grid}
+                for t, seeds in need.items()
+                if t != "baseline"
+            }
+            return added, {s: draw(s, effect) for s in need["baseline"]}
+
+        study = tuned_until_decided(ROUNDS, paths, baseline, SETTINGS, 0, train)
+        went_on += study.rounds.outcomes["baseline"].seeds == 10
+        verdicts, _ = tuned_verdicts(study.tuned(), study.baseline, SETTINGS, None, ROUNDS)
+        said = [c.verdict for v in verdicts.values() for c in v.values()]
+        wrong += any(v not in (UNDECIDED, "equivalent") for v in said)
+    assert went_on > 0  # the rounds did add seeds in some studies
+    assert wrong / studies <= SETTINGS.alpha, wrong
