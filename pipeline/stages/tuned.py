@@ -37,7 +37,7 @@ from ..executors.reuse import reuse_key
 from ..outputs import sweep_files, tuned_round_files, variant_files
 from ..outputs.tuned_round_files import Key
 from ..reports import tuned as tuned_report_text
-from ..tracking import store
+from ..tracking import store, ui_view
 
 if TYPE_CHECKING:  # training's imports (torch): only where a round trains
     from ..training.device import SeedSplits
@@ -238,9 +238,26 @@ def choose(params: Params, layout: Layout) -> None:
             if run.run_id
         }
     )
+    install_view(params, [t.technique for t in tuned])
     for name, outcome in study.rounds.outcomes.items():
         click.echo(f"{name}: {outcome.seeds} seeds ({outcome.stopped})", err=True)
     click.echo(f"chosen: {(layout.tuned / 'chosen.csv').relative_to(layout.root)}")
+
+
+def install_view(params: Params, techniques: list[str]) -> None:
+    """The MLflow UI's view of the chosen runs, grouped by technique, and its address."""
+    from mlflow.exceptions import MlflowException
+
+    client, experiment = store.find_experiment(params.mlflow.experiment)
+    if experiment is None:  # no run was tracked here (the paths' runs went elsewhere)
+        return
+    try:
+        ui_view.install_tuned(client, experiment.experiment_id, techniques)
+    except MlflowException as error:  # a view is a convenience: the choice stands without
+        click.echo(f"note: the MLflow view was not written: {error.message}", err=True)
+        return
+    address = ui_view.link(ui_view.LOCAL_UI, experiment.experiment_id, ui_view.TUNED_KEY)
+    click.echo(f"MLflow view of the chosen runs (`python -m pipeline ui`): {address}", err=True)
 
 
 def read_chosen(layout: Layout) -> dict[str, dict[int, float]]:

@@ -10,6 +10,10 @@ always used, so addresses printed before it became a saved view open it too (the
 older value, the bare state, from the same tag). The report writes the tag; `link` is the
 address, and `next_steps` what the study prints at its end.
 
+The tuned study has a view of its own (`install_tuned`, key `tuned-by-technique`): the strength
+paths' runs each seed chose (`tags.chosen = 'true'`), grouped by technique, so a technique's
+row is its tuned result, a seed at whatever strength that seed chose.
+
 A variant's colour goes to its training runs as the tag `mlflow.runColor`, which the UI reads
 for a run's colour. A group of runs has no colour a client can set: the UI keeps the colour
 picked for a group in the browser (its local storage), else derives one from a hash of the
@@ -78,28 +82,53 @@ def _line_chart(metric: str) -> dict[str, Any]:
     }
 
 
+TUNED_KEY = "tuned-by-technique"
+TUNED_TAG = f"mlflow.sharedViewState.{TUNED_KEY}"
+TUNED_NAME = "Tuned: each technique at the strengths its seeds chose"
+
+
 def view_state(variants: Iterable[str]) -> dict[str, Any]:
     """Training runs only, one row per variant (its seeds folded in), charts of the group mean.
 
     With runs grouped and `average` as the aggregate, the UI draws each group's line as the
     mean over its runs and shades the band from their minimum to their maximum.
     """
+    return _grouped(
+        "tags.kind = 'train'",
+        "variant",
+        variants,
+        "Per variant: mean over seeds, band from min to max",
+    )
+
+
+def tuned_view_state(techniques: Iterable[str]) -> dict[str, Any]:
+    """The strength paths' chosen runs, one row per technique (its seeds folded in, each at the
+    strength it chose), charts of the group mean."""
+    return _grouped(
+        "tags.kind = 'sweep' AND tags.chosen = 'true'",
+        "sweep_technique",
+        techniques,
+        "Per technique, tuned: mean over seeds, band from min to max",
+    )
+
+
+def _grouped(search: str, tag: str, groups: Iterable[str], section: str) -> dict[str, Any]:
     return {
-        "searchFilter": "tags.kind = 'train'",
+        "searchFilter": search,
         "orderByKey": "attributes.start_time",
         "orderByAsc": False,
         "groupBy": {
             "aggregateFunction": "average",
-            "groupByKeys": [{"mode": "tag", "groupByData": "variant"}],
+            "groupByKeys": [{"mode": "tag", "groupByData": tag}],
         },
-        "groupsExpanded": {f"tag.variant.{name}": False for name in variants},
+        "groupsExpanded": {f"tag.{tag}.{name}": False for name in groups},
         "useGroupedValuesInCharts": True,
         "runsHiddenMode": "SHOW_ALL",
         "compareRunCharts": [_line_chart(metric) for metric in CHARTED],
         "compareRunSections": [
             {
                 "uuid": SECTION,
-                "name": "Per variant: mean over seeds, band from min to max",
+                "name": section,
                 "display": True,
                 "isReordered": False,
                 "deleted": False,
@@ -111,14 +140,14 @@ def view_state(variants: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def envelope(state: dict[str, Any], created_at: int, updated_at: int) -> str:
+def envelope(state: dict[str, Any], created_at: int, updated_at: int, name: str = NAME) -> str:
     """The value of a saved view's tag: its name, when it was made and last changed (ms since
     the epoch), and `state` as the UI's Save writes it (`deflate;` + base64 of zlib's deflate
     of the JSON)."""
     text = json.dumps(state, separators=(",", ":"))
     packed = DEFLATED + base64.b64encode(zlib.compress(text.encode())).decode("ascii")
     return json.dumps(
-        {"name": NAME, "createdAt": created_at, "updatedAt": updated_at, "state": packed}
+        {"name": name, "createdAt": created_at, "updatedAt": updated_at, "state": packed}
     )
 
 
@@ -143,15 +172,24 @@ def install(client: Any, experiment_id: str, variants: Iterable[str]) -> None:
     """Write the view into the experiment (replacing an older one of the same key, whose
     creation time it keeps) and give each variant's training runs the variant's colour."""
     variants = list(variants)
+    _save(client, experiment_id, TAG, NAME, view_state(variants))
+    paint(client, experiment_id, variants)
+
+
+def install_tuned(client: Any, experiment_id: str, techniques: Iterable[str]) -> None:
+    """Write the tuned study's view into the experiment (as `install` does the study's)."""
+    _save(client, experiment_id, TUNED_TAG, TUNED_NAME, tuned_view_state(techniques))
+
+
+def _save(client: Any, experiment_id: str, tag: str, name: str, state: dict[str, Any]) -> None:
     now = int(time.time() * 1000)
     try:
-        created = read_envelope(client.get_experiment(experiment_id).tags[TAG])["createdAt"]
+        created = read_envelope(client.get_experiment(experiment_id).tags[tag])["createdAt"]
     except (KeyError, ValueError):  # none yet, or one written before saved views
         created = now
     # The store refuses a tag over 20,000 characters (MlflowException), as the UI refuses to
     # save such a view; deflated, one of 100 variants with 20-letter names takes about 3,000.
-    client.set_experiment_tag(experiment_id, TAG, envelope(view_state(variants), created, now))
-    paint(client, experiment_id, variants)
+    client.set_experiment_tag(experiment_id, tag, envelope(state, created, now, name))
 
 
 def paint(client: Any, experiment_id: str, variants: list[str]) -> None:
@@ -177,9 +215,9 @@ def _training_runs(client: Any, experiment_id: str) -> Iterator[Any]:
             return
 
 
-def link(base: str, experiment_id: str) -> str:
-    """The address of the view on a UI served at `base` (`http://127.0.0.1:5000`)."""
-    query = f"viewStateShareKey={KEY}&compareRunsMode=CHART&workflowType=machine_learning"
+def link(base: str, experiment_id: str, key: str = KEY) -> str:
+    """The address of the view `key` on a UI served at `base` (`http://127.0.0.1:5000`)."""
+    query = f"viewStateShareKey={key}&compareRunsMode=CHART&workflowType=machine_learning"
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
 
 

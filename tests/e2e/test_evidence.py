@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from safetensors.numpy import load_file
 from scipy import stats
 
+from pipeline.tracking import ui_view
 from tests.support.repo import TINY_PARAMS, make_runner, scratch_repo
 
 pytestmark = pytest.mark.e2e
@@ -230,6 +231,16 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
         for strength in ("0.01", "0.1")
         for seed in seeds
     }
+    # The experiment's view of the tuned study: the chosen runs, a row per technique.
+    view = client.get_experiment(exp.experiment_id).tags[
+        "mlflow.sharedViewState.tuned-by-technique"
+    ]
+    shown = client.search_runs(
+        [exp.experiment_id], ui_view.read_envelope(view)["state"]["searchFilter"]
+    )
+    assert sorted((r.data.tags["sweep_technique"], r.data.tags["seed"]) for r in shown) == [
+        (technique, str(seed)) for technique in ("dropout", "l2") for seed in seeds
+    ]
     # ... judged on test against the baseline's runs, paired by seed (its seed 2: the rounds').
     tuned = json.loads((repo / "reports" / "tuned" / "summary.json").read_text())
     base_test = {r["seed"]: r["summary"]["test_loss"] for r in base_runs}

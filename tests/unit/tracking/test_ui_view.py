@@ -114,3 +114,44 @@ def test_a_later_report_replaces_the_view_and_keeps_when_it_was_made(
     assert second["createdAt"] == first["createdAt"]
     assert second["updatedAt"] >= first["updatedAt"]
     assert set(second["state"]["groupsExpanded"]) == {"tag.variant.baseline", "tag.variant.l2"}
+
+
+def test_the_tuned_view_groups_the_chosen_runs_by_technique(client: MlflowClient) -> None:
+    """Its filter, run against the store, finds the paths' runs each seed chose and no other;
+    the rows are techniques."""
+    experiment = client.create_experiment("study")
+    chosen_ids = set()
+    for technique, strength, seed, chosen in (
+        ("l2", "0.001", 0, "true"),
+        ("l2", "0.01", 0, "false"),
+        ("l2", "0.01", 1, "true"),
+        ("dropout", "0.3", 0, "true"),
+        ("dropout", "0.5", 0, "false"),
+    ):
+        tags = {
+            "kind": "sweep",
+            "sweep_technique": technique,
+            "sweep_strength": strength,
+            "seed": str(seed),
+            "chosen": chosen,
+        }
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        if chosen == "true":
+            chosen_ids.add(run_id)
+    train_run(client, experiment, "baseline", 0)  # the study's runs are not in this view
+
+    ui_view.install_tuned(client, experiment, ["dropout", "l2"])
+    saved = ui_view.read_envelope(client.get_experiment(experiment).tags[ui_view.TUNED_TAG])
+    assert saved["name"] == ui_view.TUNED_NAME
+    state = saved["state"]
+    found = client.search_runs([experiment], state["searchFilter"])
+    assert {r.info.run_id for r in found} == chosen_ids
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "sweep_technique"}]
+    assert set(state["groupsExpanded"]) == {
+        "tag.sweep_technique.dropout",
+        "tag.sweep_technique.l2",
+    }
+    # The study's own view stays as it was: another key.
+    assert ui_view.TAG not in client.get_experiment(experiment).tags
+    address = ui_view.link("http://ui:5000", experiment, ui_view.TUNED_KEY)
+    assert f"viewStateShareKey={ui_view.TUNED_KEY}&" in address
