@@ -92,11 +92,12 @@ def budget_text(default: dict, larger: dict, rounds: dict) -> str:
 
 
 def tuned_text(summary: dict) -> str:
-    """The tuned study in one sentence: how many of its test verdicts are decided, and the
-    strength most seeds chose for each technique."""
+    """The tuned study in one sentence: how many of its test verdicts are decided, at how many
+    seeds, and the strength most seeds chose for each technique."""
     said = [c["verdict"] for entry in summary.values() for c in entry["vs_baseline"].values()]
     decided = sum(is_decided(v) for v in said)
-    seeds = len(next(iter(summary.values()))["chosen"])
+    counts = sorted({len(entry["chosen"]) for entry in summary.values()})  # rounds add seeds
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     chosen = ", ".join(
         f"{name} {max(entry['wins'], key=lambda s, e=entry: e['wins'][s])}"
         for name, entry in summary.items()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..core.config import Params, ReportConfig
+from ..core.config import COMBINED, Params, ReportConfig, Strength, strength_text
 from ..core.errors import DataError
 from ..core.metrics import TUNED
 from ..core.records import RunRecord
@@ -34,7 +34,7 @@ from .comparisons import Comparison, Family, against_baseline
 from .seed_rounds import Rounds, Schedule, seeds_until_decided
 
 # strength → seed → run, for one technique; and technique → its path
-StrengthPath = dict[float, dict[int, RunRecord]]
+StrengthPath = dict[Strength, dict[int, RunRecord]]
 Grids = dict[str, StrengthPath]
 
 CHOSEN_ON = "best_val_loss"
@@ -46,13 +46,14 @@ def trained_as_now(record: RunRecord | None, spec: RunSpec) -> bool:
     return record is not None and record.hyperparameters == spec.hyperparameters()
 
 
-def grid_runs(params: Params, points: Mapping[tuple[str, float, int], RunRecord]) -> Grids:
-    """Each technique with strengths in params.yaml, from the strength paths' `points`
-    (technique, strength, seed → run): strength → seed → its run, each seed of train.seeds
-    trained with today's settings, or a DataError naming the seeds a point lacks."""
+def grid_runs(params: Params, points: Mapping[tuple[str, Strength, int], RunRecord]) -> Grids:
+    """Each technique with strengths in params.yaml, and the joint grid (`combined`) if it has
+    points, from the strength paths' `points` (technique, strength, seed → run): strength →
+    seed → its run, each seed of train.seeds trained with today's settings, or a DataError
+    naming the seeds a point lacks."""
     seeds = params.train.seeds
     grids: Grids = {}
-    for technique, strength in params.sweep.points():
+    for technique, strength in [*params.sweep.points(), *params.sweep.joint_points()]:
         missing = [
             seed
             for seed in seeds
@@ -63,8 +64,8 @@ def grid_runs(params: Params, points: Mapping[tuple[str, float, int], RunRecord]
         ]
         if missing:
             raise DataError(
-                f"sweep point {technique}={strength:g} has no run with the settings of "
-                f"params.yaml for seeds {missing} under sweeps/: run `make sweep`"
+                f"sweep point {technique}={strength_text(strength)} has no run with the "
+                f"settings of params.yaml for seeds {missing} under sweeps/: run `make sweep`"
             )
         runs = {seed: points[technique, strength, seed] for seed in seeds}
         grids.setdefault(technique, {})[strength] = runs
@@ -91,33 +92,41 @@ class TunedTechnique:
     measures of the chosen runs."""
 
     technique: str
-    grid: tuple[float, ...]
-    chosen: dict[int, float]
+    grid: tuple[Strength, ...]
+    chosen: dict[int, Strength]
     measures: dict[str, dict[int, float]]
+    axes: tuple[str, ...] = ()  # the joint grid's techniques, a strength's parts in order
 
-    def wins(self) -> dict[float, int]:
+    def wins(self) -> dict[Strength, int]:
         """How many seeds chose each strength of the grid."""
         return {s: sum(c == s for c in self.chosen.values()) for s in self.grid}
 
-    def edge(self) -> float | None:
-        """The end of the grid (its smallest or largest strength) that more than half of the
-        seeds chose, where the best strength may lie beyond the grid; else None (and with fewer
-        than three strengths, or one seed, where an end is no sign)."""
-        for end in (min(self.grid), max(self.grid)):
-            if (
-                len(self.grid) > 2
-                and len(self.chosen) > 1
-                and 2 * self.wins()[end] > len(self.chosen)
-            ):
-                return end
-        return None
+    def edges(self) -> dict[str, float]:
+        """Per axis (the technique; each technique of the joint grid), the end of its strengths
+        (the smallest or the largest) that more than half of the seeds chose, where the best
+        strength may lie beyond the grid; none with fewer than three strengths on the axis, or
+        one seed, where an end is no sign."""
+        axes = self.axes or (self.technique,)
+        found = {}
+        for i, axis in enumerate(axes):
+            values = sorted({s[i] if isinstance(s, tuple) else s for s in self.grid})
+            picked = [c[i] if isinstance(c, tuple) else c for c in self.chosen.values()]
+            for end in (values[0], values[-1]):
+                if len(values) > 2 and len(picked) > 1 and 2 * picked.count(end) > len(picked):
+                    found[axis] = end
+                    break
+        return found
 
 
 def tune(
-    technique: str, path: Mapping[float, Mapping[int, RunRecord]], seeds: Sequence[int]
+    technique: str,
+    path: Mapping[Strength, Mapping[int, RunRecord]],
+    seeds: Sequence[int],
+    axes: tuple[str, ...] = (),
 ) -> TunedTechnique:
     """`technique` tuned on each of `seeds` over its grid `path` (strength → seed → run): the
-    strength of lowest validation loss (ties: the weaker strength, the smaller change)."""
+    strength of lowest validation loss (ties: the weaker strength, the smaller change; on a
+    joint grid over `axes`, the weaker on the first axis first)."""
     grid = tuple(sorted(path))
     chosen = {
         seed: min(grid, key=lambda s, seed=seed: (path[s][seed].summary[CHOSEN_ON], s))
@@ -125,7 +134,7 @@ def tune(
     }
     runs = {seed: on_test(path[chosen[seed]][seed]) for seed in seeds}
     measures = {key: {seed: runs[seed][key] for seed in seeds} for key in TUNED}
-    return TunedTechnique(technique, grid, chosen, measures)
+    return TunedTechnique(technique, grid, chosen, measures, axes)
 
 
 def chosen_runs(technique: str, path: StrengthPath, seeds: Sequence[int]) -> VariantRuns:
@@ -147,10 +156,14 @@ class TunedStudy:
     paths: Grids
     baseline: dict[int, RunRecord]
     rounds: Rounds
+    joint_axes: tuple[str, ...] = ()  # the techniques of the joint grid (`combined`)
 
     def tuned(self) -> list[TunedTechnique]:
         """Each technique tuned on the seeds the rounds gave it."""
-        return [tune(t, path, self.rounds.seeds_of(t)) for t, path in self.paths.items()]
+        return [
+            tune(t, path, self.rounds.seeds_of(t), self.joint_axes if t == COMBINED else ())
+            for t, path in self.paths.items()
+        ]
 
 
 def tuned_until_decided(
@@ -160,6 +173,7 @@ def tuned_until_decided(
     settings: ReportConfig,
     fixed: int,
     train: GridTraining,
+    joint_axes: tuple[str, ...] = (),
 ) -> TunedStudy:
     """Seeds added in rounds to each technique whose verdicts are undecided, from the first
     look's `paths` and `baseline` runs; `fixed` rows of the study's variants share the table."""
@@ -195,7 +209,7 @@ def tuned_until_decided(
         one_round,
         table=(len(paths) + fixed, len(TUNED)),
     )
-    return TunedStudy(paths, base, done)
+    return TunedStudy(paths, base, done, joint_axes)
 
 
 def _paired_prefix(order: Sequence[int], *sides: Mapping[int, object]) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..core.config import COMBINED, Params, Strength
 from ..core.errors import ConfigError
 from ..core.loading import MODEL_KNOBS, OVERRIDABLE, VARIANT_KNOBS, with_overrides
 from ..core.paths import Layout, project_root
@@ -135,12 +136,31 @@ def sweep_run(
     variant), its seeds together, one MLflow run each. `dvc repro sweep-stages/dvc.yaml` runs
     every point."""
     params, layout = load(params_path)
-    try:
-        value = float(strength)
-    except ValueError:
-        raise ConfigError(f"sweep strength {strength!r} is not a number") from None
+    value = parse_strength(params, technique, strength)
     params.sweep.variant(technique, value)  # a bad technique or strength fails before imports
     stage("sweep_point").sweep_run(params, layout, technique, value, list(seeds) or None, out)
+
+
+def parse_strength(params: Params, technique: str, text: str) -> Strength:
+    """A strength as the command line gives it: a number, or for the joint grid one per axis,
+    `dropout=0.3,weight_decay=1.0`, its axes those of params.yaml's `sweep.combined`."""
+    if technique != COMBINED:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"sweep strength {text!r} is not a number") from None
+    pairs = [part.partition("=") for part in text.split(",")]
+    axes, wanted = [name for name, _, _ in pairs], list(params.sweep.combined)
+    if axes != wanted:
+        raise ConfigError(
+            f"a point of {COMBINED} over {', '.join(axes)}, but params.yaml's sweep.combined is "
+            f"over {', '.join(wanted) or 'nothing'}: write sweep-stages/dvc.yaml again "
+            "(`python -m pipeline sweep-stages > sweep-stages/dvc.yaml`)"
+        )
+    try:
+        return tuple(float(value) for _, _, value in pairs)
+    except ValueError:
+        raise ConfigError(f"sweep strength {text!r}: a number for each technique") from None
 
 
 @main.command("sweep-report")
@@ -227,9 +247,13 @@ def techniques() -> None:
 
 
 @main.command("sweep-stages", hidden=True)
-def sweep_stages() -> None:
-    """Print sweep-stages/dvc.yaml as the registry of techniques defines it."""
-    click.echo(sweep_dvc_yaml(), nl=False)
+@params_option
+@fail_cleanly
+def sweep_stages(params_path: str) -> None:
+    """Print sweep-stages/dvc.yaml as the registry of techniques defines it, with the joint
+    grid over the techniques of params.yaml's `sweep.combined`."""
+    params, _ = load(params_path)
+    click.echo(sweep_dvc_yaml(list(params.sweep.combined)), nl=False)
 
 
 main.add_command(study)

@@ -1,12 +1,16 @@
 """`sweep-stages/dvc.yaml`, written from the registry of techniques: one stage per technique
 with a strength path, each a `matrix` over its strengths (the seeds train together), then the
-report, and the tuned study (`choose`, `tuned-report`).
+report, and the tuned study (`choose`, `tuned-report`); and a stage for the joint grid of
+params.yaml's `sweep.combined`, a matrix over its techniques.
 
 `python -m pipeline sweep-stages > sweep-stages/dvc.yaml` writes it again after a technique is
-added to the registry; a test keeps the committed file equal to what this writes.
+added to the registry or `sweep.combined` takes other techniques; a test keeps the committed
+file equal to what this writes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ..core.techniques import SWEPT
 
@@ -140,10 +144,31 @@ def _deps(files: tuple[str, ...]) -> str:
     return "\n".join(f"      - pipeline/{name}" for name in files)
 
 
-def sweep_dvc_yaml() -> str:
-    """The text of sweep-stages/dvc.yaml for the techniques of the registry."""
+# The joint grid: a stage instance per combination of its techniques' strengths (DVC's
+# matrix over several keys), its point named by each technique's strength.
+JOINT = """\
+  sweep-combined:
+    wdir: ..
+    matrix:
+{axes}
+    cmd: python -m pipeline sweep-run combined {point} --out sweeps/combined/{point}
+    deps: *sweep_deps
+    params: *sweep_params
+    outs:
+      - sweeps/combined/{point}
+
+"""
+
+
+def sweep_dvc_yaml(joint: Sequence[str] = ()) -> str:
+    """The text of sweep-stages/dvc.yaml for the techniques of the registry, and a joint grid
+    over the techniques `joint` (params.yaml's `sweep.combined`), if any."""
     first, *rest = SWEPT
     deps = FIRST_DEPS.format(code=_deps(POINT_CODE))
     text = HEADER + STAGE.format(t=first, deps=deps, params=FIRST_PARAMS.format())
     text += "".join(STAGE.format(t=t, deps="*sweep_deps", params="*sweep_params") for t in rest)
+    if joint:
+        axes = "\n".join(f"      {t}: ${{sweep.combined.{t}}}" for t in joint)
+        point = ",".join(f"{t}=${{item.{t}}}" for t in joint)
+        text += JOINT.format(axes=axes, point=point)
     return text + REPORT.format(code=_deps(REPORT_CODE)) + TUNED.format(code=_deps(TUNED_CODE))

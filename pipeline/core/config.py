@@ -270,21 +270,65 @@ class ReportConfig(Frozen):
     equivalence: Equivalence = Equivalence()
 
 
+# The technique of a joint grid (`sweep.combined`): its strength is one per axis, in order.
+COMBINED = "combined"
+Strength = float | tuple[float, ...]
+
+
+def strength_text(strength: Strength) -> str:
+    """`0.001`; a point of the joint grid `0.3,1` (a strength per axis, in order)."""
+    if isinstance(strength, tuple):
+        return ",".join(f"{s:g}" for s in strength)
+    return f"{strength:g}"
+
+
 class _SweepBase(Frozen):
     """Strength paths (the `sweep` section): per technique, the strengths to train, each for
-    every seed, on top of the baseline's settings. Strength 0 is the baseline itself."""
+    every seed, on top of the baseline's settings. Strength 0 is the baseline itself. And a
+    joint grid, `combined`: techniques (its axes) and their strengths, every combination a
+    point, tuned as one technique (an empty list: no points; sweep-stages/dvc.yaml reads each
+    technique's list)."""
+
+    combined: dict[str, list[float]] = {}
 
     @field_validator("*")
     @classmethod
-    def _distinct(cls, strengths: list[float]) -> list[float]:
-        if len(set(strengths)) != len(strengths):
+    def _distinct(cls, strengths: list[float] | dict) -> list[float] | dict:
+        if isinstance(strengths, list) and len(set(strengths)) != len(strengths):
             raise ValueError("strengths must be distinct")
         return strengths
 
-    def variant(self, technique: str, strength: float) -> Variant:
-        """The variant that trains `technique` at `strength` (validated like params.yaml)."""
+    @model_validator(mode="after")
+    def _joint(self) -> _SweepBase:
+        if not self.combined:
+            return self
+        if len(self.combined) < 2:
+            raise ValueError("sweep.combined: a joint grid needs two techniques or more")
+        for technique, strengths in self.combined.items():
+            if technique not in SWEPT:
+                raise ValueError(f"sweep.combined: {technique!r} has no strength axis")
+            try:  # each axis as a path of its own would be
+                type(self)(**{technique: strengths})
+            except ValidationError as e:
+                error = e.errors()[0]
+                raise ValueError(f"sweep.combined.{technique}: {error['msg']}") from None
+        return self
+
+    def variant(self, technique: str, strength: Strength) -> Variant:
+        """The variant that trains `technique` at `strength` (validated like params.yaml); for
+        the joint grid, each of its techniques at its own strength."""
+        if technique == COMBINED and isinstance(strength, tuple):
+            axes = list(self.combined)
+            if len(strength) != len(axes):
+                raise ConfigError(
+                    f"a point of sweep.combined has a strength for each of {', '.join(axes)}"
+                )
+            knobs: dict = {}
+            for axis, value in zip(axes, strength, strict=True):
+                knobs |= self.variant(axis, value).model_dump(exclude_unset=True)
+            return Variant(**knobs)
         if technique not in SWEPT:
-            known = ", ".join(SWEPT)
+            known = ", ".join([*SWEPT, COMBINED])
             raise ConfigError(f"unknown sweep technique {technique!r} (known: {known})")
         try:
             type(self)(**{technique: [strength]})  # the same range as in params.yaml
@@ -295,7 +339,14 @@ class _SweepBase(Frozen):
             ) from None
 
     def points(self) -> list[tuple[str, float]]:
+        """Every point of the strength paths (one technique each)."""
         return [(t, s) for t in SWEPT for s in getattr(self, t)]
+
+    def joint_points(self) -> list[tuple[str, tuple[float, ...]]]:
+        """Every point of the joint grid: a strength per axis, each combination."""
+        if not self.combined:
+            return []
+        return [(COMBINED, combo) for combo in itertools.product(*self.combined.values())]
 
 
 Sweep = create_model(

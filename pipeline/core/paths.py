@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import Strength, strength_text
+
 
 def project_root() -> Path:
     """The folder holding `params.yaml`: the working directory, as for `dvc` and `mlflow run`."""
@@ -96,9 +98,9 @@ class Layout:
     def sweeps(self) -> Path:
         return self.root / "sweeps"
 
-    def sweep_point(self, technique: str, strength: float) -> Path:
+    def sweep_point(self, technique: str, strength: Strength) -> Path:
         """The folder of one point of a strength path: a `seed<k>.json` per seed."""
-        return self.sweeps / technique / f"{strength:g}"
+        return self.sweeps / technique / strength_text(strength)
 
     def sweep_log(self, point: Path) -> Path:
         """The MLflow run and the seconds of the sweep point written to `point` (not hashed):
@@ -115,12 +117,12 @@ class Layout:
     def tuned_rounds(self) -> Path:
         return self.root / "tuned-rounds"
 
-    def tuned_round_point(self, technique: str | None, strength: float) -> Path:
+    def tuned_round_point(self, technique: str | None, strength: Strength) -> Path:
         """Where the rounds' seeds of one point of a path go (technique None: the baseline's),
         a `seed<k>.json` per seed, as under `sweeps/`."""
         if technique is None:
             return self.tuned_rounds / "baseline"
-        return self.tuned_rounds / technique / f"{strength:g}"
+        return self.tuned_rounds / technique / strength_text(strength)
 
     @property
     def tuned_rounds_record(self) -> Path:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from . import techniques
 from .architecture import Architecture
-from .config import ModelConfig, Params, TrainConfig
+from .config import ModelConfig, Params, Strength, TrainConfig, strength_text
 from .records import run_name
 from .variant import Variant
 
@@ -111,14 +111,15 @@ def study_specs(params: Params) -> list[RunSpec]:
     return [spec for name in params.variants for spec in run_specs(params, name)]
 
 
-def sweep_spec(params: Params, technique: str, strength: float, seed: int) -> RunSpec:
-    """One point of a strength path: the baseline variant with one technique at `strength`."""
+def sweep_spec(params: Params, technique: str, strength: Strength, seed: int) -> RunSpec:
+    """One point of a strength path: the baseline variant with one technique at `strength`
+    (of the joint grid: each of its techniques at its own)."""
     base = params.variant(params.report.baseline)
     change = params.sweep.variant(technique, strength).model_dump(exclude_unset=True)
     variant = base.model_copy(update=change)
     return RunSpec(sweep_name(technique, strength), variant, params.model, params.train, seed)
 
 
-def sweep_name(technique: str, strength: float) -> str:
+def sweep_name(technique: str, strength: Strength) -> str:
     """`l2=0.001`: the name a sweep point's runs carry (in MLflow and in the report)."""
-    return f"{technique}={strength:g}"
+    return f"{technique}={strength_text(strength)}"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from collections.abc import Sequence
 
 from ..core.config import Params
 from ..core.files import json_text
@@ -13,18 +13,16 @@ from ..data.prepared import Pool
 from ..training.device import resolve_device
 
 
-def reuse_key(params: Params, pool: Pool, spec: RunSpec, first_round: list[Path]) -> str:
+def reuse_key(params: Params, pool: Pool, spec: RunSpec, first_round: Sequence[bytes]) -> str:
     """A digest of what a seed added in a round is trained with: the data, the device and
     threads, `spec`'s resolved settings but its seed, and the first round's results (the
-    files of `first_round` that exist: none of a variant's runs may have finished, on Ray).
+    bytes of its files, or of its records).
     Code that changed any number changes those results too."""
     settings = {
         "data": pool.digest(),
         "device": str(resolve_device(params.train.device)),
         "threads": params.train.threads,
         "settings": {k: v for k, v in spec.hyperparameters().items() if k != "seed"},
-        "first_round": [
-            hashlib.sha256(path.read_bytes()).hexdigest() for path in first_round if path.exists()
-        ],
+        "first_round": [hashlib.sha256(content).hexdigest() for content in first_round],
     }
     return hashlib.sha256(json_text(settings).encode()).hexdigest()

@@ -6,13 +6,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ..core.config import Strength
 from ..core.files import json_text, write_atomic
 from ..core.paths import Layout
 from ..core.records import RunRecord
 
 
 def write_sweep_point(
-    layout: Layout, folder: Path, technique: str, strength: float, records: list[RunRecord]
+    layout: Layout, folder: Path, technique: str, strength: Strength, records: list[RunRecord]
 ) -> list[Path]:
     """One point of a strength path: each seed's record (with its history) in `folder`, as
     `seed<k>.json`. Returns the files."""
@@ -20,7 +21,7 @@ def write_sweep_point(
     for record in records:
         point = {
             "technique": technique,
-            "strength": strength,
+            "strength": strength_json(strength),
             **record.to_json(),
             "history": record.history,
         }
@@ -33,17 +34,17 @@ def write_sweep_point(
 
 def read_sweep_points(
     layout: Layout,
-) -> tuple[dict[tuple[str, float, int], RunRecord], list[Path]]:
+) -> tuple[dict[tuple[str, Strength, int], RunRecord], list[Path]]:
     """Every point under sweeps/, by (technique, strength, seed), with the MLflow run its log
     names (`run_id`): the newest file wins. Files
     of strengths no longer in params.yaml stay there and are left out by the caller; so are
     files that are not points (returned apart, for the caller to name)."""
-    found: dict[tuple[str, float, int], tuple[float, RunRecord]] = {}
+    found: dict[tuple[str, Strength, int], tuple[float, RunRecord]] = {}
     unreadable = []
     for path in sorted(layout.sweeps.rglob("*.json")):
         try:
             point = json.loads(path.read_text())
-            key = (str(point["technique"]), float(point["strength"]), int(point["seed"]))
+            key = (str(point["technique"]), strength_of(point["strength"]), int(point["seed"]))
             record = RunRecord.from_json(point, point["history"])
         except (ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError
             unreadable.append(path)
@@ -53,6 +54,16 @@ def read_sweep_points(
         if key not in found or found[key][0] < mtime:
             found[key] = (mtime, record)
     return {key: record for key, (_, record) in found.items()}, unreadable
+
+
+def strength_json(strength: Strength) -> float | list[float]:
+    """A strength in a point's file: a number, or a list for the joint grid's."""
+    return list(strength) if isinstance(strength, tuple) else strength
+
+
+def strength_of(value: float | list[float]) -> Strength:
+    """A strength as `strength_json` wrote it."""
+    return tuple(float(v) for v in value) if isinstance(value, list) else float(value)
 
 
 def run_id_of_log(log: Path) -> str:

@@ -10,24 +10,25 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
+from ..core.config import Strength
 from ..core.files import json_text, write_atomic
 from ..core.paths import Layout
 from ..core.records import RunRecord
-from .sweep_files import run_id_of_log
+from .sweep_files import run_id_of_log, strength_json, strength_of
 
 # (technique, or None for the baseline; strength, 0 for the baseline; seed)
-Key = tuple[str | None, float, int]
+Key = tuple[str | None, Strength, int]
 
 
 def write_seed(
-    layout: Layout, technique: str | None, strength: float, record: RunRecord, made_with: str
+    layout: Layout, technique: str | None, strength: Strength, record: RunRecord, made_with: str
 ) -> None:
     """One seed of one point (technique None: the baseline's), written as soon as it has
     trained: an interrupted round keeps it. Its MLflow run is named under `logs/`."""
     path = layout.tuned_round_point(technique, strength) / f"seed{record.seed}.json"
     entry = {
         "technique": technique,
-        "strength": strength,
+        "strength": strength_json(strength),
         **record.to_json(),
         "history": record.history,
         "made_with": made_with,
@@ -45,7 +46,7 @@ def read_seeds(layout: Layout) -> dict[Key, tuple[str, RunRecord]]:
         entry = json.loads(path.read_text())
         record = RunRecord.from_json(entry, entry["history"])
         record = replace(record, run_id=run_id_of_log(layout.sweep_log(path)))
-        key = (entry["technique"], float(entry["strength"]), int(entry["seed"]))
+        key = (entry["technique"], strength_of(entry["strength"]), int(entry["seed"]))
         found[key] = (str(entry["made_with"]), record)
     return found
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..analysis.comparisons import Family, against_baseline
 from ..analysis.stats import PairedDifference, mean_interval
 from ..analysis.tuning import grid_runs
-from ..core.config import Params, ReportConfig
+from ..core.config import Params, ReportConfig, Strength
 from ..core.errors import DataError
 from ..core.metrics import METRICS, PATH_METRICS
 from ..core.records import RunRecord
@@ -39,7 +39,7 @@ class PathPoint:
 
 
 def strength_paths(
-    params: Params, baseline: VariantRuns, points: dict[tuple[str, float, int], RunRecord]
+    params: Params, baseline: VariantRuns, points: dict[tuple[str, Strength, int], RunRecord]
 ) -> dict[str, list[PathPoint]]:
     """Per technique with strengths in params.yaml: the baseline, then each strength. A point
     counts only if it was trained with today's settings (`tuning.grid_runs`)."""
@@ -57,6 +57,7 @@ def strength_paths(
             ),
         ]
         for technique, grid in grid_runs(params, points).items()
+        if technique in SWEPT  # the joint grid (`combined`) is no path: the tuned report's
     }
 
 

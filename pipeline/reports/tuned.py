@@ -9,15 +9,16 @@ from typing import Any
 from ..analysis.comparisons import Comparison
 from ..analysis.seed_rounds import Rounds
 from ..analysis.tuning import TunedTechnique
-from ..core.config import Params
+from ..core.config import Params, Strength, strength_text
 from ..core.metrics import METRICS, TUNED
+from ..outputs.sweep_files import strength_json
 from .tables import interval, table, verdict_cell
 
 
 def chosen_rows(tuned: Sequence[TunedTechnique]) -> list[dict[str, Any]]:
     """`chosen.csv`: a row per technique and seed, the strength its validation loss chose."""
     return [
-        {"technique": t.technique, "seed": seed, "strength": strength}
+        {"technique": t.technique, "seed": seed, "strength": strength_text(strength)}
         for t in tuned
         for seed, strength in sorted(t.chosen.items())
     ]
@@ -35,12 +36,13 @@ def summary(
     where there is one."""
     return {
         t.technique: {
-            "grid": list(t.grid),
+            "grid": [strength_json(s) for s in t.grid],
             "seeds": rounds.outcomes[t.technique].seeds,
             "stopped": rounds.outcomes[t.technique].stopped,
-            "chosen": {str(seed): s for seed, s in sorted(t.chosen.items())},
-            "wins": {f"{s:g}": n for s, n in t.wins().items()},
-            "edge": t.edge(),
+            "chosen": {str(seed): strength_json(s) for seed, s in sorted(t.chosen.items())},
+            **({"axes": list(t.axes)} if t.axes else {}),
+            "wins": {strength_text(s): n for s, n in t.wins().items()},
+            "edges": t.edges(),
             "vs_baseline": {key: c.to_json() for key, c in verdicts[t.technique].items()},
             **(
                 {"fixed_vs_baseline": {k: c.to_json() for k, c in at_fixed[t.technique].items()}}
@@ -68,8 +70,25 @@ def _more_seeds(params: Params, rounds: Rounds) -> str:
     )
 
 
+def _joint_words(tuned: Sequence[TunedTechnique]) -> list[str]:
+    """What the joint grid is, if there is one: its techniques, a point's parts in order."""
+    return [
+        f"`{t.technique}` is a joint grid (`sweep.{t.technique}`): every combination of the "
+        f"strengths of {' and '.join(t.axes)} is a point, written ({', '.join(t.axes)}), "
+        "tuned as one technique.\n"
+        for t in tuned
+        if t.axes
+    ]
+
+
 def _wins(t: TunedTechnique) -> str:
-    return ", ".join(f"{s:g} ×{n}" for s, n in t.wins().items() if n)
+    return ", ".join(f"{shown(s)} ×{n}" for s, n in t.wins().items() if n)
+
+
+def shown(strength: Strength) -> str:
+    """A strength in the report: `0.001`, a joint grid's point `(0.3, 1)`."""
+    text = strength_text(strength)
+    return f"({text.replace(',', ', ')})" if isinstance(strength, tuple) else text
 
 
 def _change(c: Comparison) -> str:
@@ -108,6 +127,7 @@ def markdown(
         "better than it is), so the verdicts rest on test measures only: the test loss gap "
         "(test loss − train loss at the best epoch), the test loss and the test accuracy.",
         "",
+        *_joint_words(tuned),
         "Beneath a tuned technique, in italics, the study's variant that is the technique alone "
         "at one hand-picked strength, where there is one, on the same measures and on "
         f"seeds {seeds}.",
@@ -139,11 +159,14 @@ def markdown(
                 ]
             )
     lines += [*table(header, rows), ""]
-    edges = [t for t in tuned if t.edge() is not None]
-    for t in edges:
+    edges = [(t, axis, end) for t in tuned for axis, end in t.edges().items()]
+    for t, axis, end in edges:
+        i = t.axes.index(axis) if t.axes else None
+        values = sorted({s if i is None else s[i] for s in t.grid})
+        where = f"{t.technique}" if i is None else f"{t.technique}, its {axis}"
         lines.append(
-            f"- **{t.technique}**: most seeds chose {t.edge():g}, an end of its grid "
-            f"({min(t.grid):g} … {max(t.grid):g}): its best strength may lie beyond it; widen "
+            f"- **{where}**: most seeds chose {end:g}, an end of its grid "
+            f"({values[0]:g} … {values[-1]:g}): its best strength may lie beyond it; widen "
             "the grid (`sweep` in params.yaml) and run again."
         )
     if edges:

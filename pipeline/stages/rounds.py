@@ -74,8 +74,10 @@ def made_with(layout: Layout, params: Params, pool: Pool, variant: str) -> str:
     """What a seed the rounds add to `variant` is trained with (`reuse_key`), its first round
     being the variant's train-stage results."""
     first = layout.metrics(variant)
+    # A variant none of whose first-round runs finished (on Ray) has no history.csv.
+    files = [first / "runs.json", first / "history.csv"]
     spec = run_specs(params, variant, [0])[0]
-    return reuse_key(params, pool, spec, [first / "runs.json", first / "history.csv"])
+    return reuse_key(params, pool, spec, [path.read_bytes() for path in files if path.exists()])
 
 
 class RoundTraining:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..core.config import Params
+from ..core.config import Params, Strength
 from ..core.paths import Layout
-from ..core.spec import sweep_spec
+from ..core.spec import strength_text, sweep_name, sweep_spec
 from ..data.prepared import load_pool
 from ..executors.local import fail_if_diverged, on_device, run_here
 from ..executors.tracked_stack import RunContext
@@ -21,7 +21,7 @@ def sweep_run(
     params: Params,
     layout: Layout,
     technique: str,
-    strength: float,
+    strength: Strength,
     seeds: list[int] | None = None,
     out: str | None = None,
 ) -> None:
@@ -31,11 +31,11 @@ def sweep_run(
     specs = [sweep_spec(params, technique, strength, s) for s in seeds or params.train.seeds]
     pool = load_pool(layout.prepared)
     check_applicable(specs, pool)
-    tags = {"sweep_technique": technique, "sweep_strength": f"{strength:g}"}
+    tags = {"sweep_technique": technique, "sweep_strength": strength_text(strength)}
     context = RunContext.of(params.mlflow, pool, kind="sweep", tags=tags)
     data = on_device(params.train.device, pool)
     records, diverged = run_here(specs, data, context, params.train)
     folder = Path(out) if out else layout.sweep_point(technique, strength)
     fail_if_diverged(diverged, str(folder))
     for path in sweep_files.write_sweep_point(layout, folder, technique, strength, records):
-        click.echo(f"{technique}={strength:g}: {path}", err=True)
+        click.echo(f"{sweep_name(technique, strength)}: {path}", err=True)

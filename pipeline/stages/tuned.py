@@ -11,7 +11,6 @@ strength only."""
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -26,7 +25,7 @@ from ..analysis.tuning import (
     tuned_until_decided,
     tuned_verdicts,
 )
-from ..core.config import Params
+from ..core.config import COMBINED, Params, Strength, strength_text
 from ..core.errors import DataError
 from ..core.files import csv_text, json_text, write_atomic
 from ..core.paths import Layout
@@ -63,8 +62,11 @@ class RoundTraining:
     grid, and the baseline's; those stored under tuned-rounds/ with the same `reuse_key`
     reused, the others trained here, each stored as it finishes."""
 
-    def __init__(self, params: Params, layout: Layout, paths: Grids) -> None:
-        self.params, self.layout, self.paths = params, layout, paths
+    def __init__(
+        self, params: Params, layout: Layout, paths: Grids, baseline: dict[int, RunRecord]
+    ) -> None:
+        self.params, self.layout = params, layout
+        self.paths, self.baseline = paths, baseline  # the first seeds' runs
         self.stored = tuned_round_files.read_seeds(layout)
         self.kept: set[Key] = set()
         self.rounds_done = 0
@@ -79,22 +81,20 @@ class RoundTraining:
 
     def points(
         self, need: dict[str, list[int]]
-    ) -> list[tuple[tuple[str | None, float], list[RunSpec], list[Path]]]:
+    ) -> list[tuple[tuple[str | None, Strength], list[RunSpec], list[bytes]]]:
         """Each (technique, strength) of `need` (technique None: the baseline), its specs and
-        the first seeds' files it is reused beside."""
-        params, layout = self.params, self.layout
-        first = params.train.seeds
+        the results of its first seeds, beside which its seeds are reused."""
+        params = self.params
         out = []
         for name, seeds in need.items():
             if name == params.report.baseline:
-                metrics = layout.metrics(name)
-                files = [metrics / "runs.json", metrics / "history.csv"]
-                out.append(((None, 0.0), run_specs(params, name, seeds), files))
+                first = [self.baseline[s] for s in params.train.seeds]
+                out.append(((None, 0.0), run_specs(params, name, seeds), _results(first)))
                 continue
             for strength in sorted(self.paths[name]):
-                folder = layout.sweep_point(name, strength)
                 specs = [sweep_spec(params, name, strength, s) for s in seeds]
-                out.append(((name, strength), specs, [folder / f"seed{s}.json" for s in first]))
+                first = [self.paths[name][strength][s] for s in params.train.seeds]
+                out.append(((name, strength), specs, _results(first)))
         return out
 
     def train(self, need: dict[str, list[int]]) -> tuple[Grids, dict[int, RunRecord]]:
@@ -128,7 +128,7 @@ class RoundTraining:
         for (technique, strength, key), specs in groups.items():
             tags = {
                 "sweep_technique": technique or self.params.report.baseline,
-                "sweep_strength": f"{strength:g}",
+                "sweep_strength": strength_text(strength),
                 "round": str(self.rounds_done),
             }
             context = RunContext.of(self.params.mlflow, self.pool, kind="sweep", tags=tags)
@@ -160,6 +160,11 @@ class RoundTraining:
             added.setdefault(technique, {}).setdefault(strength, {})[record.seed] = record
 
 
+def _results(records: list[RunRecord]) -> list[bytes]:
+    """Runs' results as bytes (each record with its history): what a reuse key reads."""
+    return [json_text({**r.to_json(), "history": r.history}).encode() for r in records]
+
+
 def fixed_rows(
     params: Params, layout: Layout
 ) -> tuple[dict[str, tuple[str, float]], dict[str, dict[int, RunRecord]]]:
@@ -183,9 +188,12 @@ def run_rounds(params: Params, layout: Layout, fixed: int) -> TunedStudy:
     is stored (tuned-rounds/, rewritten to hold what the rounds used, and what they did)."""
     paths = grids(params, layout)
     schedule = Schedule.of(params.train.seeds, params.rounds)
-    training = RoundTraining(params, layout, paths)
     baseline = baseline_runs(params, layout)
-    study = tuned_until_decided(schedule, paths, baseline, params.report, fixed, training.train)
+    training = RoundTraining(params, layout, paths, baseline)
+    joint = tuple(params.sweep.combined)
+    study = tuned_until_decided(
+        schedule, paths, baseline, params.report, fixed, training.train, joint
+    )
     tuned_round_files.write_record(layout, study.rounds.to_json(), training.kept)
     return study
 
@@ -200,8 +208,9 @@ def study_as_run(params: Params, layout: Layout) -> TunedStudy:
     names = [params.report.baseline, *paths]
     margins = params.report.equivalence.model_dump()
     planned = one_look(schedule, names, params.report.alpha, margins)
+    joint = tuple(params.sweep.combined)
     if not schedule.adaptive:
-        return TunedStudy(paths, baseline, planned)
+        return TunedStudy(paths, baseline, planned, joint)
     saved = tuned_round_files.read_record(layout)
     found = Rounds.from_json(saved) if saved else None
     if found is None or (found.schedule, found.alpha, found.margins, sorted(found.outcomes)) != (
@@ -219,7 +228,7 @@ def study_as_run(params: Params, layout: Layout) -> TunedStudy:
             baseline.setdefault(seed, record)
         elif strength in paths.get(technique, {}):
             paths[technique][strength].setdefault(seed, record)
-    return TunedStudy(paths, baseline, found)
+    return TunedStudy(paths, baseline, found, joint)
 
 
 def choose(params: Params, layout: Layout) -> None:
@@ -260,17 +269,19 @@ def install_view(params: Params, techniques: list[str]) -> None:
     click.echo(f"MLflow view of the chosen runs (`python -m pipeline ui`): {address}", err=True)
 
 
-def read_chosen(layout: Layout) -> dict[str, dict[int, float]]:
-    """chosen.csv: technique → seed → strength."""
+def read_chosen(layout: Layout) -> dict[str, dict[int, Strength]]:
+    """chosen.csv: technique → seed → strength (of the joint grid: one per technique)."""
     path = layout.tuned / "chosen.csv"
     if not path.is_file():
         raise DataError(
             f"{path.relative_to(layout.root)} is missing: run `python -m pipeline choose`"
         )
-    chosen: dict[str, dict[int, float]] = {}
+    chosen: dict[str, dict[int, Strength]] = {}
     with path.open() as f:
         for row in csv.DictReader(f):
-            chosen.setdefault(row["technique"], {})[int(row["seed"])] = float(row["strength"])
+            parts = tuple(float(x) for x in row["strength"].split(","))
+            strength = parts if row["technique"] == COMBINED else parts[0]
+            chosen.setdefault(row["technique"], {})[int(row["seed"])] = strength
     return chosen
 
 

@@ -102,6 +102,7 @@ def test_a_variant_that_cannot_differ_is_never_called_better_or_worse(tmp_path: 
 SWEEP = copy.deepcopy(TINY_PARAMS)
 SWEEP["variants"] = {"baseline": {}}  # what the paths start from
 SWEEP["sweep"].update(dropout=[0.3], l2=[0.01])
+SWEEP["sweep"]["combined"] = {"dropout": [0.3], "weight_decay": [0.1]}  # a joint grid of one
 # The tuned study adds a seed (2) to each technique undecided on seeds 0 and 1: all of them.
 SWEEP["rounds"] = {"max": 3, "step": 1}
 
@@ -125,12 +126,19 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     assert running_stages(first.stdout) == {
         "sweep-dropout@0.3",
         "sweep-l2@0.01",
+        "sweep-combined@0.3-0.1",  # DVC names a point of the joint grid by its strengths
         "sweep-report",
         "choose",
         "tuned-report",
     }
     # The rounds: seed 2 for each technique at every strength, and for the baseline.
-    assert "round 1: 3 run(s) to train, 0 reused" in first.stderr
+    assert "round 1: 4 run(s) to train, 0 reused" in first.stderr
+    joint = json.loads(
+        (repo / "sweeps" / "combined" / "dropout=0.3,weight_decay=0.1" / "seed0.json").read_text()
+    )
+    assert joint["strength"] == [0.3, 0.1]
+    knobs = joint["hyperparameters"]
+    assert (knobs["dropout"], knobs["weight_decay"], knobs["optimizer"]) == (0.3, 0.1, "adamw")
 
     summary = json.loads((repo / "reports" / "sweep" / "summary.json").read_text())
     assert set(summary) == {"dropout", "l2"}
@@ -162,6 +170,9 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     sweep_runs = client.search_runs([exp.experiment_id], "tags.kind = 'sweep'")
     assert sorted(r.info.run_name for r in sweep_runs) == [
         "baseline-seed2",
+        "combined=0.3,0.1-seed0",
+        "combined=0.3,0.1-seed1",
+        "combined=0.3,0.1-seed2",
         "dropout=0.3-seed0",
         "dropout=0.3-seed1",
         "dropout=0.3-seed2",
@@ -198,7 +209,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
         "choose",
         "tuned-report",
     }
-    assert "round 1: 1 run(s) to train, 3 reused" in again.stderr
+    assert "round 1: 1 run(s) to train, 4 reused" in again.stderr
 
     # The tuned study: per seed, l2's strength of lowest val loss, read from the point files
     # (seeds 0 and 1 under sweeps/, seed 2 under tuned-rounds/).
@@ -217,10 +228,11 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
         for seed in seeds
     }
     with (repo / "reports" / "tuned" / "chosen.csv").open() as f:
-        chosen = {(r["technique"], int(r["seed"])): float(r["strength"]) for r in csv.DictReader(f)}
+        chosen = {(r["technique"], int(r["seed"])): r["strength"] for r in csv.DictReader(f)}
     assert chosen == {
-        **{("dropout", seed): 0.3 for seed in seeds},  # its only strength
-        **{("l2", seed): float(best[seed]) for seed in seeds},
+        **{("dropout", seed): "0.3" for seed in seeds},  # its only strength
+        **{("combined", seed): "0.3,0.1" for seed in seeds},  # its only point
+        **{("l2", seed): best[seed] for seed in seeds},
     }
     # In MLflow, each point's run says whether its seed chose it.
     l2_runs = client.search_runs([exp.experiment_id], "tags.sweep_technique = 'l2'")
@@ -239,7 +251,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
         [exp.experiment_id], ui_view.read_envelope(view)["state"]["searchFilter"]
     )
     assert sorted((r.data.tags["sweep_technique"], r.data.tags["seed"]) for r in shown) == [
-        (technique, str(seed)) for technique in ("dropout", "l2") for seed in seeds
+        (technique, str(seed)) for technique in ("combined", "dropout", "l2") for seed in seeds
     ]
     # ... judged on test against the baseline's runs, paired by seed (its seed 2: the rounds').
     tuned = json.loads((repo / "reports" / "tuned" / "summary.json").read_text())
@@ -252,7 +264,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     assert (tuned["l2"]["seeds"], tuned["l2"]["stopped"]) == (3, "budget spent")
     text = (repo / "reports" / "tuned" / "tuned.md").read_text()
     assert "| l2 |" in text and "Δ test loss gap" in text
-    assert "l2 3 (budget spent)" in text
+    assert "l2 3 (budget spent)" in text and "| combined | (0.3, 0.1) ×3 |" in text
 
 
 def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> None:

@@ -42,7 +42,10 @@ TINY_PARAMS = {
     "report": {"baseline": "baseline"},
     "rounds": None,  # the seeds above, no more (dvc.yaml's rounds stage reads the key)
     # sweep-stages/dvc.yaml reads every technique's list; empty: no strength paths in these tests
-    "sweep": {technique: [] for technique in SWEPT},
+    "sweep": {
+        **{technique: [] for technique in SWEPT},
+        "combined": {"dropout": [], "weight_decay": []},  # the joint grid's stage reads both
+    },
 }
 
 

@@ -63,9 +63,9 @@ def test_the_strength_of_lowest_val_loss_is_chosen_in_each_seed() -> None:
     # The test gap: test loss − the train loss of the best epoch (0.2).
     assert tuned.measures["test_gap"] == pytest.approx({0: 0.7, 1: 0.5, 2: 0.6})
     assert tuned.wins() == {0.1: 1, 0.2: 1, 0.3: 1}
-    assert tuned.edge() is None  # one seed at each end: no end chosen by most
+    assert tuned.edges() == {}  # one seed at each end: no end chosen by most
     low = {s: {seed: run(seed, 0.3 + s, 0.5) for seed in range(3)} for s in val}
-    assert tune("dropout", low, [0, 1, 2]).edge() == 0.1  # every seed chose the weakest
+    assert tune("dropout", low, [0, 1, 2]).edges() == {"dropout": 0.1}  # all chose the weakest
 
 
 def test_test_measures_are_those_of_the_best_epochs_weights() -> None:
@@ -183,10 +183,10 @@ def test_a_fixed_strength_variant_is_the_paths_point_on_the_baselines_settings()
 
 def test_an_end_of_a_grid_of_two_or_of_one_seed_is_no_sign() -> None:
     path = {s: {seed: run(seed, 0.3 + s, 0.5) for seed in range(3)} for s in (0.1, 0.2)}
-    assert tune("l2", path, [0, 1, 2]).edge() is None  # two strengths: every choice is an end
+    assert tune("l2", path, [0, 1, 2]).edges() == {}  # two strengths: every choice is an end
     three = {**path, 0.3: {seed: run(seed, 0.9, 0.5) for seed in range(3)}}
-    assert tune("l2", three, [0, 1, 2]).edge() == 0.1
-    assert tune("l2", three, [0]).edge() is None  # one seed
+    assert tune("l2", three, [0, 1, 2]).edges() == {"l2": 0.1}
+    assert tune("l2", three, [0]).edges() == {}  # one seed
 
 
 ROUNDS = Schedule.of([0, 1, 2, 3, 4], SeedRounds(max=10, step=5))
@@ -283,3 +283,20 @@ def test_rounds_on_choices_made_on_noise_keep_the_family_wise_error() -> None:
         wrong += any(v not in (UNDECIDED, "equivalent") for v in said)
     assert went_on > 0  # the rounds did add seeds in some studies
     assert wrong / studies <= SETTINGS.alpha, wrong
+
+
+def test_a_joint_grid_is_tuned_as_one_technique_and_its_ends_read_per_axis() -> None:
+    """dropout × weight decay, 3 × 2 points: the planted best point of each seed is chosen,
+    the tie goes to the weaker point, and dropout's largest strength, chosen by most seeds, is
+    an end of its axis; weight decay's axis has two strengths, where an end is no sign."""
+    best = {0: (0.5, 1.0), 1: (0.5, 0.1), 2: (0.3, 1.0)}
+    grid = [(d, w) for d in (0.1, 0.3, 0.5) for w in (0.1, 1.0)]
+    path = {
+        point: {seed: run(seed, 0.3 if point == best[seed] else 0.4, 0.5) for seed in range(3)}
+        for point in grid
+    }
+    tuned = tune("combined", path, [0, 1, 2], ("dropout", "weight_decay"))
+    assert tuned.chosen == best
+    assert tuned.edges() == {"dropout": 0.5}
+    tie = {point: {0: run(0, 0.3, 0.5)} for point in grid}
+    assert tune("combined", tie, [0], ("dropout", "weight_decay")).chosen == {0: (0.1, 0.1)}

@@ -4,10 +4,12 @@ it; label smoothing, added through the registry alone, against hand computations
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from pydantic import ValidationError
 
 from pipeline.cli.sweep_stages import sweep_dvc_yaml
@@ -47,9 +49,37 @@ def test_each_technique_with_a_strength_path_is_a_sweep_key_and_a_dvc_stage(knob
 
 def test_sweep_dvc_yaml_is_the_one_the_registry_writes() -> None:
     """sweep-stages/dvc.yaml is written from the registry (`python -m pipeline sweep-stages`), and
-    DVC reads every technique's list from params.yaml, so each must be there."""
-    assert (REPO / "sweep-stages" / "dvc.yaml").read_text() == sweep_dvc_yaml()
-    assert set(load_params(REPO / "params.yaml").sweep.model_fields_set) == set(SWEPT)
+    DVC reads every technique's list from params.yaml, so each must be there, and the joint
+    grid's stage is over the techniques of params.yaml's `sweep.combined`."""
+    sweep = load_params(REPO / "params.yaml").sweep
+    assert (REPO / "sweep-stages" / "dvc.yaml").read_text() == sweep_dvc_yaml(list(sweep.combined))
+    assert set(sweep.model_fields_set) == {*SWEPT, "combined"}
+
+
+def test_a_joint_grid_is_checked_like_the_paths_and_names_its_points() -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["sweep"]["combined"] = {"dropout": [0.3, 0.5], "l2": [1e-4]}
+    sweep = parse_params(raw).sweep
+    assert sweep.joint_points() == [("combined", (0.3, 1e-4)), ("combined", (0.5, 1e-4))]
+    knobs = sweep.variant("combined", (0.5, 1e-4)).model_dump(exclude_defaults=True)
+    assert knobs == {"dropout": 0.5, "l2": 1e-4}
+    for combined, expected in (
+        ({"dropout": [0.3]}, "a joint grid needs two techniques or more"),
+        ({"dropout": [1.3], "l2": [1e-4]}, "sweep.combined.dropout: Input should be less than 1"),
+        ({"dropout": [0.3], "shrinkage": [1.0]}, "'shrinkage' has no strength axis"),
+        ({"dropout": [0.3, 0.3], "l2": [1e-4]}, "strengths must be distinct"),
+    ):
+        raw["sweep"]["combined"] = combined
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            parse_params(raw)
+    # The joint grid's stage: a DVC matrix over its techniques, each point named by them.
+    stages = yaml.safe_load(sweep_dvc_yaml(["dropout", "l2"]))["stages"]
+    joint = stages["sweep-combined"]
+    assert joint["matrix"] == {"dropout": "${sweep.combined.dropout}", "l2": "${sweep.combined.l2}"}
+    point = "dropout=${item.dropout},l2=${item.l2}"
+    assert joint["cmd"].startswith(f"python -m pipeline sweep-run combined {point} ")
+    assert joint["outs"] == [f"sweeps/combined/{point}"]
+    assert "sweep-combined" not in yaml.safe_load(sweep_dvc_yaml())["stages"]
 
 
 def test_labels_say_what_a_variant_switches_on() -> None:
