@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..core.config import Params
+from ..core.config import COMBINED, Params, Strength
 from ..core.errors import (
     ConfigError,
     DataError,
@@ -119,3 +119,25 @@ def key_values(option: str, pairs: tuple[str, ...]) -> dict[str, str]:
             raise ConfigError(f"{option} {pair!r}: expected KEY=VALUE, e.g. dataset=mnist-5k")
         found[key] = value
     return found
+
+
+def parse_strength(params: Params, technique: str, text: str) -> Strength:
+    """A strength as the command line gives it: a number, or for the joint grid one per axis,
+    `dropout=0.3,weight_decay=1.0`, its axes those of params.yaml's `sweep.combined`."""
+    if technique != COMBINED:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"sweep strength {text!r} is not a number") from None
+    pairs = [part.partition("=") for part in text.split(",")]
+    axes, wanted = [name for name, _, _ in pairs], list(params.sweep.combined)
+    if axes != wanted:
+        raise ConfigError(
+            f"a point of {COMBINED} over {', '.join(axes)}, but params.yaml's sweep.combined is "
+            f"over {', '.join(wanted) or 'nothing'}: write sweep-stages/dvc.yaml again "
+            "(`python -m pipeline sweep-stages > sweep-stages/dvc.yaml`)"
+        )
+    try:
+        return tuple(float(value) for _, _, value in pairs)
+    except ValueError:
+        raise ConfigError(f"sweep strength {text!r}: a number for each technique") from None

@@ -10,15 +10,22 @@ from typing import Any
 
 import click
 
-from ..core.config import COMBINED, Params, Strength
-from ..core.errors import ConfigError
 from ..core.loading import MODEL_KNOBS, OVERRIDABLE, VARIANT_KNOBS, with_overrides
 from ..core.paths import Layout, project_root
 from ..core.techniques import listing
 from ..tracking import store, ui_view
-from .common import OneLineErrors, fail_cleanly, key_values, load, params_option, stage
+from .common import (
+    OneLineErrors,
+    fail_cleanly,
+    key_values,
+    load,
+    params_option,
+    parse_strength,
+    stage,
+)
 from .study import study
 from .sweep_stages import sweep_dvc_yaml
+from .tuned_study import tuned
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +39,7 @@ def main() -> None:
       rounds    more seeds where a verdict is still undecided -> rounds/, MLflow
       report    compare the variants' generalization gaps  -> reports/, MLflow
       study     every stage in one process, without DVC
+      tuned     the strength paths and the tuned study in one process (sweep-stages/)
     """
 
 
@@ -141,28 +149,6 @@ def sweep_run(
     stage("sweep_point").sweep_run(params, layout, technique, value, list(seeds) or None, out)
 
 
-def parse_strength(params: Params, technique: str, text: str) -> Strength:
-    """A strength as the command line gives it: a number, or for the joint grid one per axis,
-    `dropout=0.3,weight_decay=1.0`, its axes those of params.yaml's `sweep.combined`."""
-    if technique != COMBINED:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"sweep strength {text!r} is not a number") from None
-    pairs = [part.partition("=") for part in text.split(",")]
-    axes, wanted = [name for name, _, _ in pairs], list(params.sweep.combined)
-    if axes != wanted:
-        raise ConfigError(
-            f"a point of {COMBINED} over {', '.join(axes)}, but params.yaml's sweep.combined is "
-            f"over {', '.join(wanted) or 'nothing'}: write sweep-stages/dvc.yaml again "
-            "(`python -m pipeline sweep-stages > sweep-stages/dvc.yaml`)"
-        )
-    try:
-        return tuple(float(value) for _, _, value in pairs)
-    except ValueError:
-        raise ConfigError(f"sweep strength {text!r}: a number for each technique") from None
-
-
 @main.command("sweep-report")
 @params_option
 @fail_cleanly
@@ -178,7 +164,8 @@ def sweep_report(params_path: str) -> None:
 @fail_cleanly
 def choose(params_path: str) -> None:
     """Write reports/tuned/chosen.csv: per technique of the strength paths and seed, the
-    strength of lowest val loss (the test split unread)."""
+    strength of lowest val loss (the test split unread), with seeds added in rounds while a
+    technique is undecided (tuned-rounds/)."""
     params, layout = load(params_path)
     stage("tuned").choose(params, layout)
 
@@ -257,6 +244,7 @@ def sweep_stages(params_path: str) -> None:
 
 
 main.add_command(study)
+main.add_command(tuned)
 
 
 @main.command("next-steps", hidden=True)

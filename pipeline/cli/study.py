@@ -47,21 +47,21 @@ def repro_with_dvc() -> int:
         raise
 
 
-def record_with_dvc(params_path: str) -> None:
-    """The outputs of a study made here or on Ray, recorded in dvc.lock (`dvc commit`), as
-    the stages of dvc.yaml would have made them: the same code, params.yaml, data. The next
-    `dvc repro` then finds them up to date instead of training them again. Not for a study
-    of another params file, whose outputs the stages would not make, nor outside a DVC
+def record_with_dvc(params_path: str, dvcfile: str = "dvc.yaml") -> None:
+    """The outputs of a study made here or on Ray, recorded in the lock file of `dvcfile`
+    (`dvc commit`), as its stages would have made them: the same code, params.yaml, data. The
+    next `dvc repro` then finds them up to date instead of training them again. Not for a
+    study of another params file, whose outputs the stages would not make, nor outside a DVC
     repository."""
     root = project_root()
-    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+    if not (root / ".dvc").is_dir() or not (root / dvcfile).is_file():
         return
     if Path(params_path).resolve() != (root / "params.yaml").resolve():
-        click.echo(f"note: outputs of {params_path}, not params.yaml: not recorded in dvc.lock")
+        click.echo(f"note: outputs of {params_path}, not params.yaml: not recorded by DVC")
         return
     try:  # DVC of this environment, whether or not its bin/ is on PATH
         done = subprocess.run(
-            [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", "dvc.yaml"],
+            [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", dvcfile],
             cwd=root,
             capture_output=True,
             text=True,
@@ -70,7 +70,8 @@ def record_with_dvc(params_path: str) -> None:
         click.echo(f"note: `dvc commit` could not run, dvc.lock unchanged: {error}", err=True)
         return
     if done.returncode == 0:
-        click.echo("dvc.lock: the outputs recorded (`dvc repro` finds them up to date)")
+        lock = Path(dvcfile).with_suffix(".lock")
+        click.echo(f"{lock}: the outputs recorded (`dvc repro` finds them up to date)")
     else:  # the outputs stand without; DVC would train them again
         reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
         click.echo(f"note: `dvc commit` failed, dvc.lock unchanged: {reason}", err=True)
