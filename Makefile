@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study budget simulate cnn-example sweep noise test test-fast chaos readme screenshot bench bench-grid lint format ui server clean
+.PHONY: study budget simulate cnn-example sweep tuned noise test test-fast chaos readme screenshot bench bench-grid lint format ui server clean
 
 study: $(VENV)/.installed  ## run the default study with DVC: prepare -> train every variant -> rounds -> report
 	python -m pipeline machine-note  # says so where the committed results come from another CPU
@@ -15,14 +15,19 @@ budget: $(VENV)/.installed  ## a study of its own (seeds 1000 on) with rounds {m
 	python scripts/larger_budget.py --max 20 --step 5
 	python scripts/readme_findings.py
 
-simulate: $(VENV)/.dev  ## the verdicts' error rate and power on simulated studies (the table of docs/verdicts.md)
+simulate: $(VENV)/.dev  ## the verdicts' error rate and power on simulated studies (docs/verdicts.md), and the tuned study's (docs/strength-paths.md)
 	python -m scripts.simulate_rounds --studies 2000
+	python -m scripts.simulate_tuned --studies 2000
 
 cnn-example: $(VENV)/.installed  ## the default variants plus augmentation on the built-in CNN -> docs/cnn-example/
 	python scripts/cnn_example.py
 
 sweep: $(VENV)/.installed  ## strength paths (every technique × strength × seed) -> reports/sweep/; each technique at its best strength -> reports/tuned/
 	dvc repro sweep-stages/dvc.yaml
+
+tuned: $(VENV)/.installed  ## the same as sweep, the points in one process (the study first, by dvc repro); recorded in sweep-stages/dvc.lock
+	dvc repro
+	python -m pipeline tuned
 
 noise: $(VENV)/.installed  ## the study at label noise 0, 0.2, 0.4 (queued DVC experiments) -> reports/compare/
 	for level in 0 0.2 0.4; do dvc exp run --queue -f -n noise-$$level -S data.label_noise=$$level; done

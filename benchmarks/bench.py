@@ -18,7 +18,10 @@ Prints a table and writes reports/benchmark.json:
 6. `dvc repro` with nothing to do;
 7. a stack of 10 seeds of the default variant, and `dvc repro -f` of the default study with
    3 and 10 seeds per variant in a scratch copy, each against its arithmetic floor: the
-   matrix products of its mini-batches and eval passes at `torch.mm`'s rate at their shapes.
+   matrix products of its mini-batches and eval passes at `torch.mm`'s rate at their shapes;
+8. the tuned study in one process (`python -m pipeline tuned`: every point of the strength
+   paths and the joint grid, seeds of train.seeds, no rounds) against its arithmetic floor
+   plus one import of torch and MLflow.
 
 `--quick` runs every step once at the smallest sizes (512 samples, short timings, a stack of 2
 seeds, a study of 1 seed per variant) on params.yaml's data and settings, and writes
@@ -351,26 +354,50 @@ def stack_ratio(prepared: Prepared, params: Params, seeds: int, epochs: int = 3)
     }
 
 
+def scratch_copy(repo: Path, seeds: int, quick: bool = False) -> dict[str, str]:
+    """The repository's tracked files copied to `repo`, with `seeds` per variant and no rounds
+    (so that every run the floor counts is trained, no more); with `quick`, one epoch and one
+    point of one strength path. The environment its commands run in (its own store)."""
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_bytes((ROOT / name).read_bytes())
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["train"]["seeds"] = list(range(seeds))
+    raw["rounds"] = None
+    if quick:
+        raw["train"]["epochs"] = 1
+        joint = dict.fromkeys(raw["sweep"].get("combined", {}), [])  # its stage reads each key
+        raw["sweep"] = {k: [0.3] if k == "dropout" else [] for k in raw["sweep"]}
+        raw["sweep"]["combined"] = joint
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def import_floor(repeats: int = 3) -> float:
+    """`python -c "import torch, mlflow"` in a fresh process, fastest of `repeats`: the start-up
+    the libraries force on a process that trains and tracks."""
+    walls = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, mlflow"], check=True)
+        walls.append(time.perf_counter() - started)
+    return min(walls)
+
+
 def study_ratio(params: Params, prepared: Prepared, seeds: int) -> dict[str, float]:
     """`dvc repro -f` of the default study, with `seeds` per variant and no rounds (so that
     every variant trains exactly `seeds`, as the floor counts), in a scratch copy of the
     repository (with its own store), against the study's arithmetic floor."""
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
-        listed = subprocess.run(
-            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.split()
-        for name in listed:
-            if (ROOT / name).is_file():
-                (repo / name).parent.mkdir(parents=True, exist_ok=True)
-                (repo / name).write_bytes((ROOT / name).read_bytes())
-        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-        raw = yaml.safe_load((repo / "params.yaml").read_text())
-        raw["train"]["seeds"] = list(range(seeds))
-        raw["rounds"] = None
-        (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        env.pop("MLFLOW_TRACKING_URI", None)
+        env = scratch_copy(repo, seeds)
         started = time.perf_counter()
         subprocess.run(["dvc", "repro", "-f"], cwd=repo, env=env, capture_output=True, check=True)
         wall = time.perf_counter() - started
@@ -380,6 +407,38 @@ def study_ratio(params: Params, prepared: Prepared, seeds: int) -> dict[str, flo
         "wall_s": wall,
         "floor_s": floor["study_s"],
         "ratio": wall / floor["study_s"],
+    }
+
+
+def tuned_ratio(
+    params: Params, prepared: Prepared, seeds: int, quick: bool = False
+) -> dict[str, float]:
+    """`python -m pipeline tuned` (every point of the strength paths and the joint grid in one
+    process, then the choice and the reports) in a scratch copy whose study `dvc repro` has
+    made, with `seeds` per point and no rounds, against its floor: the arithmetic of the
+    seed-epochs it trained (at the study's shapes, as `study_floor`) plus one process's
+    import of torch and MLflow, measured here too."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        env = scratch_copy(repo, seeds, quick)
+        subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, check=True)
+        command = [sys.executable, "-m", "pipeline", "tuned"]
+        started = time.perf_counter()
+        subprocess.run(command, cwd=repo, env=env, capture_output=True, check=True)
+        wall = time.perf_counter() - started
+        points = list((repo / "sweeps").rglob("seed*.json"))
+        seed_epochs = sum(json.loads(p.read_text())["summary"]["epochs_run"] for p in points)
+    floor = study_floor(prepared, params, seeds)
+    imports = import_floor(1 if quick else 3)
+    bound = floor["per_seed_epoch_s"] * seed_epochs / floor["cores"] + imports
+    return {
+        "seeds": seeds,
+        "runs": len(points),
+        "seed_epochs": seed_epochs,
+        "wall_s": wall,
+        "import_s": imports,
+        "floor_s": bound,
+        "ratio": wall / bound,
     }
 
 
@@ -495,6 +554,7 @@ def main() -> None:
         out["stage_start"] = stage_start(repeats=1)
         out["stack"] = stack_ratio(prepared, params, 2, epochs=1)
         out["study"] = [study_ratio(params, prepared, 1)]
+        out["tuned"] = tuned_ratio(params, prepared, 1, quick=True)
     elif not only_epochs:
         prepared = study_data()
         params = load_params(ROOT / "params.yaml")
@@ -503,6 +563,7 @@ def main() -> None:
         out["stage_start"] = stage_start()
         out["stack"] = stack_ratio(prepared, params, 10)
         out["study"] = [study_ratio(params, prepared, n) for n in (len(params.train.seeds), 10)]
+        out["tuned"] = tuned_ratio(params, prepared, len(params.train.seeds))
     print_table(out, cores, samples)
     name = "benchmark.json" if not only_epochs else "benchmark-epochs.json"
     name = "benchmark-quick.json" if quick else name
@@ -567,6 +628,13 @@ def print_table(out: dict, cores: int, samples: int = N_SAMPLES) -> None:
             f"dvc repro -f of the default study, {st['seeds']} seeds per variant: "
             f"{st['wall_s']:.0f} s, arithmetic floor {st['floor_s']:.0f} s: ×{st['ratio']:.2f}"
         )
+    tu = out["tuned"]
+    print(
+        f"python -m pipeline tuned, {tu['seeds']} seeds per point ({tu['runs']} runs, "
+        f"{tu['seed_epochs']:.0f} seed-epochs): {tu['wall_s']:.0f} s, floor {tu['floor_s']:.0f} "
+        f"s (arithmetic + one import of torch and mlflow, {tu['import_s']:.1f} s): "
+        f"×{tu['ratio']:.2f}"
+    )
 
 
 if __name__ == "__main__":

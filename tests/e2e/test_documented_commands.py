@@ -99,6 +99,11 @@ SWEEP = Covered(
     "test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline",
     "dvc repro sweep-stages/dvc.yaml",
 )
+TUNED = Covered(
+    "tests/e2e/test_evidence.py::"
+    "test_the_tuned_study_in_one_process_trains_what_dvc_finds_stale_and_records_it",
+    "dvc repro; python -m pipeline tuned",
+)
 NOISE = Covered(
     f"{HERE}test_make_noise_compares_the_study_at_each_label_noise",
     "dvc exp run --queue -n noise-L -S data.label_noise=L for L in 0, 0.2; "
@@ -150,6 +155,7 @@ README_COMMANDS: dict[str, Covered] = {
         "-P variant=dropout -P dropout=0.3 -P lr=1e-2",
     ),
     "make sweep": SWEEP,
+    "make tuned": TUNED,
     "reports/sweep/": SWEEP,
     "reports/tuned/": SWEEP,
     "make noise": NOISE,
@@ -202,11 +208,19 @@ MAKE_TARGETS: dict[str, Target] = {
         ),
     ),
     "simulate": Target(
-        ("python -m scripts.simulate_rounds --studies 2000",),
+        (
+            "python -m scripts.simulate_rounds --studies 2000",
+            "python -m scripts.simulate_tuned --studies 2000",
+        ),
         (
             Covered(
                 f"{HERE}test_make_simulate_prints_every_row_of_the_verdicts_table",
                 "python -m scripts.simulate_rounds --studies 2",
+            ),
+            Covered(
+                "tests/unit/scripts/test_simulate_tuned.py::"
+                "test_the_table_has_a_row_per_scenario_with_fractions_in_its_cells",
+                "python -m scripts.simulate_tuned --studies 5",
             ),
         ),
     ),
@@ -220,6 +234,7 @@ MAKE_TARGETS: dict[str, Target] = {
         ),
     ),
     "sweep": Target(("dvc repro sweep-stages/dvc.yaml",), (SWEEP,)),
+    "tuned": Target(("dvc repro", "python -m pipeline tuned"), (TUNED,)),
     "noise": Target(
         (
             "for level in 0 0.2 0.4; do dvc exp run --queue -f -n noise-$$level"
@@ -820,6 +835,8 @@ def test_make_bench_runs_every_step(bench_job: tuple[Path, Job]) -> None:
     assert results["stack"]["seeds"] == 2
     assert [study["seeds"] for study in results["study"]] == [1]
     assert "dvc repro -f of the default study, 1 seeds per variant" in done.stdout
+    assert (results["tuned"]["runs"], results["tuned"]["seed_epochs"]) == (1, 1)
+    assert "python -m pipeline tuned, 1 seeds per point (1 runs" in done.stdout
 
 
 def test_make_cnn_example_reports_the_cnn_with_augmentation(cnn_job: tuple[Path, Job]) -> None:
