@@ -99,6 +99,7 @@ TUNED = """\
       - data/prepared
       - sweeps
       - metrics  # the baseline's runs, and those of a variant that is a technique alone
+      - rounds  # the seeds the study's rounds added to such a variant
 {code}
       - networks
     params:
@@ -125,6 +126,7 @@ TUNED = """\
       - tuned-rounds
       - sweeps
       - metrics
+      - rounds
 {code}
     params:
       - sweep

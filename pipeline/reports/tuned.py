@@ -129,8 +129,8 @@ def markdown(
         "",
         *_joint_words(tuned),
         "Beneath a tuned technique, in italics, the study's variant that is the technique alone "
-        "at one hand-picked strength, where there is one, on the same measures and on "
-        f"seeds {seeds}.",
+        "at one hand-picked strength, where there is one, on the same measures and on the "
+        "seeds the study gave it (its rounds included).",
         "",
         f"Changes against the baseline are paired by seed; their intervals hold together for "
         f"the whole table ({len(tuned) + len(at_fixed)} rows × {len(TUNED)} measures, "

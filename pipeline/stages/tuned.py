@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..analysis.seed_rounds import Rounds, Schedule
+from ..analysis.seed_rounds import Rounds, Schedule, rounds_for_report
 from ..analysis.seed_rounds import fixed as one_look
 from ..analysis.tuning import (
     Grids,
@@ -169,17 +169,26 @@ def fixed_rows(
     params: Params, layout: Layout
 ) -> tuple[dict[str, tuple[str, float]], dict[str, dict[int, RunRecord]]]:
     """The study's variants that are one technique of the paths at one strength, and the runs
-    (train.seeds) of those that have trained every seed as they are now."""
+    of those that have trained every seed of train.seeds as they are now, with the seeds the
+    study's rounds added to them (`rounds/`), by seed."""
     techniques = {technique for technique, _ in params.sweep.points()}
     variants, fixed = fixed_strength_variants(params), {}
+    try:
+        added = rounds_for_report(params, layout).added
+    except DataError as error:  # the rows stand on train.seeds alone
+        click.echo(f"note: the fixed-strength rows without the study's rounds: {error}", err=True)
+        added = None
     for technique, (name, _) in variants.items():
+        if technique not in techniques:
+            continue
         try:  # a row of its own where the variant has trained every seed, as it is now
-            runs = train_seeds(params, layout, name) if technique in techniques else None
+            runs = variant_files.read_variant(layout, params, name, added(name) if added else [])
         except DataError as error:
             click.echo(f"note: no fixed-strength row for {technique}: {error}", err=True)
             continue
-        if runs is not None:
-            fixed[technique] = runs
+        by_seed = {r.seed: r for r in runs.records}
+        if not runs.missing and all(seed in by_seed for seed in params.train.seeds):
+            fixed[technique] = by_seed
     return variants, fixed
 
 

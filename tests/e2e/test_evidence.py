@@ -124,6 +124,7 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     first = run("dvc", "repro", "sweep-stages/dvc.yaml")
     # One stage per (technique, strength); its seeds train together.
     assert running_stages(first.stdout) == {
+        "rounds",  # the study's rounds: the tuned report's fixed-strength rows read them
         "sweep-dropout@0.3",
         "sweep-l2@0.01",
         "sweep-combined@0.3-0.1",  # DVC names a point of the joint grid by its strengths
