@@ -75,17 +75,8 @@ POINT_CODE = (
     "stages/sweep_point.py",
 )
 REPORT_CODE = ("core", "outputs", "analysis", "reports", "stages/sweep_report.py")
-TUNED_CODE = (
-    "core",
-    "data",
-    "training",
-    "tracking",
-    "executors",
-    "outputs",
-    "analysis",
-    "reports",
-    "stages/tuned.py",
-)
+# The tuned stages train the rounds' seeds as a point does, then choose and report.
+TUNED_CODE = (*POINT_CODE[:-1], "analysis", "reports", "stages/tuned.py")
 
 # The tuned study: within each seed, each technique's strength of lowest val loss, with seeds
 # added in rounds while undecided (`choose`: a file to read, and the rounds' seeds), then
