@@ -29,17 +29,17 @@ SWEEP_FILE = "sweep-stages/dvc.yaml"
 def stale_points(root: Path) -> list[tuple[str, str, str]]:
     """The points of sweep-stages/dvc.yaml that `dvc status` finds stale, as their commands
     give them: (technique, strength as written, output folder); a ConfigError where a stage of
-    dvc.yaml (the study the points stand on) is stale."""
+    dvc.yaml they stand on (the data, the baseline's runs, the study's rounds) is stale."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        study = repo.status(targets=["dvc.yaml"])
+        stale = repo.status(targets=[SWEEP_FILE], with_deps=True)
+        study = sorted(name for name in stale if not name.startswith(f"{SWEEP_FILE}:"))
         if study:
             raise ConfigError(
-                f"the study is not up to date ({', '.join(sorted(study))} changed): run "
-                "`dvc repro` first; the strength paths stand on its baseline"
+                f"the study is not up to date ({', '.join(study)} changed): run `dvc repro` "
+                "first; the strength paths stand on its baseline"
             )
-        stale = repo.status(targets=[SWEEP_FILE])
         stages = [s for s in repo.index.stages if s.path_in_repo == SWEEP_FILE]
         points = []
         for s in stages:
