@@ -101,8 +101,8 @@ SWEEP = Covered(
 )
 TUNED = Covered(
     "tests/e2e/test_evidence.py::"
-    "test_the_tuned_study_in_one_process_trains_what_dvc_finds_stale_and_records_it",
-    "dvc repro; python -m pipeline tuned",
+    "test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline",
+    "python -m pipeline tuned before and after the study's stages it stands on",
 )
 NOISE = Covered(
     f"{HERE}test_make_noise_compares_the_study_at_each_label_noise",

@@ -120,6 +120,13 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
 ) -> None:
     repo = scratch_repo(tmp_path / "repo", SWEEP)
     run = make_runner(repo)
+    # The tuned study in one process (below) refuses, before training, while its study is stale.
+    refused = run("python", "-m", "pipeline", "tuned", check=False)
+    assert refused.returncode == 2, refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert "the study is not up to date" in line and "run `dvc repro` first" in line
+    assert not (repo / "sweeps").exists()
+
     run("dvc", "repro", "train@baseline")  # what the paths read: the data, the baseline's runs
     first = run("dvc", "repro", "sweep-stages/dvc.yaml")
     # One stage per (technique, strength); its seeds train together.
@@ -267,6 +274,17 @@ def test_strength_paths_run_one_stage_per_point_and_report_against_the_baseline(
     assert "| l2 |" in text and "Δ test loss gap" in text
     assert "l2 3 (budget spent)" in text and "| combined | (0.3, 0.1) ×3 |" in text
 
+    # The same in one process: the stale point only (DVC says which), the rounds' seeds of the
+    # others reused, all recorded as the stages would have made them.
+    params["sweep"]["l2"].append(1.0)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    here = run("python", "-m", "pipeline", "tuned")
+    assert "1 point(s) to train" in here.stderr
+    assert "round 1: 1 run(s) to train, 5 reused" in here.stderr
+    assert "sweep-stages/dvc.lock: the outputs recorded" in here.stdout
+    assert (repo / "sweeps" / "l2" / "1.0" / "seed1.json").is_file()
+    assert json.loads(run("dvc", "status", "sweep-stages/dvc.yaml", "--json").stdout) == {}
+
 
 def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> None:
     repo = scratch_repo(tmp_path / "repo", SWEEP)
@@ -282,34 +300,3 @@ def test_a_bad_sweep_point_fails_in_one_line_before_training(tmp_path: Path) -> 
         [line] = out.stderr.strip().splitlines()
         assert line.startswith("error: ") and expected in line
     assert not (repo / "sweeps").exists() and not (repo / "mlflow.db").exists()
-
-
-def test_the_tuned_study_in_one_process_trains_what_dvc_finds_stale_and_records_it(
-    tmp_path: Path,
-) -> None:
-    repo = scratch_repo(tmp_path / "repo", SWEEP)
-    run = make_runner(repo)
-    refused = run("python", "-m", "pipeline", "tuned", check=False)  # no study yet
-    assert refused.returncode == 2, refused.stderr
-    [line] = refused.stderr.strip().splitlines()
-    assert "the study is not up to date" in line and "run `dvc repro` first" in line
-    assert not (repo / "sweeps").exists()
-
-    run("dvc", "repro")
-    first = run("python", "-m", "pipeline", "tuned")
-    assert "3 point(s) to train" in first.stderr  # dropout 0.3, l2 0.01, the joint point
-    assert "sweep-stages/dvc.lock: the outputs recorded" in first.stdout
-    for folder in ("dropout/0.3", "l2/0.01", "combined/dropout=0.3,weight_decay=0.1"):
-        assert (repo / "sweeps" / folder / "seed1.json").is_file()
-    assert (repo / "reports" / "tuned" / "tuned.md").is_file()
-    # Recorded as the stages would have made them: DVC has nothing left to run.
-    status = run("dvc", "status", "sweep-stages/dvc.yaml", "--json").stdout
-    assert json.loads(status) == {}
-
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["sweep"]["l2"].append(0.1)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    again = run("python", "-m", "pipeline", "tuned")
-    assert "1 point(s) to train" in again.stderr  # the new strength only
-    assert "round 1: 1 run(s) to train, 4 reused" in again.stderr
-    assert json.loads(run("dvc", "status", "sweep-stages/dvc.yaml", "--json").stdout) == {}
