@@ -249,15 +249,23 @@ def rounds_for_report(params: Params, layout: Layout) -> Rounds:
     saved = read_rounds(layout)
     if saved is None and not schedule.adaptive:
         return planned
+    return as_planned(
+        saved,
+        planned,
+        f"{layout.rounds_record}: missing, or made for other settings than params.yaml holds; "
+        "run the rounds (`python -m pipeline rounds` or `dvc repro`)",
+    )
+
+
+def as_planned(saved: Mapping[str, Any] | None, planned: Rounds, refusal: str) -> Rounds:
+    """The rounds a record says were run (`Rounds.to_json`), where they were run for the plan
+    `planned` holds (its seeds and looks, α, margins and names); else a DataError, `refusal`."""
     found = Rounds.from_json(saved) if saved else None
     if found is None or (found.schedule, found.alpha, found.margins, sorted(found.outcomes)) != (
-        schedule,
+        planned.schedule,
         planned.alpha,
         planned.margins,
         sorted(planned.outcomes),
     ):
-        raise DataError(
-            f"{layout.rounds_record}: missing, or made for other settings than params.yaml "
-            "holds; run the rounds (`python -m pipeline rounds` or `dvc repro`)"
-        )
+        raise DataError(refusal)
     return found

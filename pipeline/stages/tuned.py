@@ -5,7 +5,7 @@ against the baseline on test: reports/tuned/tuned.md, summary.json).
 
 A seed the rounds add is reused by a later run of `choose`, as the main study's rounds reuse
 theirs, when it was trained with the same settings, data and device beside the same first
-seeds of its point (`rounds.reuse_key`): adding a strength trains the rounds' seeds of that
+seeds of its point (`executors.reuse.reuse_key`): adding a strength trains the rounds' seeds of that
 strength only."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..analysis.seed_rounds import Rounds, Schedule, rounds_for_report
+from ..analysis.seed_rounds import Schedule, as_planned, rounds_for_report
 from ..analysis.seed_rounds import fixed as one_look
 from ..analysis.tuning import (
     Grids,
@@ -122,7 +122,7 @@ class RoundTraining:
         )
         if self._data is None and todo:
             self._data = on_device(self.params.train.device, self.pool)
-        groups: dict[tuple[str | None, float, str], list[RunSpec]] = {}
+        groups: dict[tuple[str | None, Strength, str], list[RunSpec]] = {}
         for technique, strength, key, spec in todo:
             groups.setdefault((technique, strength, key), []).append(spec)
         for (technique, strength, key), specs in groups.items():
@@ -150,7 +150,7 @@ class RoundTraining:
         added: Grids,
         base: dict[int, RunRecord],
         technique: str | None,
-        strength: float,
+        strength: Strength,
         record: RunRecord,
     ) -> None:
         self.kept.add((technique, strength, record.seed))
@@ -220,18 +220,12 @@ def study_as_run(params: Params, layout: Layout) -> TunedStudy:
     joint = tuple(params.sweep.combined)
     if not schedule.adaptive:
         return TunedStudy(paths, baseline, planned, joint)
-    saved = tuned_round_files.read_record(layout)
-    found = Rounds.from_json(saved) if saved else None
-    if found is None or (found.schedule, found.alpha, found.margins, sorted(found.outcomes)) != (
-        schedule,
-        planned.alpha,
-        planned.margins,
-        sorted(names),
-    ):
-        raise DataError(
-            f"{layout.tuned_rounds_record.relative_to(layout.root)}: missing, or made for other "
-            "settings than params.yaml holds: run `python -m pipeline choose`"
-        )
+    found = as_planned(
+        tuned_round_files.read_record(layout),
+        planned,
+        f"{layout.tuned_rounds_record.relative_to(layout.root)}: missing, or made for other "
+        "settings than params.yaml holds: run `python -m pipeline choose`",
+    )
     for (technique, strength, seed), (_, record) in tuned_round_files.read_seeds(layout).items():
         if technique is None:
             baseline.setdefault(seed, record)
