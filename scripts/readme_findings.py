@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pipeline.analysis.comparisons import IDENTICAL, TOO_FEW
+from pipeline.reports.tuned import shown_text
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- findings: from reports/gap_report.md -->", "<!-- end of findings -->"
@@ -91,12 +92,6 @@ def budget_text(default: dict, larger: dict, rounds: dict) -> str:
     return "\n".join(lines)
 
 
-def shown(strength: str) -> str:
-    """A strength as summary.json names it; a joint grid's point, `0.3,1`, as the report
-    writes it: (0.3, 1)."""
-    return f"({strength.replace(',', ', ')})" if "," in strength else strength
-
-
 def tuned_text(summary: dict) -> str:
     """The tuned study in one sentence: how many of its test verdicts are decided, at how many
     seeds, and the strength most seeds chose for each technique."""
@@ -105,7 +100,7 @@ def tuned_text(summary: dict) -> str:
     counts = sorted({len(entry["chosen"]) for entry in summary.values()})  # rounds add seeds
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     most = {name: max(e["wins"], key=lambda s, e=e: e["wins"][s]) for name, e in summary.items()}
-    chosen = ", ".join(f"{name} {shown(s)}" for name, s in most.items())
+    chosen = ", ".join(f"{name} {shown_text(s)}" for name, s in most.items())
     return (
         f"Tuned per seed on validation, judged on test "
         f"([report](reports/tuned/tuned.md)): {decided} of {len(said)} verdicts decided at "

@@ -59,6 +59,7 @@ def record_with_dvc(params_path: str, dvcfile: str = "dvc.yaml") -> None:
     if Path(params_path).resolve() != (root / "params.yaml").resolve():
         click.echo(f"note: outputs of {params_path}, not params.yaml: not recorded by DVC")
         return
+    lock = Path(dvcfile).with_suffix(".lock")
     try:  # DVC of this environment, whether or not its bin/ is on PATH
         done = subprocess.run(
             [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", dvcfile],
@@ -67,14 +68,13 @@ def record_with_dvc(params_path: str, dvcfile: str = "dvc.yaml") -> None:
             text=True,
         )
     except OSError as error:
-        click.echo(f"note: `dvc commit` could not run, dvc.lock unchanged: {error}", err=True)
+        click.echo(f"note: `dvc commit` could not run, {lock} unchanged: {error}", err=True)
         return
     if done.returncode == 0:
-        lock = Path(dvcfile).with_suffix(".lock")
         click.echo(f"{lock}: the outputs recorded (`dvc repro` finds them up to date)")
     else:  # the outputs stand without; DVC would train them again
         reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
-        click.echo(f"note: `dvc commit` failed, dvc.lock unchanged: {reason}", err=True)
+        click.echo(f"note: `dvc commit` failed, {lock} unchanged: {reason}", err=True)
 
 
 @click.command()

@@ -87,8 +87,13 @@ def _wins(t: TunedTechnique) -> str:
 
 def shown(strength: Strength) -> str:
     """A strength in the report: `0.001`, a joint grid's point `(0.3, 1)`."""
-    text = strength_text(strength)
-    return f"({text.replace(',', ', ')})" if isinstance(strength, tuple) else text
+    return shown_text(strength_text(strength))
+
+
+def shown_text(text: str) -> str:
+    """A strength as names and summary.json write it (`0.3,1` for a joint grid's point), as
+    the report writes it: (0.3, 1)."""
+    return f"({text.replace(',', ', ')})" if "," in text else text
 
 
 def _change(c: Comparison) -> str:
